@@ -1,0 +1,182 @@
+"""Export-only rewrites of SNAC and the two graph wrappers (torch code, never run at inference).
+
+``prepare_for_export`` works on a deep copy, so the official model used as the
+parity reference stays untouched. It:
+
+* folds weight norm into plain weights with
+  ``parametrize.remove_parametrizations(..., leave_parametrized=True)``;
+* replaces ``Snake1d`` (a TorchScript function that the exporter cannot trace)
+  with the same arithmetic in plain torch; alpha is copied exactly, never
+  clamped (it may be negative in trained weights);
+* replaces ``LocalMHA``: the official code runs a 5-D ``scaled_dot_product_attention``
+  that ``torch.onnx.export(dynamo=True)`` rejects; here windows are folded into
+  the batch axis (4-D), and the rotary tables, which depend only on the window
+  size, are computed once with the official ``SinusoidalEmbeddings``.
+
+``DecoderGraph`` takes each NoiseBlock's noise as an explicit input, so the
+runtime can decode without noise, with seeded noise, or like the official model.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import torch
+import torch.nn.utils.parametrize as parametrize
+from snac import SNAC
+from snac.attention import LocalMHA
+from snac.layers import DecoderBlock, NoiseBlock, Snake1d
+from torch import nn
+
+
+class ExportSnake(nn.Module):
+    """Snake activation ``x + 1/(alpha + 1e-9) * sin(alpha * x)^2`` as in ``snac.layers.snake``."""
+
+    def __init__(self, alpha: torch.Tensor) -> None:
+        super().__init__()
+        self.alpha = nn.Parameter(alpha.detach().clone(), requires_grad=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + (self.alpha + 1e-9).reciprocal() * torch.sin(self.alpha * x).pow(2)
+
+
+class FlatLocalMHA(nn.Module):
+    """``snac.attention.LocalMHA`` with windows folded into the batch axis (4-D attention).
+
+    Input and output ``(batch, channels, steps)``; ``steps`` must be a multiple of the window.
+    """
+
+    def __init__(self, mha: LocalMHA) -> None:
+        super().__init__()
+        self.norm = mha.norm
+        self.to_qkv = mha.to_qkv
+        self.to_out = mha.to_out
+        self.heads = mha.heads
+        self.window = mha.window_size
+        if mha.rel_pos is None:
+            raise NotImplementedError("LocalMHA without rotary embeddings is not used by SNAC")
+        head_dim = mha.to_qkv.in_features // mha.heads
+        probe = torch.zeros(1, 1, 1, self.window, head_dim)
+        freqs, scale = mha.rel_pos(probe)
+        if scale.numel() != 1 or float(scale.reshape(-1)[0]) != 1.0:
+            raise NotImplementedError("xpos-scaled rotary embeddings are not used by SNAC")
+        self.register_buffer("cos", freqs.cos(), persistent=False)
+        self.register_buffer("sin", freqs.sin(), persistent=False)
+
+    def _rotate(self, t: torch.Tensor) -> torch.Tensor:
+        half = t.shape[-1] // 2
+        rotated = torch.cat((-t[..., half:], t[..., :half]), dim=-1)
+        return t * self.cos + rotated * self.sin
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, channels, steps = x.shape
+        heads, window = self.heads, self.window
+        head_dim = channels // heads
+        residual = x
+        h = self.norm(x.transpose(1, 2))
+        q, k, v = self.to_qkv(h).chunk(3, dim=-1)
+
+        def to_windows(t: torch.Tensor) -> torch.Tensor:
+            # (b, (w n), (h d)) -> (b*w, h, n, d)
+            t = t.reshape(batch, steps // window, window, heads, head_dim)
+            return t.permute(0, 1, 3, 2, 4).reshape(-1, heads, window, head_dim)
+
+        q, k, v = to_windows(q), to_windows(k), to_windows(v)
+        out = torch.nn.functional.scaled_dot_product_attention(self._rotate(q), self._rotate(k), v)
+        out = out.reshape(batch, steps // window, heads, window, head_dim).permute(0, 1, 3, 2, 4)
+        out = self.to_out(out.reshape(batch, steps, channels))
+        return out.transpose(1, 2) + residual
+
+
+def _replace_modules(root: nn.Module) -> None:
+    for name, child in list(root.named_children()):
+        if isinstance(child, Snake1d):
+            setattr(root, name, ExportSnake(child.alpha))
+        elif isinstance(child, LocalMHA):
+            setattr(root, name, FlatLocalMHA(child))
+        else:
+            _replace_modules(child)
+
+
+def prepare_for_export(model: SNAC, config: dict[str, Any]) -> SNAC:
+    """A copy of ``model`` (built from ``config``) with weight norm folded and the rewrites above applied.
+
+    The copy is a fresh ``SNAC(**config)`` loaded with ``model``'s state dict, not a
+    ``deepcopy``: a deep-copied parametrized module shares its generated class
+    with the original, and folding the copy would strip ``weight`` from the original.
+    """
+    fresh = SNAC(**config)
+    fresh.load_state_dict(model.state_dict(), strict=True)
+    model = fresh.eval()
+    for module in model.modules():
+        if parametrize.is_parametrized(module):
+            for param_name in list(module.parametrizations.keys()):
+                parametrize.remove_parametrizations(module, param_name, leave_parametrized=True)
+    _replace_modules(model)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+class EncoderGraph(nn.Module):
+    """audio ``(batch, 1, samples)`` -> codes, one int64 ``(batch, frames_i)`` per codebook."""
+
+    def __init__(self, model: SNAC) -> None:
+        super().__init__()
+        self.encoder = model.encoder
+        self.quantizer = model.quantizer
+
+    def forward(self, audio: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        _, codes = self.quantizer(self.encoder(audio))
+        return tuple(codes)
+
+
+class DecoderGraph(nn.Module):
+    """codes (+ one noise tensor per NoiseBlock) -> audio ``(batch, 1, samples)``.
+
+    With noise ``n`` each NoiseBlock computes ``x + n * linear(x)``, exactly the
+    official block with ``torch.randn`` replaced by the input.
+    """
+
+    def __init__(self, model: SNAC) -> None:
+        super().__init__()
+        self.quantizer = model.quantizer
+        self.decoder = model.decoder
+        self.num_codebooks = len(model.vq_strides)
+        self.num_noise = sum(isinstance(m, NoiseBlock) for m in model.decoder.modules())
+
+    def run(self, codes: list[torch.Tensor], noise: list[torch.Tensor]) -> torch.Tensor:
+        x = self.quantizer.from_codes(codes)
+        index = 0
+        for layer in self.decoder.model:
+            if not isinstance(layer, DecoderBlock):
+                x = layer(x)
+                continue
+            for sub in layer.block:
+                if isinstance(sub, NoiseBlock):
+                    x = x + noise[index] * sub.linear(x)
+                    index += 1
+                else:
+                    x = sub(x)
+        return x
+
+
+def decoder_graph_with_named_inputs(model: SNAC, input_names: list[str]) -> nn.Module:
+    """A DecoderGraph whose ``forward`` has one named parameter per graph input.
+
+    torch.onnx's dynamic-shape spec is keyed by parameter name; codebook and
+    noise counts differ per config, so the signature is built here.
+    """
+    graph = DecoderGraph(model)
+    n_codes = graph.num_codebooks
+
+    def forward(self: DecoderGraph, *args: torch.Tensor) -> torch.Tensor:
+        return self.run(list(args[:n_codes]), list(args[n_codes:]))
+
+    params = [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+    params += [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in input_names]
+    forward.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    cls = type("DecoderGraphNamed", (DecoderGraph,), {"forward": forward})
+    graph.__class__ = cls
+    return graph.eval()

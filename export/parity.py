@@ -1,0 +1,163 @@
+"""Parity of an exported model (run through snac_onnx) against the official PyTorch model.
+
+Codes: fraction of positions equal to ``SNAC.encode``; every mismatch is
+reported with the reference's own decision margin (best minus second-best
+score), which shows whether it sits on a near-tie. Audio: relative RMS error
+and max abs error of ``SnacOnnx.decode`` against ``SNAC.decode`` (a) with noise
+off (NoiseBlocks removed from a copy of the reference) and (b) with the very
+noise the official decode drew (same torch seed, regenerated in call order).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from snac import SNAC
+from snac.layers import NoiseBlock
+from torch import nn
+
+from snac_onnx import SnacOnnx
+
+from .signals import speech_like
+
+REL_RMS_LIMIT = 1e-5
+MAX_ABS_LIMIT = 1e-4
+NEAR_TIE = 1e-4  # a code mismatch whose reference margin is below this is a float near-tie
+
+
+@dataclass(frozen=True)
+class Limits:
+    rel_rms: float = REL_RMS_LIMIT
+    max_abs: float = MAX_ABS_LIMIT
+    near_tie: float = NEAR_TIE
+
+
+def default_lengths(model: SNAC) -> list[int]:
+    """One padding unit, 2.3 units (not a multiple), and one second (not a multiple for official rates)."""
+    lcm = int(np.lcm(model.vq_strides[0], model.attn_window_size or 1))
+    unit = int(model.hop_length) * lcm
+    return [unit, 2 * unit + unit // 3 + 1, int(model.sampling_rate)]
+
+
+@torch.no_grad()
+def reference_margins(model: SNAC, audio: torch.Tensor) -> list[torch.Tensor]:
+    """Per-position margin (best minus second-best of ``-dist``) of each codebook, as in ``decode_latents``."""
+    residual = model.encoder(model.preprocess(audio))
+    margins = []
+    for quantizer in model.quantizer.quantizers:
+        pooled = F.avg_pool1d(residual, quantizer.stride, quantizer.stride) if quantizer.stride > 1 else residual
+        latents = quantizer.in_proj(pooled)
+        enc = F.normalize(latents.transpose(1, 2).reshape(-1, latents.shape[1]))
+        book = F.normalize(quantizer.codebook.weight)
+        dist = enc.pow(2).sum(1, keepdim=True) - 2 * enc @ book.t() + book.pow(2).sum(1, keepdim=True).t()
+        top2 = (-dist).topk(2, dim=1).values
+        margins.append((top2[:, 0] - top2[:, 1]).reshape(latents.shape[0], -1))
+        z_q, _ = quantizer(residual)
+        residual = residual - z_q
+    return margins
+
+
+def _without_noise(model: SNAC) -> SNAC:
+    quiet = copy.deepcopy(model)
+    for module in list(quiet.modules()):
+        for name, child in list(module.named_children()):
+            if isinstance(child, NoiseBlock):
+                setattr(module, name, nn.Identity())
+    return quiet.eval()
+
+
+def _audio_errors(ours: np.ndarray, ref: np.ndarray) -> dict[str, float]:
+    err = ours.astype(np.float64) - ref.astype(np.float64)
+    rms_ref = float(np.sqrt(np.mean(ref.astype(np.float64) ** 2))) or 1.0
+    return {"rel_rms": float(np.sqrt(np.mean(err**2))) / rms_ref, "max_abs": float(np.max(np.abs(err)))}
+
+
+@torch.no_grad()
+def measure_parity(
+    reference: SNAC,
+    folder: Path,
+    lengths: list[int] | None = None,
+    batches: tuple[int, ...] = (1, 4),
+    seed: int = 1234,
+    limits: Limits = Limits(),
+) -> dict[str, Any]:
+    """Compare ``folder`` (via snac_onnx) with ``reference`` on speech-like audio.
+
+    Returns a JSON-able report: one row per (length, batch) and ``passed``.
+    A row fails when a code differs at a margin above ``limits.near_tie`` or
+    an audio error exceeds its limit.
+    """
+    reference = reference.eval()
+    quiet = _without_noise(reference)
+    codec = SnacOnnx(folder)
+    rows = []
+    for length in lengths or default_lengths(reference):
+        for batch in batches:
+            pcm = np.stack([speech_like(reference.sampling_rate, length / reference.sampling_rate, seed + i) for i in range(batch)])
+            pcm = pcm[:, :length]
+            ref_codes = reference.encode(torch.from_numpy(pcm)[:, None, :])
+            our_codes = codec.encode(pcm)
+            margins = reference_margins(reference, torch.from_numpy(pcm)[:, None, :])
+            positions = mismatches = 0
+            mismatch_margins: list[float] = []
+            for ref_c, our_c, margin in zip(ref_codes, our_codes, margins):
+                ref_np = ref_c.numpy()
+                if ref_np.shape != our_c.shape:
+                    raise AssertionError(f"code shapes differ: torch {ref_np.shape}, onnx {our_c.shape}")
+                diff = ref_np != our_c
+                positions += diff.size
+                mismatches += int(diff.sum())
+                mismatch_margins += [float(m) for m in margin.numpy()[diff]]
+            codes_np = [c.numpy() for c in ref_codes]
+            ref_quiet = quiet.decode(ref_codes)[:, 0].numpy()
+            ours_quiet = codec.decode(codes_np, noise=False)
+            torch.manual_seed(seed)
+            ref_noisy = reference.decode(ref_codes)[:, 0].numpy()
+            torch.manual_seed(seed)
+            noise = [torch.randn(shape).numpy() for shape in codec.noise_shapes(batch, codes_np[0].shape[1])]
+            ours_noisy = codec.decode(codes_np, noise=noise)
+            row = {
+                "length": length,
+                "batch": batch,
+                "positions": positions,
+                "code_match": 1.0 - mismatches / positions,
+                "mismatch_margins": sorted(mismatch_margins),
+                "min_margin": float(min(float(m.min()) for m in margins)),
+                "unique_codes": [int(np.unique(c).size) for c in codes_np],
+                "noise_off": _audio_errors(ours_quiet, ref_quiet),
+                "same_noise": _audio_errors(ours_noisy, ref_noisy),
+            }
+            row["passed"] = bool(
+                all(m < limits.near_tie for m in mismatch_margins)
+                and all(row[k]["rel_rms"] <= limits.rel_rms for k in ("noise_off", "same_noise"))
+                and all(row[k]["max_abs"] <= limits.max_abs for k in ("noise_off", "same_noise"))
+            )
+            rows.append(row)
+    return {
+        "limits": {"rel_rms": limits.rel_rms, "max_abs": limits.max_abs, "near_tie_margin": limits.near_tie},
+        "signal": f"export.signals.speech_like, seeds {seed}..{seed + max(batches) - 1}",
+        "rows": rows,
+        "passed": all(r["passed"] for r in rows),
+    }
+
+
+def format_parity(report: dict[str, Any]) -> str:
+    """A markdown table of a parity report."""
+    lines = [
+        "| length | batch | unique codes | code match | mismatches (margins) | min margin | rel RMS (noise off) | max abs (noise off) | rel RMS (same noise) | max abs (same noise) | ok |",
+        "|---:|---:|---|---:|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in report["rows"]:
+        mm = ", ".join(f"{m:.1e}" for m in r["mismatch_margins"]) or "none"
+        lines.append(
+            f"| {r['length']} | {r['batch']} | {'/'.join(map(str, r['unique_codes']))} | {100 * r['code_match']:.3f} % of {r['positions']} | {mm} | {r['min_margin']:.1e} "
+            f"| {r['noise_off']['rel_rms']:.1e} | {r['noise_off']['max_abs']:.1e} "
+            f"| {r['same_noise']['rel_rms']:.1e} | {r['same_noise']['max_abs']:.1e} | {'yes' if r['passed'] else 'NO'} |"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,134 @@
+"""Export one loaded model to a versioned folder: graphs, manifest, parity."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import platform
+import shutil
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import snac_onnx
+from snac_onnx.manifest import (
+    DECODER_FILE,
+    ENCODER_FILE,
+    FORMAT_VERSION,
+    MANIFEST_FILE,
+    ModelConfig,
+    decoder_io,
+    encoder_io,
+    sha256_file,
+)
+
+from .checkpoint import LoadedModel
+from .onnx_export import OPSET, export_graphs
+from .parity import format_parity, measure_parity
+
+RANDOM_INIT_WARNING = (
+    "RANDOM WEIGHTS: this model was exported with seeded random weights (config named in 'source', "
+    "codebooks redrawn from encoder latents), NOT from a trained checkpoint. Its audio is meaningless; "
+    "it exists to test the export and the runtime."
+)
+
+
+class ParityError(RuntimeError):
+    """The exported graphs do not match the PyTorch reference within the limits."""
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def build_manifest(loaded: LoadedModel, config: ModelConfig, folder: Path) -> dict[str, Any]:
+    """The manifest for graphs already written in ``folder`` (parity filled in later)."""
+    enc_in, enc_out = encoder_io(config)
+    dec_in, dec_out = decoder_io(config)
+    files = {}
+    for role, filename in (("encoder", ENCODER_FILE), ("decoder", DECODER_FILE)):
+        path = folder / filename
+        files[role] = {"path": filename, "sha256": sha256_file(path), "bytes": path.stat().st_size}
+    manifest: dict[str, Any] = {"format_version": FORMAT_VERSION, "name": loaded.name}
+    if loaded.random_init:
+        manifest["WARNING"] = RANDOM_INIT_WARNING
+    manifest.update(
+        {
+            "random_init": loaded.random_init,
+            "source": loaded.source,
+            "config": config.to_json(),
+            "snac_config": loaded.config,
+            "files": files,
+            "graphs": {
+                "encoder": {"inputs": enc_in, "outputs": enc_out},
+                "decoder": {"inputs": dec_in, "outputs": dec_out},
+            },
+            "opset": OPSET,
+            "exporter": {
+                "method": "torch.onnx.export(dynamo=True)",
+                "snac_onnx": snac_onnx.__version__,
+                **{dist: _version(dist) for dist in ("torch", "snac", "onnx", "onnxscript", "onnxruntime")},
+                "python": platform.python_version(),
+            },
+            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "notes": loaded.notes,
+        }
+    )
+    return manifest
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def export_model(
+    loaded: LoadedModel,
+    out_dir: Path,
+    *,
+    parity_lengths: list[int] | None = None,
+    log: logging.Logger | None = None,
+) -> dict[str, Any]:
+    """Export ``loaded`` into ``out_dir`` and check parity; returns the manifest.
+
+    Work happens in ``<out_dir>.partial`` and replaces ``out_dir`` only once
+    parity passed. On a parity failure the files stay in ``<out_dir>.failed``
+    for inspection and :class:`ParityError` is raised.
+    """
+    log = log or logging.getLogger("export")
+    config = ModelConfig.from_json(loaded.config)
+    out_dir = Path(out_dir)
+    work = out_dir.with_name(out_dir.name + ".partial")
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    if loaded.random_init:
+        log.warning(RANDOM_INIT_WARNING)
+    start = time.perf_counter()
+    export_graphs(loaded.model, loaded.config, work)
+    export_seconds = time.perf_counter() - start
+    manifest = build_manifest(loaded, config, work)
+    manifest["export_seconds"] = round(export_seconds, 2)
+    _write_json(work / MANIFEST_FILE, manifest)
+    log.info("exported %s in %.1f s; checking parity against PyTorch", loaded.name, export_seconds)
+    start = time.perf_counter()
+    report = measure_parity(loaded.model, work, lengths=parity_lengths)
+    report["seconds"] = round(time.perf_counter() - start, 2)
+    manifest["parity"] = report
+    _write_json(work / MANIFEST_FILE, manifest)
+    log.info("parity for %s:\n%s", loaded.name, format_parity(report))
+    if not report["passed"]:
+        failed = out_dir.with_name(out_dir.name + ".failed")
+        shutil.rmtree(failed, ignore_errors=True)
+        work.rename(failed)
+        raise ParityError(f"{loaded.name}: parity against PyTorch failed; files kept in {failed}")
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    work.rename(out_dir)
+    return manifest

@@ -1,0 +1,109 @@
+"""PCM validation, conversion and padding (NumPy only).
+
+Accepted PCM, by dtype:
+
+* float32: used as is; float64 and float16 are converted to float32.
+* int16 / int32: scaled by 1/32768 and 1/2**31 to [-1, 1).
+* anything else (bool, unsigned, complex, object, strings): an error.
+
+Accepted shapes: ``(samples,)``, ``(batch, samples)`` or ``(batch, 1, samples)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import InvalidAudioError, SampleRateError
+
+__all__ = ["PreparedAudio", "to_float_pcm", "prepare_audio", "pad_to_multiple", "check_sample_rate"]
+
+_INT_SCALE = {np.dtype(np.int16): 1.0 / 32768.0, np.dtype(np.int32): 1.0 / 2147483648.0}
+
+
+@dataclass(frozen=True)
+class PreparedAudio:
+    """Audio ready for the encoder.
+
+    Attributes:
+        batch: float32, C-contiguous, shape ``(batch, 1, padded_samples)``.
+        length: samples per item before padding.
+        unbatched: the caller passed ``(samples,)``; results drop the batch axis.
+    """
+
+    batch: np.ndarray
+    length: int
+    unbatched: bool
+
+
+def check_sample_rate(sample_rate: int | None, expected: int) -> None:
+    """Raise :class:`SampleRateError` when ``sample_rate`` is given and differs from ``expected``."""
+    if sample_rate is None:
+        return
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer)):
+        raise SampleRateError(f"sample_rate must be an integer in Hz, got {sample_rate!r}")
+    if int(sample_rate) != expected:
+        raise SampleRateError(
+            f"audio sample rate is {int(sample_rate)} Hz but this model expects {expected} Hz; "
+            f"resample to {expected} Hz first (e.g. with soxr) or load the model made for {int(sample_rate)} Hz"
+        )
+
+
+def to_float_pcm(audio: object) -> np.ndarray:
+    """Convert PCM to float32 per the module's dtype rules; checks dtype and finiteness only."""
+    if not isinstance(audio, np.ndarray):
+        if isinstance(audio, (list, tuple)):
+            audio = np.asarray(audio)
+        else:
+            raise InvalidAudioError(f"audio must be a numpy array of PCM samples, got {type(audio).__name__}")
+    dtype = audio.dtype
+    if dtype.kind == "f" and dtype.itemsize in (2, 4, 8):
+        pcm = audio.astype(np.float32, copy=False)
+    elif dtype in _INT_SCALE:
+        pcm = audio.astype(np.float32) * np.float32(_INT_SCALE[dtype])
+    else:
+        raise InvalidAudioError(
+            f"audio dtype {dtype} is not supported; pass float32 in [-1, 1] (float64/float16 are converted) "
+            "or int16/int32 PCM (scaled to [-1, 1))"
+        )
+    if pcm.size and not np.isfinite(pcm).all():
+        bad = int(np.count_nonzero(~np.isfinite(pcm)))
+        raise InvalidAudioError(f"audio contains {bad} NaN or infinite sample(s); clean the signal before encoding")
+    return pcm
+
+
+def pad_to_multiple(batch: np.ndarray, unit: int) -> np.ndarray:
+    """Right-pad the last axis with zeros to a multiple of ``unit``, like SNAC's ``preprocess``."""
+    length = batch.shape[-1]
+    right = -length % unit
+    if right == 0:
+        return np.ascontiguousarray(batch)
+    widths = [(0, 0)] * (batch.ndim - 1) + [(0, right)]
+    return np.pad(batch, widths)
+
+
+def prepare_audio(audio: object, padding_unit: int) -> PreparedAudio:
+    """Validate PCM and return it padded to ``padding_unit`` as ``(batch, 1, samples)`` float32."""
+    pcm = to_float_pcm(audio)
+    unbatched = pcm.ndim == 1
+    if pcm.ndim == 1:
+        pcm = pcm[None, None, :]
+    elif pcm.ndim == 2:
+        pcm = pcm[:, None, :]
+    elif pcm.ndim == 3:
+        if pcm.shape[1] != 1:
+            raise InvalidAudioError(
+                f"audio of shape {pcm.shape} has {pcm.shape[1]} channels; SNAC is mono: "
+                "pass (batch, 1, samples) or mix the channels down first"
+            )
+    else:
+        raise InvalidAudioError(
+            f"audio has shape {pcm.shape}; expected (samples,), (batch, samples) or (batch, 1, samples)"
+        )
+    if pcm.shape[0] == 0:
+        raise InvalidAudioError(f"audio of shape {pcm.shape} has an empty batch")
+    length = pcm.shape[-1]
+    if length == 0:
+        raise InvalidAudioError(f"audio of shape {pcm.shape} has no samples")
+    return PreparedAudio(batch=pad_to_multiple(pcm, padding_unit), length=length, unbatched=unbatched)

@@ -1,0 +1,237 @@
+"""SnacOnnx: encode PCM to SNAC codes and decode codes to PCM with onnxruntime."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import onnxruntime as ort
+
+from .audio import check_sample_rate, prepare_audio
+from .codes import PreparedCodes, prepare_codes
+from .errors import InvalidCodesError, ModelFormatError
+from .manifest import (
+    AUDIO_NAME,
+    Manifest,
+    ModelConfig,
+    code_names,
+    decoder_io,
+    encoder_io,
+    load_manifest,
+    noise_names,
+    sha256_file,
+)
+from .sessions import ProviderSpec, SessionSettings, create_session, normalize_providers
+
+__all__ = ["SnacOnnx"]
+
+NoiseArg = bool | Sequence[np.ndarray]
+
+
+class SnacOnnx:
+    """A SNAC codec running on onnxruntime, without torch.
+
+    Args:
+        model: folder of an exported model (``encoder.onnx``, ``decoder.onnx``,
+            ``manifest.json``), as written by ``python -m export``.
+        providers: onnxruntime execution providers, in onnxruntime's forms: a
+            name, a ``(name, options)`` pair, or a list of them, in order of
+            preference. None means ``["CPUExecutionProvider"]``. A requested
+            provider that onnxruntime does not use is reported with a warning on
+            the ``snac_onnx`` logger; :attr:`active_providers` tells what runs.
+        threads: onnxruntime intra-op threads; 0 lets onnxruntime choose.
+            Ignored when ``settings`` is given.
+        settings: full session settings (threads, graph optimisation, memory
+            pattern, arena); see :class:`~snac_onnx.sessions.SessionSettings`.
+        verify: check each graph file's sha256 against the manifest before its
+            session is built (about 0.1-0.5 s per file).
+
+    Sessions are created lazily and separately: a decode-only user never loads
+    the encoder. One instance may be shared by threads; it holds no per-call state.
+    """
+
+    def __init__(
+        self,
+        model: str | Path,
+        *,
+        providers: ProviderSpec | Sequence[ProviderSpec] | None = None,
+        threads: int = 0,
+        settings: SessionSettings | None = None,
+        verify: bool = True,
+    ) -> None:
+        self._manifest = load_manifest(model)
+        self._providers = normalize_providers(providers)
+        self._settings = settings if settings is not None else SessionSettings(intra_op_threads=threads)
+        self._verify = verify
+        self._sessions: dict[str, ort.InferenceSession] = {}
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def manifest(self) -> Manifest:
+        """The parsed manifest of the model."""
+        return self._manifest
+
+    @property
+    def config(self) -> ModelConfig:
+        return self._manifest.config
+
+    @property
+    def name(self) -> str:
+        return self._manifest.name
+
+    @property
+    def sample_rate(self) -> int:
+        """Audio sample rate in Hz."""
+        return self.config.sample_rate
+
+    @property
+    def hop_length(self) -> int:
+        """Audio samples per step of the finest codebook."""
+        return self.config.hop_length
+
+    @property
+    def vq_strides(self) -> tuple[int, ...]:
+        """Temporal stride of each codebook, coarse first (e.g. ``(4, 2, 1)``)."""
+        return self.config.vq_strides
+
+    @property
+    def codebook_size(self) -> int:
+        return self.config.codebook_size
+
+    @property
+    def num_codebooks(self) -> int:
+        return self.config.num_codebooks
+
+    @property
+    def padding_unit(self) -> int:
+        """Audio is padded to a multiple of this many samples before encoding."""
+        return self.config.padding_unit
+
+    @property
+    def samples_per_frame(self) -> int:
+        """Audio samples per coarse code (one frame of the coarsest codebook)."""
+        return self.config.hop_length * self.config.vq_strides[0]
+
+    @property
+    def active_providers(self) -> dict[str, list[str]]:
+        """Providers in use per created session (``{"encoder": [...], ...}``)."""
+        return {role: s.get_providers() for role, s in self._sessions.items()}
+
+    # ------------------------------------------------------------------ sessions
+    def _session(self, role: str) -> ort.InferenceSession:
+        session = self._sessions.get(role)
+        if session is not None:
+            return session
+        with self._lock:
+            session = self._sessions.get(role)
+            if session is None:
+                session = self._build_session(role)
+                self._sessions[role] = session
+        return session
+
+    def _build_session(self, role: str) -> ort.InferenceSession:
+        manifest = self._manifest
+        path = manifest.file_path(role)
+        if self._verify and path.is_file():
+            actual = sha256_file(path)
+            expected = manifest.files[role]["sha256"]
+            if actual != expected:
+                raise ModelFormatError(
+                    f"{str(path)!r} has sha256 {actual[:16]}..., the manifest expects {expected[:16]}...: "
+                    "the file is corrupt or from another export; re-export or re-download the model"
+                )
+        inputs, outputs = (encoder_io if role == "encoder" else decoder_io)(manifest.config)
+        return create_session(path, self._providers, self._settings, inputs, outputs)
+
+    # ------------------------------------------------------------------ encode
+    def encode(self, audio: np.ndarray, sample_rate: int | None = None) -> list[np.ndarray]:
+        """Encode PCM to codes.
+
+        Args:
+            audio: mono PCM at :attr:`sample_rate`, shape ``(samples,)``,
+                ``(batch, samples)`` or ``(batch, 1, samples)``; float in [-1, 1]
+                (float32; float64/float16 converted) or int16/int32 (scaled).
+                It is right-padded with zeros to :attr:`padding_unit` like SNAC's
+                ``preprocess``; decode with ``length=`` to trim back.
+            sample_rate: the audio's rate in Hz, checked against the model's.
+
+        Returns:
+            One int64 array per codebook, coarse first: ``(frames_i,)`` for 1-D
+            input, ``(batch, frames_i)`` otherwise.
+        """
+        check_sample_rate(sample_rate, self.sample_rate)
+        prepared = prepare_audio(audio, self.padding_unit)
+        names = code_names(self.num_codebooks)
+        results = self._session("encoder").run(names, {AUDIO_NAME: prepared.batch})
+        codes = [np.asarray(r, dtype=np.int64) for r in results]
+        if prepared.unbatched:
+            codes = [c[0] for c in codes]
+        return codes
+
+    # ------------------------------------------------------------------ decode
+    def noise_shapes(self, batch: int, coarse_frames: int) -> list[tuple[int, int, int]]:
+        """Shapes of the decoder's noise inputs for ``batch`` items of ``coarse_frames`` frames."""
+        return [(batch, 1, n) for n in self.config.noise_lengths(coarse_frames)]
+
+    def decode(
+        self,
+        codes: Sequence[np.ndarray],
+        *,
+        length: int | None = None,
+        noise: NoiseArg = True,
+        seed: int | None = None,
+    ) -> np.ndarray:
+        """Decode codes to PCM.
+
+        Args:
+            codes: one integer array per codebook, coarse first, each
+                ``(frames_i,)`` or ``(batch, frames_i)``; values in
+                ``[0, codebook_size)``; ``frames_i = frames_0 * vq_strides[0] / vq_strides[i]``.
+            length: trim the output to this many samples (the original length
+                given to :meth:`encode`); None keeps the padded length
+                ``frames_0 * samples_per_frame``.
+            noise: SNAC's decoder adds Gaussian noise in each NoiseBlock.
+                True (default, the official behaviour): fresh noise, from ``seed``
+                when given. False: no noise, deterministic output. A list of
+                float arrays (shapes from :meth:`noise_shapes`): that noise.
+            seed: seed for the noise when ``noise`` is True.
+
+        Returns:
+            float32 PCM in [-1, 1]: ``(samples,)`` for 1-D codes, ``(batch, samples)`` otherwise.
+        """
+        prepared = prepare_codes(codes, self.config)
+        total = prepared.coarse_frames * self.samples_per_frame
+        if length is not None:
+            if isinstance(length, bool) or not isinstance(length, (int, np.integer)) or not 0 < length <= total:
+                raise InvalidCodesError(
+                    f"length must be an int in [1, {total}] (the samples these codes decode to), got {length!r}"
+                )
+        feeds: dict[str, np.ndarray] = dict(zip(code_names(self.num_codebooks), prepared.arrays))
+        feeds.update(zip(noise_names(self.config.num_noise_blocks), self._noise(prepared, noise, seed)))
+        (audio,) = self._session("decoder").run([AUDIO_NAME], feeds)
+        audio = audio[:, 0, : total if length is None else int(length)]
+        return audio[0] if prepared.unbatched else audio
+
+    def _noise(self, prepared: PreparedCodes, noise: NoiseArg, seed: int | None) -> list[np.ndarray]:
+        shapes = self.noise_shapes(prepared.batch_size, prepared.coarse_frames)
+        if noise is True:
+            rng = np.random.default_rng(seed)
+            return [rng.standard_normal(shape, dtype=np.float32) for shape in shapes]
+        if seed is not None:
+            raise ValueError("seed applies to generated noise only; pass noise=True with seed, or drop seed")
+        if noise is False:
+            return [np.zeros(shape, dtype=np.float32) for shape in shapes]
+        if isinstance(noise, np.ndarray) or not isinstance(noise, Sequence) or len(noise) != len(shapes):
+            raise ValueError(f"noise must be True, False, or a list of {len(shapes)} arrays of shapes {shapes}")
+        out = []
+        for j, (arr, shape) in enumerate(zip(noise, shapes)):
+            arr = np.ascontiguousarray(arr, dtype=np.float32)
+            if arr.shape != shape:
+                raise ValueError(f"noise[{j}] has shape {arr.shape}; expected {shape}")
+            if not np.isfinite(arr).all():
+                raise ValueError(f"noise[{j}] contains NaN or infinite values")
+            out.append(arr)
+        return out
