@@ -1,0 +1,95 @@
+"""Encode/decode speed of snac_onnx vs the official PyTorch snac, side by side in one run.
+
+Usage: python bench/compare_torch.py [MODEL_DIR ...] [--seconds 10] [--threads 1 2] [--reps 5]
+
+Each MODEL_DIR is an exported folder; the PyTorch model is rebuilt from its manifest's
+source (same seeded weights for --random-init exports, or the folder / hub checkpoint).
+Timings are medians of --reps calls after one warm-up call; noise is on in both decoders
+(the official behaviour). Prints a markdown table; ratio = PyTorch time / snac_onnx time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from export.checkpoint import load_from_folder, load_from_hub, load_random_init  # noqa: E402
+from export.signals import speech_like  # noqa: E402
+from snac_onnx import SnacOnnx  # noqa: E402
+
+
+def reference_for(folder: Path) -> torch.nn.Module:
+    source = json.loads((folder / "manifest.json").read_text())["source"]
+    if source["kind"] == "random-init":
+        return load_random_init(source["config"], source["seed"]).model
+    if source["kind"] == "folder":
+        return load_from_folder(source["folder"]).model
+    return load_from_hub(source["repo_id"], revision=source.get("commit")).model
+
+
+def median_seconds(fn, reps: int) -> float:
+    fn()
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("models", nargs="*", type=Path, default=[Path("models/snac_24khz")])
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--reps", type=int, default=5)
+    args = parser.parse_args()
+
+    print(f"CPU: {cpu_name()}; torch {torch.__version__}; onnxruntime {ort.__version__}; "
+          f"{args.seconds:g} s of audio, batch 1, median of {args.reps} after warm-up\n")
+    print("| model | threads | op | PyTorch (s) | snac_onnx (s) | speed-up | snac_onnx x real time |")
+    print("|---|---:|---|---:|---:|---:|---:|")
+    for folder in args.models:
+        model = reference_for(folder).eval()
+        rate = int(model.sampling_rate)
+        pcm = speech_like(rate, args.seconds, seed=11)[None, :]
+        for threads in args.threads:
+            torch.set_num_threads(threads)
+            codec = SnacOnnx(folder, threads=threads)
+            with torch.no_grad():
+                x = torch.from_numpy(pcm)[:, None, :]
+                t_enc = median_seconds(lambda: model.encode(x), args.reps)
+                codes_t = model.encode(x)
+                t_dec = median_seconds(lambda: model.decode(codes_t), args.reps)
+            o_enc = median_seconds(lambda: codec.encode(pcm), args.reps)
+            codes = codec.encode(pcm)
+            o_dec = median_seconds(lambda: codec.decode(codes, length=pcm.shape[-1]), args.reps)
+            for op, t, o in (("encode", t_enc, o_enc), ("decode", t_dec, o_dec)):
+                print(f"| {folder.name} | {threads} | {op} | {t:.3f} | {o:.3f} | {t / o:.2f}x | {args.seconds / o:.1f}x |")
+            sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

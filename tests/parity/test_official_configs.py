@@ -1,0 +1,88 @@
+"""Parity of the exported graphs (through snac_onnx) with the official PyTorch snac, for the three
+official configs with seeded random weights and codebooks drawn from encoder latents."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("snac")
+
+from export.checkpoint import load_random_init  # noqa: E402
+from export.parity import MAX_ABS_LIMIT, NEAR_TIE, REL_RMS_LIMIT, measure_parity  # noqa: E402
+from export.pipeline import export_model  # noqa: E402
+from snac_onnx.manifest import sha256_file  # noqa: E402
+from tests.runtime.test_no_torch import SCRIPT  # noqa: E402
+
+pytestmark = pytest.mark.parity
+CONFIGS = ["24khz", "32khz", "44khz"]
+
+
+@pytest.fixture(scope="module", params=CONFIGS)
+def exported(request, tmp_path_factory):
+    loaded = load_random_init(request.param, seed=0)
+    out = tmp_path_factory.mktemp(request.param) / loaded.name
+    manifest = export_model(loaded, out)
+    return loaded, out, manifest
+
+
+def _assert_rows(rows):
+    for row in rows:
+        where = f"length {row['length']} batch {row['batch']}"
+        assert all(m < NEAR_TIE for m in row["mismatch_margins"]), f"{where}: a code differs off a near-tie"
+        assert row["code_match"] >= 0.99, f"{where}: {row['code_match']}"
+        for mode in ("noise_off", "same_noise"):
+            assert row[mode]["rel_rms"] <= REL_RMS_LIMIT, (where, mode, row[mode])
+            assert row[mode]["max_abs"] <= MAX_ABS_LIMIT, (where, mode, row[mode])
+
+
+def test_export_parity_recorded_in_manifest(exported):
+    loaded, out, manifest = exported
+    report = manifest["parity"]
+    assert report["passed"]
+    _assert_rows(report["rows"])
+    assert {r["batch"] for r in report["rows"]} == {1, 4}
+    unit = manifest["config"]["padding_unit"]
+    assert any(r["length"] % unit for r in report["rows"]), "a length that is not a multiple of the padding unit"
+    # The codes must be diverse, or code equality proves little.
+    one_second_batch = [r for r in report["rows"] if r["batch"] == 4][-1]
+    assert one_second_batch["unique_codes"][-1] >= 100, one_second_batch["unique_codes"]
+
+
+def test_independent_parity_run(exported):
+    loaded, out, manifest = exported
+    unit = manifest["config"]["padding_unit"]
+    report = measure_parity(loaded.model, out, lengths=[3 * unit + 5], batches=(2,), seed=99)
+    _assert_rows(report["rows"])
+    assert report["rows"][0]["code_match"] == 1.0 or report["rows"][0]["mismatch_margins"]
+
+
+def test_manifest_contents(exported):
+    loaded, out, manifest = exported
+    on_disk = json.loads((out / "manifest.json").read_text())
+    assert on_disk == manifest
+    assert manifest["random_init"] is True and "RANDOM WEIGHTS" in manifest["WARNING"]
+    assert manifest["source"] == {"kind": "random-init", "config": loaded.name, "seed": 0}
+    for role in ("encoder", "decoder"):
+        info = manifest["files"][role]
+        assert sha256_file(out / info["path"]) == info["sha256"]
+        assert (out / info["path"]).stat().st_size == info["bytes"]
+    cfg = manifest["config"]
+    assert cfg["sampling_rate"] == loaded.model.sampling_rate
+    assert cfg["hop_length"] == int(loaded.model.hop_length)
+    assert cfg["vq_strides"] == loaded.config["vq_strides"]
+    assert cfg["attn_window_size"] == loaded.config["attn_window_size"]
+    assert manifest["opset"] == 18 and manifest["exporter"]["torch"].startswith("2.13")
+    assert manifest["graphs"]["decoder"]["outputs"] == ["audio"]
+    assert manifest["export_seconds"] > 0
+
+
+def test_exported_model_runs_without_torch(exported):
+    _, out, _ = exported
+    result = subprocess.run([sys.executable, "-c", SCRIPT, str(out)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
