@@ -19,14 +19,25 @@ from .errors import (
     SampleRateError,
     SnacOnnxError,
 )
+from .layouts import CODEBOOK_MAJOR, INTERLEAVED, ORPHEUS, TokenLayout, codes_to_tokens, tokens_to_codes
 from .manifest import Manifest, ModelConfig, load_manifest
+from .orpheus import OrpheusStream
 from .sessions import SessionSettings
+from .streaming import StreamDecoder
 
 __version__ = "0.1.0"
 
 __all__ = [
     "SnacOnnx",
     "SessionSettings",
+    "StreamDecoder",
+    "OrpheusStream",
+    "TokenLayout",
+    "INTERLEAVED",
+    "CODEBOOK_MAJOR",
+    "ORPHEUS",
+    "codes_to_tokens",
+    "tokens_to_codes",
     "Manifest",
     "ModelConfig",
     "load_manifest",

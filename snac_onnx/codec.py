@@ -12,6 +12,7 @@ import onnxruntime as ort
 from .audio import check_sample_rate, prepare_audio
 from .codes import PreparedCodes, prepare_codes
 from .errors import InvalidCodesError, ModelFormatError
+from .layouts import TokenLayout, codes_to_tokens, tokens_to_codes
 from .manifest import (
     AUDIO_NAME,
     Manifest,
@@ -24,6 +25,8 @@ from .manifest import (
     sha256_file,
 )
 from .sessions import ProviderSpec, SessionSettings, create_session, normalize_providers
+from .orpheus import END_OF_SPEECH, OrpheusStream
+from .streaming import StreamDecoder
 
 __all__ = ["SnacOnnx"]
 
@@ -235,3 +238,60 @@ class SnacOnnx:
                 raise ValueError(f"noise[{j}] contains NaN or infinite values")
             out.append(arr)
         return out
+
+    # ------------------------------------------------------------------ tokens
+    def encode_tokens(
+        self, audio: np.ndarray, layout: TokenLayout | str = "interleaved", sample_rate: int | None = None
+    ) -> np.ndarray:
+        """Encode PCM to flat token ids; see :mod:`snac_onnx.layouts` for ``layout``.
+
+        Returns int64 ``(frames * frame_size,)`` for 1-D audio, ``(batch, ...)`` otherwise.
+        """
+        return codes_to_tokens(self.encode(audio, sample_rate=sample_rate), self.vq_strides, layout)
+
+    def decode_tokens(
+        self,
+        tokens: np.ndarray | Sequence[int],
+        layout: TokenLayout | str = "interleaved",
+        *,
+        length: int | None = None,
+        noise: NoiseArg = True,
+        seed: int | None = None,
+    ) -> np.ndarray:
+        """Decode flat token ids (a whole number of frames) to PCM; arguments as :meth:`decode`."""
+        codes = tokens_to_codes(tokens, self.vq_strides, self.codebook_size, layout)
+        return self.decode(codes, length=length, noise=noise, seed=seed)
+
+    # ------------------------------------------------------------------ streaming
+    def stream(
+        self,
+        *,
+        chunk_frames: int | None = None,
+        left_context: int | None = None,
+        lookahead: int | None = None,
+        layout: TokenLayout | str = "interleaved",
+        noise: bool = False,
+        seed: int | None = None,
+    ) -> StreamDecoder:
+        """A new streaming decoder over this model; see :class:`~snac_onnx.streaming.StreamDecoder`.
+
+        ``push(codes or tokens)`` returns audio that is final; ``flush()`` the rest.
+        With the default context the concatenated output equals :meth:`decode`
+        of the whole sequence (noise off).
+        """
+        return StreamDecoder(
+            self,
+            chunk_frames=chunk_frames,
+            left_context=left_context,
+            lookahead=lookahead,
+            layout=layout,
+            noise=noise,
+            seed=seed,
+        )
+
+    def orpheus_stream(self, *, end_of_speech: int = END_OF_SPEECH, **stream_args: object) -> OrpheusStream:
+        """A stream that takes Orpheus LLM output (ids or ``<custom_token_N>`` text); see :mod:`snac_onnx.orpheus`.
+
+        ``stream_args`` go to :meth:`stream` (``chunk_frames``, ``lookahead``, ``noise``, ``seed``...).
+        """
+        return OrpheusStream(self, end_of_speech=end_of_speech, **stream_args)

@@ -1,0 +1,148 @@
+"""Streaming decode equals offline decode (noise off), for any push pattern; noise reproducible (no torch)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from snac_onnx import InvalidCodesError, StreamDecoder
+from snac_onnx.layouts import codes_to_tokens, frame_size
+from snac_onnx.streaming import receptive_field_frames
+
+FRAMES = 26  # not a multiple of the default chunk, so the last chunk is partial
+
+
+def _codes(codec, frames: int, seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    codes = [rng.integers(0, 4096, n) for n in codec.config.code_lengths(frames)]
+    codes[0][0] = 0
+    return codes
+
+
+def _run(stream: StreamDecoder, pieces) -> np.ndarray:
+    out = [stream.push(p) for p in pieces]
+    out.append(stream.flush())
+    assert all(o.dtype == np.float32 and o.ndim == 1 for o in out)
+    return np.concatenate(out)
+
+
+def _patterns(codec, codes, seed=0):
+    tokens = codes_to_tokens(codes, codec.vq_strides)
+    step = frame_size(codec.vq_strides)
+    rng = np.random.default_rng(seed)
+    cuts = np.sort(rng.choice(np.arange(1, tokens.size), size=9, replace=False))
+    per = [codec.vq_strides[0] // s for s in codec.vq_strides]
+    return {
+        "token by token": [tokens[i : i + 1] for i in range(tokens.size)],
+        "frame by frame": [tokens[i : i + step] for i in range(0, tokens.size, step)],
+        "random sizes": np.split(tokens, cuts),
+        "codes, 3 frames at a time": [
+            [c[f * p : (f + 3) * p] for c, p in zip(codes, per)] for f in range(0, len(codes[0]), 3)
+        ],
+        "all at once": [tokens],
+    }
+
+
+@pytest.mark.parametrize("model", ["tiny24", "tiny44"])
+def test_stream_equals_offline_for_every_push_pattern(model, request):
+    codec = request.getfixturevalue(model)
+    frames = FRAMES if model == "tiny24" else 28  # offline 44 kHz decode needs a multiple of 4
+    codes = _codes(codec, frames)
+    offline = codec.decode(codes, noise=False)
+    for name, pieces in _patterns(codec, codes).items():
+        streamed = _run(codec.stream(), pieces)
+        assert streamed.shape == offline.shape, name
+        assert np.abs(streamed - offline).max() <= 1e-4, name
+
+
+def test_chunks_arrive_once_lookahead_is_in(tiny24):
+    stream = tiny24.stream(chunk_frames=4)
+    assert (stream.left_context, stream.lookahead) == (3, 3)
+    assert stream.lookahead_ms == pytest.approx(256.0)
+    codes = _codes(tiny24, 8)
+    per = [1, 2, 4]  # codes per frame
+    sizes = []
+    for f in range(8):
+        sizes.append(stream.push([c[f * p : (f + 1) * p] for c, p in zip(codes, per)]).size)
+    # chunk [0, 4) is final once frame 4 + 3 = 7 has arrived
+    assert sizes == [0] * 6 + [4 * 2048, 0]
+    assert stream.flush().size == 4 * 2048
+
+
+def test_receptive_field_bound_covers_measured_reach(tiny24, tiny44):
+    for codec in (tiny24, tiny44):
+        frames, probe = 32, 16
+        codes = _codes(codec, frames, seed=1)
+        base = codec.decode(codes, noise=False)
+        changed = [c.copy() for c in codes]
+        for c, p in zip(changed, [codec.vq_strides[0] // s for s in codec.vq_strides]):
+            c[probe * p : (probe + 1) * p] = (c[probe * p : (probe + 1) * p] + 1234) % 4096
+        diff = np.nonzero(np.abs(codec.decode(changed, noise=False) - base) > 0)[0]
+        spf = codec.samples_per_frame
+        reach_left = probe - diff.min() / spf
+        reach_right = (diff.max() + 1) / spf - (probe + 1)
+        left, right = receptive_field_frames(codec.config)
+        assert 0 < reach_left <= left and 0 < reach_right <= right, (reach_left, reach_right, left, right)
+        # and the bound is tight to within one attention window (or one frame)
+        assert left - reach_left < max(codec.config.frames_multiple, 1) + 1
+
+
+def test_smaller_lookahead_is_not_exact(tiny24):
+    codes = _codes(tiny24, FRAMES)
+    offline = tiny24.decode(codes, noise=False)
+    streamed = _run(tiny24.stream(left_context=1, lookahead=1), [codes])
+    assert np.abs(streamed - offline).max() > 1e-4
+
+
+def test_seeded_noise_is_reproducible_and_independent_of_pushes(tiny24):
+    codes = _codes(tiny24, FRAMES)
+    patterns = list(_patterns(tiny24, codes).values())
+    first = _run(tiny24.stream(noise=True, seed=5), patterns[0])
+    for pieces in patterns[1:]:
+        np.testing.assert_array_equal(_run(tiny24.stream(noise=True, seed=5), pieces), first)
+    other = _run(tiny24.stream(noise=True, seed=6), patterns[1])
+    quiet = _run(tiny24.stream(), patterns[1])
+    assert not np.array_equal(first, other) and not np.array_equal(first, quiet)
+
+
+def test_attention_model_flush_pads_partial_window(tiny44):
+    codes = _codes(tiny44, 6)  # not a multiple of 4
+    out = _run(tiny44.stream(), [codes])
+    assert out.shape == (6 * tiny44.samples_per_frame,) and np.isfinite(out).all()
+    padded = [np.concatenate([c, np.tile(c[-p:], 2)]) for c, p in zip(codes, (1, 2, 4, 8))]
+    np.testing.assert_allclose(out, tiny44.decode(padded, noise=False)[: out.size], atol=1e-4)
+
+
+def test_stream_errors(tiny24, tiny44):
+    with pytest.raises(ValueError, match="not a multiple of 4 frames"):
+        tiny44.stream(chunk_frames=6)
+    with pytest.raises(ValueError, match="codebook-major"):
+        tiny24.stream(layout="codebook_major")
+    with pytest.raises(ValueError, match="seed applies to noise"):
+        tiny24.stream(seed=3)
+    stream = tiny24.stream()
+    with pytest.raises(InvalidCodesError, match="not whole frames"):
+        stream.push_codes([np.zeros(1, np.int64), np.zeros(1, np.int64), np.zeros(4, np.int64)])
+    with pytest.raises(InvalidCodesError, match="values in"):
+        stream.push_codes([np.full(1, 4096), np.zeros(2, np.int64), np.zeros(4, np.int64)])
+    stream.push_tokens(np.arange(10))
+    with pytest.raises(InvalidCodesError, match="3 token\\(s\\) of an incomplete frame"):
+        stream.flush()
+    done = tiny24.stream()
+    done.push_tokens(np.zeros(7, np.int64))
+    assert done.flush().size == 2048
+    with pytest.raises(RuntimeError, match="flushed"):
+        done.push_tokens(np.zeros(7, np.int64))
+
+
+def test_streams_are_independent(tiny24):
+    a, b = tiny24.stream(), tiny24.stream()
+    codes_a, codes_b = _codes(tiny24, 10, seed=1), _codes(tiny24, 10, seed=2)
+    out_a, out_b = [], []
+    for f in range(10):
+        out_a.append(a.push([c[f * p : (f + 1) * p] for c, p in zip(codes_a, (1, 2, 4))]))
+        out_b.append(b.push([c[f * p : (f + 1) * p] for c, p in zip(codes_b, (1, 2, 4))]))
+    out_a.append(a.flush())
+    out_b.append(b.flush())
+    np.testing.assert_allclose(np.concatenate(out_a), tiny24.decode(codes_a, noise=False), atol=1e-4)
+    np.testing.assert_allclose(np.concatenate(out_b), tiny24.decode(codes_b, noise=False), atol=1e-4)
