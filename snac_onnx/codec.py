@@ -12,6 +12,7 @@ import onnxruntime as ort
 from .audio import check_sample_rate, prepare_audio
 from .codes import PreparedCodes, prepare_codes
 from .errors import InvalidCodesError, ModelFormatError
+from .hub import DEFAULT_MODEL, ModelLocation, resolve_model
 from .layouts import TokenLayout, codes_to_tokens, tokens_to_codes
 from .manifest import (
     AUDIO_NAME,
@@ -37,8 +38,11 @@ class SnacOnnx:
     """A SNAC codec running on onnxruntime, without torch.
 
     Args:
-        model: folder of an exported model (``encoder.onnx``, ``decoder.onnx``,
-            ``manifest.json``), as written by ``python -m export``.
+        model: a folder of an exported model (``encoder.onnx``, ``decoder.onnx``,
+            ``manifest.json``, as written by ``python -m export``); a short name
+            (``snac_24khz``, ``snac_32khz``, ``snac_44khz``; see
+            :data:`snac_onnx.hub.MODEL_REPOS`); or a Hugging Face repo id. Hub
+            files come from the local cache first, then the network.
         providers: onnxruntime execution providers, in onnxruntime's forms: a
             name, a ``(name, options)`` pair, or a list of them, in order of
             preference. None means ``["CPUExecutionProvider"]``. A requested
@@ -50,21 +54,28 @@ class SnacOnnx:
             pattern, arena); see :class:`~snac_onnx.sessions.SessionSettings`.
         verify: check each graph file's sha256 against the manifest before its
             session is built (about 0.1-0.5 s per file).
+        revision: hub revision (branch, tag or commit) to pin.
+        offline: never use the network (None follows ``HF_HUB_OFFLINE``).
+        cache_dir: huggingface_hub cache folder (None: its default).
 
     Sessions are created lazily and separately: a decode-only user never loads
-    the encoder. One instance may be shared by threads; it holds no per-call state.
+    (or downloads) the encoder. One instance may be shared by threads; it holds no per-call state.
     """
 
     def __init__(
         self,
-        model: str | Path,
+        model: str | Path = DEFAULT_MODEL,
         *,
         providers: ProviderSpec | Sequence[ProviderSpec] | None = None,
         threads: int = 0,
         settings: SessionSettings | None = None,
         verify: bool = True,
+        revision: str | None = None,
+        offline: bool | None = None,
+        cache_dir: str | Path | None = None,
     ) -> None:
-        self._manifest = load_manifest(model)
+        self._location: ModelLocation = resolve_model(model, revision=revision, offline=offline, cache_dir=cache_dir)
+        self._manifest = load_manifest(self._location.folder)
         self._providers = normalize_providers(providers)
         self._settings = settings if settings is not None else SessionSettings(intra_op_threads=threads)
         self._verify = verify
@@ -76,6 +87,11 @@ class SnacOnnx:
     def manifest(self) -> Manifest:
         """The parsed manifest of the model."""
         return self._manifest
+
+    @property
+    def location(self) -> ModelLocation:
+        """Where the model's files are (folder, and hub repo when resolved from the hub)."""
+        return self._location
 
     @property
     def config(self) -> ModelConfig:
@@ -137,7 +153,7 @@ class SnacOnnx:
 
     def _build_session(self, role: str) -> ort.InferenceSession:
         manifest = self._manifest
-        path = manifest.file_path(role)
+        path = self._location.fetch(manifest.files[role]["path"])
         if self._verify and path.is_file():
             actual = sha256_file(path)
             expected = manifest.files[role]["sha256"]

@@ -115,6 +115,8 @@ def test_bad_decode_arguments(tiny24):
 def test_missing_model_folder(tmp_path: Path):
     with pytest.raises(ModelNotFoundError, match="does not exist"):
         SnacOnnx(tmp_path / "nope")
+    with pytest.raises(ModelNotFoundError, match="does not exist"):
+        SnacOnnx(str(tmp_path / "nope"))
     with pytest.raises(ModelNotFoundError, match="manifest.json' is missing"):
         SnacOnnx(tmp_path)
 
