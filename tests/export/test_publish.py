@@ -1,0 +1,42 @@
+"""The CI export job's script, run with --random-init and a local target folder instead of the hub."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("snac")
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_publish_random_init_to_local_target(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "export.publish", "--models", "snac_24khz", "--random-init",
+         "--target-dir", str(tmp_path / "hub"), "--work-dir", str(tmp_path / "work"), "--repo", "snac_24khz=test/snac_24khz"],
+        cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    published = tmp_path / "hub" / "test" / "snac_24khz"
+    manifest = json.loads((published / "manifest.json").read_text())
+    assert manifest["random_init"] is True and manifest["parity"]["passed"]
+    from snac_onnx import SnacOnnx
+
+    codec = SnacOnnx(published)
+    codes = codec.encode(np.zeros(5000, np.float32))
+    assert codec.decode(codes, length=5000, noise=False).shape == (5000,)
+
+
+def test_random_init_is_never_uploaded():
+    result = subprocess.run(
+        [sys.executable, "-m", "export.publish", "--random-init"],
+        cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 2 and "never uploaded" in result.stderr
