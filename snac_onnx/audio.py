@@ -2,7 +2,9 @@
 
 Accepted PCM, by dtype:
 
-* float32: used as is; float64 and float16 are converted to float32.
+* float32: used as is; float64 and float16 are converted to float32. Full
+  scale is 1.0; a peak above :data:`MAX_FLOAT_PEAK` is refused (it is almost
+  always int16-scale audio passed as float, which would encode to garbage).
 * int16 / int32: scaled by 1/32768 and 1/2**31 to [-1, 1).
 * anything else (bool, unsigned, complex, object, strings): an error.
 
@@ -17,8 +19,9 @@ import numpy as np
 
 from .errors import InvalidAudioError, SampleRateError
 
-__all__ = ["PreparedAudio", "to_float_pcm", "prepare_audio", "pad_to_multiple", "check_sample_rate"]
+__all__ = ["MAX_FLOAT_PEAK", "PreparedAudio", "to_float_pcm", "prepare_audio", "pad_to_multiple", "check_sample_rate"]
 
+MAX_FLOAT_PEAK = 4.0
 _INT_SCALE = {np.dtype(np.int16): 1.0 / 32768.0, np.dtype(np.int32): 1.0 / 2147483648.0}
 
 
@@ -59,18 +62,23 @@ def to_float_pcm(audio: object) -> np.ndarray:
             raise InvalidAudioError(f"audio must be a numpy array of PCM samples, got {type(audio).__name__}")
     dtype = audio.dtype
     if dtype.kind == "f" and dtype.itemsize in (2, 4, 8):
-        pcm = audio.astype(np.float32, copy=False)
-    elif dtype in _INT_SCALE:
-        pcm = audio.astype(np.float32) * np.float32(_INT_SCALE[dtype])
-    else:
-        raise InvalidAudioError(
-            f"audio dtype {dtype} is not supported; pass float32 in [-1, 1] (float64/float16 are converted) "
-            "or int16/int32 PCM (scaled to [-1, 1))"
-        )
-    if pcm.size and not np.isfinite(pcm).all():
-        bad = int(np.count_nonzero(~np.isfinite(pcm)))
-        raise InvalidAudioError(f"audio contains {bad} NaN or infinite sample(s); clean the signal before encoding")
-    return pcm
+        # Check on the caller's dtype: a float64 beyond float32's range must not turn into inf silently.
+        if audio.size and not np.isfinite(audio).all():
+            bad = int(np.count_nonzero(~np.isfinite(audio)))
+            raise InvalidAudioError(f"audio contains {bad} NaN or infinite sample(s); clean the signal before encoding")
+        peak = float(np.max(np.abs(audio))) if audio.size else 0.0
+        if peak > MAX_FLOAT_PEAK:
+            raise InvalidAudioError(
+                f"float audio peaks at {peak:.4g}; float PCM is expected in [-1, 1] (at most {MAX_FLOAT_PEAK:g} is "
+                "accepted). If this is int16-scale audio, divide by 32768 or pass it as int16"
+            )
+        return audio.astype(np.float32, copy=False)
+    if dtype in _INT_SCALE:
+        return audio.astype(np.float32) * np.float32(_INT_SCALE[dtype])
+    raise InvalidAudioError(
+        f"audio dtype {dtype} is not supported; pass float32 in [-1, 1] (float64/float16 are converted) "
+        "or int16/int32 PCM (scaled to [-1, 1))"
+    )
 
 
 def pad_to_multiple(batch: np.ndarray, unit: int) -> np.ndarray:
