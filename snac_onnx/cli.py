@@ -69,6 +69,21 @@ def _parser() -> argparse.ArgumentParser:
     info = sub.add_parser("info", help="versions, providers and a model's manifest")
     common(info, model_default=None)
 
+    tok = sub.add_parser("tokenize", help="a corpus of audio files -> Parquet codes, on Ray Data")
+    tok.add_argument("input", help="folder (recursive), glob, or .parquet/.jsonl manifest with a 'path' column")
+    tok.add_argument("-o", "--output", type=Path, required=True, help="Parquet output folder (reruns skip done files)")
+    tok.add_argument("-m", "--model", default=DEFAULT_MODEL, help=f"folder, short name or hub repo (default {DEFAULT_MODEL})")
+    tok.add_argument("--actors", type=int, help="encoder actors (default: cluster CPUs // threads per actor)")
+    tok.add_argument("--threads-per-actor", type=int, default=1, help="onnxruntime threads and CPUs per actor")
+    tok.add_argument("--address", help="Ray cluster address (default RAY_ADDRESS, else a local Ray)")
+    tok.add_argument("--mix", action="store_true", help="average multi-channel audio to mono")
+    tok.add_argument("--resample", action="store_true", help="resample to the model's rate (soxr)")
+    tok.add_argument("--window-seconds", type=float, default=60.0, help="encode long files in windows of this length")
+    tok.add_argument("--layout", choices=["interleaved", "codebook_major", "orpheus"], help="also store flat tokens")
+    tok.add_argument("--retry-errors", action="store_true", help="encode again files whose earlier row has an error")
+    tok.add_argument("--offline", action="store_true", help="never use the network")
+    tok.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
+
     dl = sub.add_parser("download", help="fetch a model into the hub cache for offline use")
     dl.add_argument("name", help="short name or hub repo id")
     dl.add_argument("--revision", help="hub revision to pin")
@@ -260,7 +275,25 @@ def cmd_download(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"encode": cmd_encode, "decode": cmd_decode, "roundtrip": cmd_roundtrip, "info": cmd_info, "download": cmd_download}
+def cmd_tokenize(args: argparse.Namespace) -> int:
+    try:
+        from .corpus import tokenize_corpus
+        import ray  # noqa: F401
+    except ImportError as exc:
+        raise ImportError(f"snac-onnx tokenize needs Ray Data: pip install 'snac-onnx[ray]' ({exc})") from exc
+    summary = tokenize_corpus(
+        args.input, args.output, model=args.model, actors=args.actors, threads_per_actor=args.threads_per_actor,
+        address=args.address, resample=args.resample, mix=args.mix, window_seconds=args.window_seconds,
+        layout=args.layout, retry_errors=args.retry_errors, offline=args.offline or None,
+    )
+    data = summary.__dict__
+    _emit(args, data, f"{summary.processed} file(s) encoded ({summary.errors} with errors, {summary.skipped} already done) "
+                      f"-> {args.output}: {summary.audio_seconds:.1f} s of audio in {summary.wall_seconds:.1f} s")
+    return EXIT_OK
+
+
+COMMANDS = {"encode": cmd_encode, "decode": cmd_decode, "roundtrip": cmd_roundtrip, "info": cmd_info, "download": cmd_download,
+            "tokenize": cmd_tokenize}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
