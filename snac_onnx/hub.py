@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
@@ -69,6 +70,33 @@ class ModelLocation:
         return Path(_hub_file(self.repo_id, filename, self.revision, self.offline, self.cache_dir))
 
 
+_PROXY_VARS = ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy", "HTTP_PROXY", "http_proxy")
+
+
+def _hub_unreachable_reason(timeout: float = 3.0) -> str | None:
+    """Why the hub's endpoint cannot be reached (one TCP connect), or None if it can or we cannot tell.
+
+    huggingface_hub retries a failing request for about 23 s; this probe makes an
+    unreachable hub fail at once. With a proxy configured only huggingface_hub
+    can tell, so the probe steps aside.
+    """
+    if any(os.environ.get(v) for v in _PROXY_VARS):
+        return None
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    url = urlparse(constants.ENDPOINT)
+    host, port = url.hostname, url.port or (443 if url.scheme == "https" else 80)
+    if not host:
+        return None
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return None
+    except OSError as exc:
+        return f"{host}:{port} is unreachable ({exc})"
+
+
 def _hub_file(repo_id: str, filename: str, revision: str | None, offline: bool, cache_dir: str | None) -> str:
     try:
         from huggingface_hub import hf_hub_download
@@ -87,6 +115,12 @@ def _hub_file(repo_id: str, filename: str, revision: str | None, offline: bool, 
                 "is on (offline=True or HF_HUB_OFFLINE=1); run 'snac-onnx download "
                 f"{repo_id}' on a connected machine first, or pass a local model folder"
             ) from None
+    reason = _hub_unreachable_reason()
+    if reason is not None:
+        raise ModelNotFoundError(
+            f"{repo_id}/{filename} is not in the local cache and the hub cannot be reached: {reason}. "
+            "Pass a local model folder, or run 'snac-onnx download' on a connected machine and copy the cache"
+        )
     try:
         return hf_hub_download(repo_id, filename, revision=revision, cache_dir=cache_dir)
     except LocalEntryNotFoundError as exc:

@@ -78,6 +78,15 @@ def test_offline_missing_model_fails_immediately(tmp_path, monkeypatch, no_netwo
     assert no_network == []
 
 
+def test_unreachable_hub_fails_fast_without_offline_flag(tmp_path, monkeypatch, no_network):
+    for var in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy", "HTTP_PROXY", "http_proxy", "HF_HUB_OFFLINE"):
+        monkeypatch.delenv(var, raising=False)
+    start = time.monotonic()
+    with pytest.raises(ModelNotFoundError, match="cannot be reached: .*:443 is unreachable"):
+        SnacOnnx("snac_24khz", cache_dir=tmp_path)
+    assert time.monotonic() - start < 5  # huggingface_hub alone retries for ~23 s
+
+
 def test_revision_pins_a_snapshot(tmp_path, no_network):
     _cache(tmp_path, "someone/snac_custom", commit=COMMIT, ref="main")
     other = _cache(tmp_path, "someone/snac_custom", commit=OTHER, ref="v2")
