@@ -48,6 +48,19 @@ def median_seconds(fn, reps: int) -> float:
     return statistics.median(times)
 
 
+def time_encode_decode(model: torch.nn.Module, codec: SnacOnnx, pcm: np.ndarray, reps: int) -> dict[str, float]:
+    """Median seconds of encode and decode for PyTorch (``torch_*``) and snac_onnx (``onnx_*``) on ``pcm`` (B, T)."""
+    x = torch.from_numpy(pcm)[:, None, :]
+    with torch.no_grad():
+        torch_encode = median_seconds(lambda: model.encode(x), reps)
+        codes_t = model.encode(x)
+        torch_decode = median_seconds(lambda: model.decode(codes_t), reps)
+    onnx_encode = median_seconds(lambda: codec.encode(pcm), reps)
+    codes = codec.encode(pcm)
+    onnx_decode = median_seconds(lambda: codec.decode(codes, length=pcm.shape[-1]), reps)
+    return {"torch_encode": torch_encode, "torch_decode": torch_decode, "onnx_encode": onnx_encode, "onnx_decode": onnx_decode}
+
+
 def cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -77,15 +90,9 @@ def main() -> int:
         for threads in args.threads:
             torch.set_num_threads(threads)
             codec = SnacOnnx(folder, threads=threads)
-            with torch.no_grad():
-                x = torch.from_numpy(pcm)[:, None, :]
-                t_enc = median_seconds(lambda: model.encode(x), args.reps)
-                codes_t = model.encode(x)
-                t_dec = median_seconds(lambda: model.decode(codes_t), args.reps)
-            o_enc = median_seconds(lambda: codec.encode(pcm), args.reps)
-            codes = codec.encode(pcm)
-            o_dec = median_seconds(lambda: codec.decode(codes, length=pcm.shape[-1]), args.reps)
-            for op, t, o in (("encode", t_enc, o_enc), ("decode", t_dec, o_dec)):
+            times = time_encode_decode(model, codec, pcm, args.reps)
+            for op in ("encode", "decode"):
+                t, o = times[f"torch_{op}"], times[f"onnx_{op}"]
                 print(f"| {folder.name} | {threads} | {op} | {t:.3f} | {o:.3f} | {t / o:.2f}x | {args.seconds / o:.1f}x |")
             sys.stdout.flush()
     return 0
