@@ -34,6 +34,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0, help="seed for --random-init (default 0)")
     parser.add_argument("-o", "--output", type=Path, help="output folder (default models/<name>)")
     parser.add_argument("--name", help="model name in the manifest and default folder")
+    parser.add_argument(
+        "--precision", nargs="+", choices=["int8", "fp16"], default=[],
+        help="also write reduced-precision graphs (int8: CPU, fp16: GPU), measured against fp32",
+    )
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     args = parser.parse_args(argv)
     if (args.source is None) == (args.random_init is None):
@@ -72,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
                 return EXIT_USAGE
             loaded = load_from_hub(repo, revision=args.revision, name=args.name)
         out = args.output or Path("models") / loaded.name
-        manifest = export_model(loaded, out, log=log)
+        manifest = export_model(loaded, out, precisions=tuple(args.precision), log=log)
     except HubUnreachableError as exc:
         log.error("%s", exc)
         return EXIT_HUB_UNREACHABLE

@@ -94,9 +94,13 @@ def export_model(
     out_dir: Path,
     *,
     parity_lengths: list[int] | None = None,
+    precisions: tuple[str, ...] = (),
     log: logging.Logger | None = None,
 ) -> dict[str, Any]:
     """Export ``loaded`` into ``out_dir`` and check parity; returns the manifest.
+
+    ``precisions`` (``int8``, ``fp16``) adds reduced-precision graphs, listed
+    in the manifest under ``variants`` with their measured error and speed.
 
     Work happens in ``<out_dir>.partial`` and replaces ``out_dir`` only once
     parity passed. On a parity failure the files stay in ``<out_dir>.failed``
@@ -128,6 +132,15 @@ def export_model(
         shutil.rmtree(failed, ignore_errors=True)
         work.rename(failed)
         raise ParityError(f"{loaded.name}: parity against PyTorch failed; files kept in {failed}")
+    if precisions:
+        from .precision import measure_variant, write_variant
+
+        manifest["variants"] = {p: write_variant(work, p) for p in precisions}
+        _write_json(work / MANIFEST_FILE, manifest)
+        for precision in precisions:
+            manifest["variants"][precision]["measured"] = measured = measure_variant(work, precision)
+            log.info("%s %s variant: %s", loaded.name, precision, measured)
+        _write_json(work / MANIFEST_FILE, manifest)
     if out_dir.exists():
         shutil.rmtree(out_dir)
     work.rename(out_dir)

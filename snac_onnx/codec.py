@@ -54,6 +54,9 @@ class SnacOnnx:
             pattern, arena); see :class:`~snac_onnx.sessions.SessionSettings`.
         verify: check each graph file's sha256 against the manifest before its
             session is built (about 0.1-0.5 s per file).
+        precision: ``"fp32"`` (default) or a variant the export holds
+            (``"int8"`` for CPU, ``"fp16"`` for GPU; see ``manifest.precisions``
+            and the measured error and speed in ``manifest.raw["variants"]``).
         revision: hub revision (branch, tag or commit) to pin.
         offline: never use the network (None follows ``HF_HUB_OFFLINE``).
         cache_dir: huggingface_hub cache folder (None: its default).
@@ -70,12 +73,15 @@ class SnacOnnx:
         threads: int = 0,
         settings: SessionSettings | None = None,
         verify: bool = True,
+        precision: str = "fp32",
         revision: str | None = None,
         offline: bool | None = None,
         cache_dir: str | Path | None = None,
     ) -> None:
         self._location: ModelLocation = resolve_model(model, revision=revision, offline=offline, cache_dir=cache_dir)
         self._manifest = load_manifest(self._location.folder)
+        self._manifest.file_entry("decoder", precision)  # raises if the export lacks this precision
+        self._precision = precision
         self._providers = normalize_providers(providers)
         self._settings = settings if settings is not None else SessionSettings(intra_op_threads=threads)
         self._verify = verify
@@ -92,6 +98,11 @@ class SnacOnnx:
     def location(self) -> ModelLocation:
         """Where the model's files are (folder, and hub repo when resolved from the hub)."""
         return self._location
+
+    @property
+    def precision(self) -> str:
+        """The precision of the graphs in use (``fp32``, ``int8``, ``fp16``)."""
+        return self._precision
 
     @property
     def config(self) -> ModelConfig:
@@ -153,10 +164,11 @@ class SnacOnnx:
 
     def _build_session(self, role: str) -> ort.InferenceSession:
         manifest = self._manifest
-        path = self._location.fetch(manifest.files[role]["path"])
+        entry = manifest.file_entry(role, self._precision)
+        path = self._location.fetch(entry["path"])
         if self._verify and path.is_file():
             actual = sha256_file(path)
-            expected = manifest.files[role]["sha256"]
+            expected = entry["sha256"]
             if actual != expected:
                 raise ModelFormatError(
                     f"{str(path)!r} has sha256 {actual[:16]}..., the manifest expects {expected[:16]}...: "

@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -192,10 +192,27 @@ class Manifest:
     graphs: dict[str, dict[str, list[str]]]
     random_init: bool
     raw: dict[str, Any]
+    variants: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
 
-    def file_path(self, role: str) -> Path:
+    @property
+    def precisions(self) -> list[str]:
+        """Precisions this export holds: ``fp32`` and any variants (``int8``, ``fp16``)."""
+        return ["fp32", *self.variants]
+
+    def file_entry(self, role: str, precision: str = "fp32") -> dict[str, Any]:
+        """The manifest entry (path, sha256, bytes) of ``role``'s graph at ``precision``."""
+        if precision == "fp32":
+            return self.files[role]
+        if precision not in self.variants:
+            raise ModelNotFoundError(
+                f"precision {precision!r} is not in this export; it has {self.precisions}. "
+                f"Export it with 'python -m export ... --precision {precision}'"
+            )
+        return self.variants[precision][role]
+
+    def file_path(self, role: str, precision: str = "fp32") -> Path:
         """Path of the graph file for ``role`` (``"encoder"`` or ``"decoder"``)."""
-        return self.folder / self.files[role]["path"]
+        return self.folder / self.file_entry(role, precision)["path"]
 
 
 def sha256_file(path: Path, chunk_bytes: int = 1 << 20) -> str:
@@ -243,8 +260,11 @@ def load_manifest(folder: str | Path) -> Manifest:
             role: {"inputs": list(raw["graphs"][role]["inputs"]), "outputs": list(raw["graphs"][role]["outputs"])}
             for role in ("encoder", "decoder")
         }
-        for role in files:
-            files[role]["path"], files[role]["sha256"]  # noqa: B018 - presence check
+        variants = {
+            str(p): {role: dict(v[role]) for role in ("encoder", "decoder")} for p, v in raw.get("variants", {}).items()
+        }
+        for entry in [*files.values(), *(e for v in variants.values() for e in v.values())]:
+            entry["path"], entry["sha256"]  # noqa: B018 - presence check
         name = str(raw["name"])
     except (KeyError, TypeError) as exc:
         raise ModelFormatError(f"{str(path)!r} lacks a required field: {exc!r}; re-export the model") from exc
@@ -262,4 +282,5 @@ def load_manifest(folder: str | Path) -> Manifest:
         graphs=graphs,
         random_init=bool(raw.get("random_init", False)),
         raw=raw,
+        variants=variants,
     )

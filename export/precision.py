@@ -1,0 +1,99 @@
+"""Reduced-precision variants of an exported model, with their error and speed measured against fp32.
+
+* ``int8``: dynamic quantisation of the convolutions (onnxruntime.quantization,
+  ConvInteger, uint8 weights and activations), for CPU.
+* ``fp16``: weights and activations in float16, inputs/outputs kept float32
+  (onnxruntime.transformers.float16), for GPU execution providers.
+
+Each variant is measured on the execution provider given (default CPU) against
+the fp32 graphs of the same export: decode relative RMS error and SNR (noise
+off), encode code agreement, speed ratio fp32/variant in the same process, and
+file sizes. ``recommended`` says, per graph, whether the variant is both
+faster (by more than 5 %) and accurate enough (decoder: SNR >= 30 dB; encoder:
+>= 95 % of codes equal to fp32); otherwise the numbers say why not.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from snac_onnx import SnacOnnx
+from snac_onnx.manifest import sha256_file
+
+from .signals import speech_like
+
+PRECISIONS = ("int8", "fp16")
+MIN_SNR_DB = 30.0
+MIN_CODE_AGREEMENT = 0.95
+
+
+def write_variant(folder: Path, precision: str) -> dict[str, dict[str, Any]]:
+    """Write ``encoder.<precision>.onnx`` and ``decoder.<precision>.onnx``; returns their file entries."""
+    import onnx
+
+    files = {}
+    for role in ("encoder", "decoder"):
+        src, dst = folder / f"{role}.onnx", folder / f"{role}.{precision}.onnx"
+        if precision == "int8":
+            from onnxruntime.quantization import QuantType, quantize_dynamic
+
+            quantize_dynamic(str(src), str(dst), weight_type=QuantType.QUInt8, op_types_to_quantize=["Conv"])
+        elif precision == "fp16":
+            from onnxruntime.transformers.float16 import convert_float_to_float16
+
+            onnx.save(convert_float_to_float16(onnx.load(str(src)), keep_io_types=True), str(dst))
+        else:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        files[role] = {"path": dst.name, "sha256": sha256_file(dst), "bytes": dst.stat().st_size}
+    return files
+
+
+def _median_time(fn, reps: int = 3) -> float:
+    fn()
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def measure_variant(folder: Path, precision: str, providers: list[str] | None = None, seconds: float = 5.0) -> dict[str, Any]:
+    """Error and speed of ``precision`` against fp32 in ``folder`` (whose manifest lists the variant)."""
+    base = SnacOnnx(folder, providers=providers)
+    try:
+        variant = SnacOnnx(folder, providers=providers, precision=precision)
+        pcm = speech_like(base.sample_rate, seconds, seed=77)
+        codes = base.encode(pcm)
+        ref_audio = base.decode(codes, noise=False)
+        var_audio = variant.decode(codes, noise=False)
+        var_codes = variant.encode(pcm)
+    except Exception as exc:  # e.g. no float16 kernels on this provider
+        return {"runs": False, "providers": providers or ["CPUExecutionProvider"], "error": f"{type(exc).__name__}: {exc}"[:500],
+                "recommended": {"encoder": False, "decoder": False}}
+    err = var_audio.astype(np.float64) - ref_audio
+    rel_rms = float(np.sqrt(np.mean(err**2) / max(np.mean(ref_audio.astype(np.float64) ** 2), 1e-20)))
+    agreement = float(np.mean(np.concatenate([(a == b).ravel() for a, b in zip(codes, var_codes)])))
+    speed = {
+        "decode": _median_time(lambda: base.decode(codes, noise=False)) / _median_time(lambda: variant.decode(codes, noise=False)),
+        "encode": _median_time(lambda: base.encode(pcm)) / _median_time(lambda: variant.encode(pcm)),
+    }
+    snr = float(-20 * np.log10(max(rel_rms, 1e-12)))
+    return {
+        "runs": True,
+        "providers": variant.active_providers["decoder"],
+        "seconds_of_audio": seconds,
+        "decode_rel_rms": rel_rms,
+        "decode_snr_db": snr,
+        "encode_code_agreement": agreement,
+        "speed_vs_fp32": speed,
+        "recommended": {
+            "decoder": bool(speed["decode"] > 1.05 and snr >= MIN_SNR_DB),
+            "encoder": bool(speed["encode"] > 1.05 and agreement >= MIN_CODE_AGREEMENT),
+        },
+    }
