@@ -77,10 +77,12 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--parallel", type=int, default=1,
+                        help="snac_onnx splits each call into this many concurrent chunks, threads // parallel each")
     args = parser.parse_args()
 
     print(f"CPU: {cpu_name()}; torch {torch.__version__}; onnxruntime {ort.__version__}; "
-          f"{args.seconds:g} s of audio, batch 1, median of {args.reps} after warm-up\n")
+          f"{args.seconds:g} s of audio, batch 1, median of {args.reps} after warm-up; snac_onnx parallel={args.parallel}\n")
     print("| model | threads | op | PyTorch (s) | snac_onnx (s) | speed-up | snac_onnx x real time |")
     print("|---|---:|---|---:|---:|---:|---:|")
     for folder in args.models:
@@ -89,7 +91,7 @@ def main() -> int:
         pcm = speech_like(rate, args.seconds, seed=11)[None, :]
         for threads in args.threads:
             torch.set_num_threads(threads)
-            codec = SnacOnnx(folder, threads=threads)
+            codec = SnacOnnx(folder, threads=max(1, threads // args.parallel), parallel=args.parallel)
             times = time_encode_decode(model, codec, pcm, args.reps)
             for op in ("encode", "decode"):
                 t, o = times[f"torch_{op}"], times[f"onnx_{op}"]

@@ -34,6 +34,7 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--offline", action="store_true", help="never use the network (also HF_HUB_OFFLINE=1)")
         p.add_argument("--providers", nargs="+", help="onnxruntime execution providers, in order (default CPU)")
         p.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads (0: automatic)")
+        p.add_argument("--parallel", type=int, default=1, help="split long inputs into this many concurrent chunks (exact)")
         p.add_argument("--precision", default="fp32", help="graph precision from the export (fp32, int8, fp16)")
         p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
         p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -112,7 +113,7 @@ def _progress(total: float, unit: str, quiet: bool) -> Iterator[Any]:
 def _codec(args: argparse.Namespace, model: str):
     from .codec import SnacOnnx
 
-    return SnacOnnx(model, providers=args.providers, threads=args.threads, revision=args.revision,
+    return SnacOnnx(model, providers=args.providers, threads=args.threads, parallel=args.parallel, revision=args.revision,
                     offline=args.offline or None, precision=args.precision)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Sequence
 
@@ -27,6 +28,7 @@ from .manifest import (
 )
 from .sessions import ProviderSpec, SessionSettings, create_session, normalize_providers
 from .orpheus import END_OF_SPEECH, OrpheusStream
+from .parallel import decode_in_chunks, encode_in_chunks
 from .streaming import StreamDecoder
 
 __all__ = ["SnacOnnx"]
@@ -50,6 +52,11 @@ class SnacOnnx:
             the ``snac_onnx`` logger; :attr:`active_providers` tells what runs.
         threads: onnxruntime intra-op threads; 0 lets onnxruntime choose.
             Ignored when ``settings`` is given.
+        parallel: split each long encode/decode into up to this many time
+            chunks, with exact context, run concurrently (see
+            :mod:`snac_onnx.parallel`). On 2 cores ``parallel=2, threads=1``
+            decodes 10 s about 1.3x faster than one run with 2 threads; short
+            inputs are never split. Default 1 (no splitting).
         settings: full session settings (threads, graph optimisation, memory
             pattern, arena); see :class:`~snac_onnx.sessions.SessionSettings`.
         verify: check each graph file's sha256 against the manifest before its
@@ -71,6 +78,7 @@ class SnacOnnx:
         *,
         providers: ProviderSpec | Sequence[ProviderSpec] | None = None,
         threads: int = 0,
+        parallel: int = 1,
         settings: SessionSettings | None = None,
         verify: bool = True,
         precision: str = "fp32",
@@ -87,6 +95,10 @@ class SnacOnnx:
         self._verify = verify
         self._sessions: dict[str, ort.InferenceSession] = {}
         self._lock = threading.Lock()
+        if isinstance(parallel, bool) or not isinstance(parallel, int) or parallel < 1:
+            raise ValueError(f"parallel must be an int >= 1, got {parallel!r}")
+        self._parallel = parallel
+        self._executor: ThreadPoolExecutor | None = None
 
     # ------------------------------------------------------------------ properties
     @property
@@ -177,6 +189,13 @@ class SnacOnnx:
         inputs, outputs = (encoder_io if role == "encoder" else decoder_io)(manifest.config)
         return create_session(path, self._providers, self._settings, inputs, outputs)
 
+    def _pool(self) -> ThreadPoolExecutor:
+        if self._executor is None:
+            with self._lock:
+                if self._executor is None:
+                    self._executor = ThreadPoolExecutor(max_workers=self._parallel, thread_name_prefix="snac_onnx")
+        return self._executor
+
     # ------------------------------------------------------------------ encode
     def encode(self, audio: np.ndarray, sample_rate: int | None = None) -> list[np.ndarray]:
         """Encode PCM to codes.
@@ -196,7 +215,14 @@ class SnacOnnx:
         check_sample_rate(sample_rate, self.sample_rate)
         prepared = prepare_audio(audio, self.padding_unit)
         names = code_names(self.num_codebooks)
-        results = self._session("encoder").run(names, {AUDIO_NAME: prepared.batch})
+        session = self._session("encoder")
+        if self._parallel > 1:
+            results = encode_in_chunks(
+                lambda feeds: session.run(names, feeds), prepared.batch, self.config, self._parallel,
+                self._pool(), AUDIO_NAME,
+            )
+        else:
+            results = session.run(names, {AUDIO_NAME: prepared.batch})
         codes = [np.asarray(r, dtype=np.int64) for r in results]
         if prepared.unbatched:
             codes = [c[0] for c in codes]
@@ -240,9 +266,16 @@ class SnacOnnx:
                 raise InvalidCodesError(
                     f"length must be an int in [1, {total}] (the samples these codes decode to), got {length!r}"
                 )
-        feeds: dict[str, np.ndarray] = dict(zip(code_names(self.num_codebooks), prepared.arrays))
-        feeds.update(zip(noise_names(self.config.num_noise_blocks), self._noise(prepared, noise, seed)))
-        (audio,) = self._session("decoder").run([AUDIO_NAME], feeds)
+        code_feeds = dict(zip(code_names(self.num_codebooks), prepared.arrays))
+        noise_feeds = dict(zip(noise_names(self.config.num_noise_blocks), self._noise(prepared, noise, seed)))
+        session = self._session("decoder")
+        if self._parallel > 1:
+            audio = decode_in_chunks(
+                lambda feeds: session.run([AUDIO_NAME], feeds), code_feeds, noise_feeds, self.config,
+                self._parallel, self._pool(),
+            )
+        else:
+            (audio,) = session.run([AUDIO_NAME], {**code_feeds, **noise_feeds})
         audio = audio[:, 0, : total if length is None else int(length)]
         return audio[0] if prepared.unbatched else audio
 
