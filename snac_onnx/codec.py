@@ -26,9 +26,9 @@ from .manifest import (
     noise_names,
     sha256_file,
 )
-from .sessions import ProviderSpec, SessionSettings, create_session, normalize_providers
 from .orpheus import END_OF_SPEECH, OrpheusStream
 from .parallel import decode_in_chunks, encode_in_chunks
+from .sessions import ProviderSpec, SessionSettings, create_session, normalize_providers
 from .streaming import StreamDecoder
 
 __all__ = ["SnacOnnx"]
