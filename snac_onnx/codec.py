@@ -56,7 +56,12 @@ class SnacOnnx:
             chunks, with exact context, run concurrently (see
             :mod:`snac_onnx.parallel`). On 2 cores ``parallel=2, threads=1``
             decodes 10 s about 1.3x faster than one run with 2 threads; short
-            inputs are never split. Default 1 (no splitting).
+            inputs are never split. Default 1 (no concurrency).
+        max_chunk_seconds: longer inputs are encoded/decoded in chunks of at
+            most about this many seconds (exact context, same result), so
+            memory stays bounded however long the input: one-shot decoding
+            needs about 2.5 GB per minute of 24 kHz audio. None: never split
+            for memory. Lower it (e.g. 2.5) to cut peak memory further.
         settings: full session settings (threads, graph optimisation, memory
             pattern, arena); see :class:`~snac_onnx.sessions.SessionSettings`.
         verify: check each graph file's sha256 against the manifest before its
@@ -79,6 +84,7 @@ class SnacOnnx:
         providers: ProviderSpec | Sequence[ProviderSpec] | None = None,
         threads: int = 0,
         parallel: int = 1,
+        max_chunk_seconds: float | None = 30.0,
         settings: SessionSettings | None = None,
         verify: bool = True,
         precision: str = "fp32",
@@ -98,6 +104,9 @@ class SnacOnnx:
         if isinstance(parallel, bool) or not isinstance(parallel, int) or parallel < 1:
             raise ValueError(f"parallel must be an int >= 1, got {parallel!r}")
         self._parallel = parallel
+        if max_chunk_seconds is not None and not max_chunk_seconds > 0:
+            raise ValueError(f"max_chunk_seconds must be > 0 or None, got {max_chunk_seconds!r}")
+        self._max_chunk_seconds = max_chunk_seconds
         self._executor: ThreadPoolExecutor | None = None
 
     # ------------------------------------------------------------------ properties
@@ -189,12 +198,15 @@ class SnacOnnx:
         inputs, outputs = (encoder_io if role == "encoder" else decoder_io)(manifest.config)
         return create_session(path, self._providers, self._settings, inputs, outputs)
 
-    def _pool(self) -> ThreadPoolExecutor:
+    def _mapper(self):
+        """``map`` over chunks: builtin (one at a time) or the shared pool's (``parallel`` at a time)."""
+        if self._parallel == 1:
+            return map
         if self._executor is None:
             with self._lock:
                 if self._executor is None:
                     self._executor = ThreadPoolExecutor(max_workers=self._parallel, thread_name_prefix="snac_onnx")
-        return self._executor
+        return self._executor.map
 
     # ------------------------------------------------------------------ encode
     def encode(self, audio: np.ndarray, sample_rate: int | None = None) -> list[np.ndarray]:
@@ -216,13 +228,10 @@ class SnacOnnx:
         prepared = prepare_audio(audio, self.padding_unit)
         names = code_names(self.num_codebooks)
         session = self._session("encoder")
-        if self._parallel > 1:
-            results = encode_in_chunks(
-                lambda feeds: session.run(names, feeds), prepared.batch, self.config, self._parallel,
-                self._pool(), AUDIO_NAME,
-            )
-        else:
-            results = session.run(names, {AUDIO_NAME: prepared.batch})
+        results = encode_in_chunks(
+            lambda feeds: session.run(names, feeds), prepared.batch, self.config, self._parallel,
+            self._mapper(), AUDIO_NAME, self._max_chunk_seconds,
+        )
         codes = [np.asarray(r, dtype=np.int64) for r in results]
         if prepared.unbatched:
             codes = [c[0] for c in codes]
@@ -269,13 +278,10 @@ class SnacOnnx:
         code_feeds = dict(zip(code_names(self.num_codebooks), prepared.arrays))
         noise_feeds = dict(zip(noise_names(self.config.num_noise_blocks), self._noise(prepared, noise, seed)))
         session = self._session("decoder")
-        if self._parallel > 1:
-            audio = decode_in_chunks(
-                lambda feeds: session.run([AUDIO_NAME], feeds), code_feeds, noise_feeds, self.config,
-                self._parallel, self._pool(),
-            )
-        else:
-            (audio,) = session.run([AUDIO_NAME], {**code_feeds, **noise_feeds})
+        audio = decode_in_chunks(
+            lambda feeds: session.run([AUDIO_NAME], feeds), code_feeds, noise_feeds, self.config,
+            self._parallel, self._mapper(), self._max_chunk_seconds,
+        )
         audio = audio[:, 0, : total if length is None else int(length)]
         return audio[0] if prepared.unbatched else audio
 

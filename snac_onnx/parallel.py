@@ -1,4 +1,8 @@
-"""Split one long encode/decode into time chunks with exact context and run them concurrently.
+"""Split one long encode/decode into time chunks with exact context; run them concurrently.
+
+Two reasons to split: speed (``parallel`` chunks run at once) and memory (no
+chunk longer than ``max_chunk``, so peak memory is bounded however long the
+input; one-shot decoding needs about 2.5 GB per minute of 24 kHz audio).
 
 onnxruntime gains little from a second intra-op thread on this codec (about
 1.36x on 2 cores), while independent session runs scale almost linearly. A
@@ -12,8 +16,8 @@ than four times their context are not split further.
 
 from __future__ import annotations
 
-from concurrent.futures import Executor
-from typing import Callable
+import math
+from typing import Callable, Iterable, Iterator, TypeVar
 
 import numpy as np
 
@@ -24,11 +28,21 @@ from .windowed import encoder_context_units
 __all__ = ["split_ranges", "encode_in_chunks", "decode_in_chunks"]
 
 RunFn = Callable[[dict[str, np.ndarray]], list[np.ndarray]]
+T = TypeVar("T")
+R = TypeVar("R")
+MapFn = Callable[[Callable[[T], R], Iterable[T]], Iterator[R]]
 
 
-def split_ranges(total: int, parts: int, multiple: int, min_size: int) -> list[tuple[int, int]]:
-    """Up to ``parts`` contiguous ranges covering ``[0, total)``, boundaries on ``multiple``, each >= ``min_size``."""
-    count = max(1, min(parts, total // max(1, min_size)))
+def split_ranges(
+    total: int, parts: int, multiple: int, min_size: int, max_size: int | None = None
+) -> list[tuple[int, int]]:
+    """Contiguous ranges covering ``[0, total)`` with boundaries on ``multiple``.
+
+    At least ``parts`` ranges, more if needed to keep each within ``max_size``;
+    never so many that one is shorter than ``min_size`` (four times the context).
+    """
+    wanted = parts if max_size is None else max(parts, math.ceil(total / max(1, max_size)))
+    count = max(1, min(wanted, total // max(1, min_size)))
     cuts = [0]
     for i in range(1, count):
         cut = round(total * i / count / multiple) * multiple
@@ -39,14 +53,24 @@ def split_ranges(total: int, parts: int, multiple: int, min_size: int) -> list[t
 
 
 def encode_in_chunks(
-    run: RunFn, audio: np.ndarray, config: ModelConfig, parts: int, executor: Executor, input_name: str
+    run: RunFn,
+    audio: np.ndarray,
+    config: ModelConfig,
+    parts: int,
+    mapper: MapFn,
+    input_name: str,
+    max_seconds: float | None = None,
 ) -> list[np.ndarray]:
-    """Encoder outputs for padded ``audio`` (B, 1, units * padding_unit), computed chunk by chunk."""
+    """Encoder outputs for padded ``audio`` (B, 1, units * padding_unit), computed chunk by chunk.
+
+    ``mapper`` is ``map`` (one chunk at a time) or an executor's ``map`` (concurrent).
+    """
     unit = config.padding_unit
     units = audio.shape[-1] // unit
     context = encoder_context_units(config)
     frames_per_unit = [config.latent_multiple // s for s in config.vq_strides]
-    ranges = split_ranges(units, parts, 1, 4 * context)
+    max_units = None if max_seconds is None else max(1, int(max_seconds * config.sample_rate) // unit)
+    ranges = split_ranges(units, parts, 1, 4 * context, max_units)
     if len(ranges) == 1:
         return run({input_name: audio})
 
@@ -56,7 +80,7 @@ def encode_in_chunks(
         codes = run({input_name: np.ascontiguousarray(audio[..., s * unit : e * unit])})
         return [c[:, (a - s) * n : (b - s) * n] for c, n in zip(codes, frames_per_unit)]
 
-    pieces = list(executor.map(one, ranges))
+    pieces = list(mapper(one, ranges))
     return [np.concatenate([p[i] for p in pieces], axis=1) for i in range(config.num_codebooks)]
 
 
@@ -66,17 +90,19 @@ def decode_in_chunks(
     noise: dict[str, np.ndarray],
     config: ModelConfig,
     parts: int,
-    executor: Executor,
+    mapper: MapFn,
+    max_seconds: float | None = None,
 ) -> np.ndarray:
     """Decoder output (B, 1, samples) for ``codes`` and ``noise`` feeds, computed chunk by chunk."""
     per_code = [config.vq_strides[0] // s for s in config.vq_strides]
     per_noise = config.noise_lengths(1)
     frames = next(iter(codes.values())).shape[1] // per_code[0]
     left, right = receptive_field_frames(config)
-    ranges = split_ranges(frames, parts, config.frames_multiple, 4 * (left + right))
+    samples_per_frame = config.hop_length * config.vq_strides[0]
+    max_frames = None if max_seconds is None else max(1, int(max_seconds * config.sample_rate) // samples_per_frame)
+    ranges = split_ranges(frames, parts, config.frames_multiple, 4 * (left + right), max_frames)
     if len(ranges) == 1:
         return run({**codes, **noise})[0]
-    samples_per_frame = config.hop_length * config.vq_strides[0]
 
     def one(bounds: tuple[int, int]) -> np.ndarray:
         a, b = bounds
@@ -88,4 +114,4 @@ def decode_in_chunks(
         audio = run(feeds)[0]
         return audio[..., (a - s) * samples_per_frame : (b - s) * samples_per_frame]
 
-    return np.concatenate(list(executor.map(one, ranges)), axis=-1)
+    return np.concatenate(list(mapper(one, ranges)), axis=-1)

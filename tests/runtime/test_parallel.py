@@ -43,9 +43,30 @@ def test_parallel_equals_one_shot(folder, parts):
         np.testing.assert_allclose(par.decode(codes, **kwargs), one.decode(codes, **kwargs), atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("folder", [TINY_24, TINY_44])
+def test_memory_bounded_chunks_equal_one_shot(folder):
+    one = SnacOnnx(folder, max_chunk_seconds=None)
+    small = SnacOnnx(folder, max_chunk_seconds=0.5)  # chunks as small as four times their context
+    audio = pcm(30 * one.padding_unit + 5, seed=9)
+    codes = one.encode(audio)
+    for a, b in zip(codes, small.encode(audio)):
+        np.testing.assert_array_equal(a, b)
+    n = codes[0].shape[0] // one.config.frames_multiple * one.config.frames_multiple
+    codes = [c[: n * one.vq_strides[0] // s] for c, s in zip(codes, one.vq_strides)]
+    np.testing.assert_allclose(small.decode(codes, seed=1), one.decode(codes, seed=1), atol=1e-5, rtol=0)
+
+
+def test_split_ranges_respects_max_size():
+    assert split_ranges(100, 1, 1, 10, max_size=30) == [(0, 25), (25, 50), (50, 75), (75, 100)]
+    assert split_ranges(100, 1, 1, 40, max_size=10) == [(0, 50), (50, 100)]  # min size wins
+    assert split_ranges(100, 1, 1, 10, max_size=None) == [(0, 100)]
+
+
 def test_parallel_argument():
     with pytest.raises(ValueError, match="parallel must be an int >= 1"):
         SnacOnnx(TINY_24, parallel=0)
+    with pytest.raises(ValueError, match="max_chunk_seconds must be > 0"):
+        SnacOnnx(TINY_24, max_chunk_seconds=0)
     short = SnacOnnx(TINY_24, parallel=4)
     codes = short.encode(pcm(3000))  # too short to split: one run
     assert short.decode(codes, length=3000, noise=False).shape == (3000,)
