@@ -13,9 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +23,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from export.checkpoint import load_from_folder, load_from_hub, load_random_init  # noqa: E402
+from export.precision import median_seconds  # noqa: E402
 from export.signals import speech_like  # noqa: E402
 from snac_onnx import SnacOnnx  # noqa: E402
 
@@ -36,16 +35,6 @@ def reference_for(folder: Path) -> torch.nn.Module:
     if source["kind"] == "folder":
         return load_from_folder(source["folder"]).model
     return load_from_hub(source["repo_id"], revision=source.get("commit")).model
-
-
-def median_seconds(fn, reps: int) -> float:
-    fn()
-    times = []
-    for _ in range(reps):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def time_encode_decode(model: torch.nn.Module, codec: SnacOnnx, pcm: np.ndarray, reps: int) -> dict[str, float]:

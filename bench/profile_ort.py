@@ -43,7 +43,7 @@ def main() -> int:
     opts.intra_op_num_threads = args.threads
     opts.enable_profiling = True
     opts.profile_file_prefix = str(Path(tempfile.mkdtemp()) / "prof")
-    session = ort.InferenceSession(str(codec.manifest.folder / codec.manifest.files[args.graph]["path"]), opts)
+    session = ort.InferenceSession(str(codec.manifest.file_path(args.graph)), opts)
     session.run(None, feeds)
     session.run(None, feeds)
     events = json.loads(Path(session.end_profiling()).read_text())

@@ -18,7 +18,7 @@ from __future__ import annotations
 import statistics
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -53,7 +53,8 @@ def write_variant(folder: Path, precision: str) -> dict[str, dict[str, Any]]:
     return files
 
 
-def _median_time(fn, reps: int = 3) -> float:
+def median_seconds(fn: Callable[[], object], reps: int = 3) -> float:
+    """Median wall time of ``reps`` calls of ``fn`` after one warm-up call."""
     fn()
     times = []
     for _ in range(reps):
@@ -80,8 +81,8 @@ def measure_variant(folder: Path, precision: str, providers: list[str] | None = 
     rel_rms = float(np.sqrt(np.mean(err**2) / max(np.mean(ref_audio.astype(np.float64) ** 2), 1e-20)))
     agreement = float(np.mean(np.concatenate([(a == b).ravel() for a, b in zip(codes, var_codes)])))
     speed = {
-        "decode": _median_time(lambda: base.decode(codes, noise=False)) / _median_time(lambda: variant.decode(codes, noise=False)),
-        "encode": _median_time(lambda: base.encode(pcm)) / _median_time(lambda: variant.encode(pcm)),
+        "decode": median_seconds(lambda: base.decode(codes, noise=False)) / median_seconds(lambda: variant.decode(codes, noise=False)),
+        "encode": median_seconds(lambda: base.encode(pcm)) / median_seconds(lambda: variant.encode(pcm)),
     }
     snr = float(-20 * np.log10(max(rel_rms, 1e-12)))
     return {

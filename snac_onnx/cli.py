@@ -117,26 +117,23 @@ def _codec(args: argparse.Namespace, model: str):
                     offline=args.offline or None, precision=args.precision)
 
 
-def _manifest_sha(codec) -> str:
-    from .manifest import MANIFEST_FILE, sha256_file
-
-    return sha256_file(codec.location.folder / MANIFEST_FILE)
-
-
 def _encode_file(args: argparse.Namespace, codec) -> tuple[list[np.ndarray], int]:
     from .audio_io import AudioReader
-    from .windowed import iter_encode_windows
+    from .windowed import encode_reader
 
     reader = AudioReader(args.input, codec.sample_rate, mix=args.mix, resample=args.resample)
-    parts: list[list[np.ndarray]] = []
+    done = 0
     with _progress(round(reader.seconds, 2), "s", args.quiet) as bar:
-        done = 0
-        for codes, samples in iter_encode_windows(codec, reader.read, reader.num_samples, window_seconds=args.window_seconds):
-            parts.append(codes)
+
+        def progress(samples: int) -> None:
+            nonlocal done
             if bar is not None:
                 bar.update(round((samples - done) / codec.sample_rate, 2))
             done = samples
-    return [np.concatenate([p[i] for p in parts]) for i in range(codec.num_codebooks)], reader.num_samples
+
+        codes = encode_reader(codec, reader.read, reader.num_samples, window_seconds=args.window_seconds,
+                              on_progress=progress)
+    return codes, reader.num_samples
 
 
 def _decode_to_file(args: argparse.Namespace, codec, codes: list[np.ndarray], length: int) -> None:
@@ -177,7 +174,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
     codes, length = _encode_file(args, codec)
     meta = {
         "model": codec.name,
-        "manifest_sha256": _manifest_sha(codec),
+        "manifest_sha256": codec.manifest_sha256,
         "sample_rate": codec.sample_rate,
         "length": length,
         "layout": args.layout or "per-codebook",
@@ -195,7 +192,7 @@ def cmd_decode(args: argparse.Namespace) -> int:
 
     data = load_codes(args.input)
     codec = _codec(args, args.model or data.meta["model"])
-    sha = _manifest_sha(codec)
+    sha = codec.manifest_sha256
     if sha != data.meta.get("manifest_sha256") and not args.force:
         raise SnacOnnxError(
             f"{args.input.name} was encoded with model {data.meta.get('model')!r} (manifest "

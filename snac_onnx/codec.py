@@ -17,6 +17,7 @@ from .hub import DEFAULT_MODEL, ModelLocation, resolve_model
 from .layouts import TokenLayout, codes_to_tokens, tokens_to_codes
 from .manifest import (
     AUDIO_NAME,
+    MANIFEST_FILE,
     Manifest,
     ModelConfig,
     code_names,
@@ -94,6 +95,7 @@ class SnacOnnx:
     ) -> None:
         self._location: ModelLocation = resolve_model(model, revision=revision, offline=offline, cache_dir=cache_dir)
         self._manifest = load_manifest(self._location.folder)
+        self._manifest_sha256: str | None = None
         self._manifest.file_entry("decoder", precision)  # raises if the export lacks this precision
         self._precision = precision
         self._providers = normalize_providers(providers)
@@ -119,6 +121,13 @@ class SnacOnnx:
     def location(self) -> ModelLocation:
         """Where the model's files are (folder, and hub repo when resolved from the hub)."""
         return self._location
+
+    @property
+    def manifest_sha256(self) -> str:
+        """sha256 of this model's ``manifest.json``: identifies the export codes were made with."""
+        if self._manifest_sha256 is None:
+            self._manifest_sha256 = sha256_file(self._location.folder / MANIFEST_FILE)
+        return self._manifest_sha256
 
     @property
     def precision(self) -> str:

@@ -104,10 +104,8 @@ class EncodeFiles:
         offline: bool | None = None,
     ) -> None:
         from .codec import SnacOnnx
-        from .manifest import MANIFEST_FILE, sha256_file
 
         self.codec = SnacOnnx(model, threads=threads, offline=offline)
-        self.sha = sha256_file(self.codec.location.folder / MANIFEST_FILE)
         self.resample, self.mix, self.window_seconds, self.layout = resample, mix, window_seconds, layout
         self.schema = _schema(self.codec.num_codebooks, layout is not None)
 
@@ -115,20 +113,19 @@ class EncodeFiles:
         """One output row for ``path``; any failure is captured in ``error``."""
         from .audio_io import AudioReader
         from .layouts import codes_to_tokens
-        from .windowed import iter_encode_windows
+        from .windowed import encode_reader
 
         codec = self.codec
         row: dict[str, Any] = {
             "path": path, "duration": None, "sample_rate": codec.sample_rate, "source_sample_rate": None,
-            "model": codec.name, "manifest_sha256": self.sha, "error": None,
+            "model": codec.name, "manifest_sha256": codec.manifest_sha256, "error": None,
         }
         empty: list[int] = []
         try:
             reader = AudioReader(path, codec.sample_rate, mix=self.mix, resample=self.resample)
             row["source_sample_rate"] = reader.file_rate
             row["duration"] = reader.seconds
-            parts = [c for c, _ in iter_encode_windows(codec, reader.read, reader.num_samples, window_seconds=self.window_seconds)]
-            codes = [np.concatenate([p[i] for p in parts]) for i in range(codec.num_codebooks)]
+            codes = encode_reader(codec, reader.read, reader.num_samples, window_seconds=self.window_seconds)
             for i, c in enumerate(codes):
                 row[f"codes_{i}"] = c
             if self.layout is not None:

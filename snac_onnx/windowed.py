@@ -23,7 +23,7 @@ from .manifest import ModelConfig
 if TYPE_CHECKING:
     from .codec import SnacOnnx
 
-__all__ = ["encoder_context_units", "iter_encode_windows", "encode_windowed"]
+__all__ = ["encoder_context_units", "iter_encode_windows", "encode_reader", "encode_windowed"]
 
 # SNAC's encoder (snac/layers.py): a kernel-7 conv, blocks of three kernel-7 residual units
 # (dilations 1, 3, 9) and a strided conv of kernel 2 * stride, optional attention, a kernel-7 conv.
@@ -91,6 +91,29 @@ def iter_encode_windows(
         )
 
 
+def encode_reader(
+    codec: "SnacOnnx",
+    read: Reader,
+    total_samples: int,
+    *,
+    window_seconds: float = 60.0,
+    context_units: int | None = None,
+    on_progress: Callable[[int], None] | None = None,
+) -> list[np.ndarray]:
+    """Windowed encode of a signal read through ``read``; returns one-shot-equal codes per codebook.
+
+    ``on_progress(samples_done)`` is called after each window.
+    """
+    parts = []
+    for codes, done in iter_encode_windows(
+        codec, read, total_samples, window_seconds=window_seconds, context_units=context_units
+    ):
+        parts.append(codes)
+        if on_progress is not None:
+            on_progress(done)
+    return [np.concatenate([p[i] for p in parts]) for i in range(codec.num_codebooks)]
+
+
 def encode_windowed(
     codec: "SnacOnnx", audio: np.ndarray, *, window_seconds: float = 60.0, context_units: int | None = None
 ) -> list[np.ndarray]:
@@ -98,10 +121,6 @@ def encode_windowed(
     pcm = to_float_pcm(audio)
     if pcm.ndim != 1:
         raise InvalidAudioError(f"windowed encoding takes 1-D audio, got shape {pcm.shape}")
-    parts = [
-        codes
-        for codes, _ in iter_encode_windows(
-            codec, lambda a, b: pcm[a:b], pcm.shape[0], window_seconds=window_seconds, context_units=context_units
-        )
-    ]
-    return [np.concatenate([p[i] for p in parts]) for i in range(codec.num_codebooks)]
+    return encode_reader(
+        codec, lambda a, b: pcm[a:b], pcm.shape[0], window_seconds=window_seconds, context_units=context_units
+    )
