@@ -1,6 +1,6 @@
 """Where decode/encode time goes in onnxruntime: per operator type, from its profiler.
 
-Usage: python bench/profile_ort.py [MODEL_DIR] [--graph decoder|encoder] [--seconds 10] [--threads 2]
+Usage: python bench/profile_ort.py [MODEL_DIR] [--graph decoder|encoder] [--seconds 10] [--threads 2] [--plain]
 Prints a markdown table of total time per op type (one call after a warm-up call).
 """
 
@@ -19,6 +19,7 @@ import onnxruntime as ort
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from snac_onnx import SnacOnnx  # noqa: E402
+from snac_onnx.kernels import snake_library  # noqa: E402
 from snac_onnx.manifest import code_names, noise_names  # noqa: E402
 
 
@@ -28,6 +29,7 @@ def main() -> int:
     parser.add_argument("--graph", choices=["decoder", "encoder"], default="decoder")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--plain", action="store_true", help="run Snake as plain ONNX nodes (no fused kernel)")
     args = parser.parse_args()
 
     codec = SnacOnnx(args.model)
@@ -42,6 +44,9 @@ def main() -> int:
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = args.threads
     opts.enable_profiling = True
+    fused = not args.plain and snake_library() is not None
+    if fused:
+        opts.register_custom_ops_library(str(snake_library()))
     opts.profile_file_prefix = str(Path(tempfile.mkdtemp()) / "prof")
     session = ort.InferenceSession(str(codec.manifest.file_path(args.graph)), opts)
     session.run(None, feeds)
@@ -57,7 +62,8 @@ def main() -> int:
             per_op[op] += e["dur"]
             count[op] += 1
     total = sum(per_op.values())
-    print(f"{args.graph} of {frames * codec.samples_per_frame / codec.sample_rate:.1f} s, {args.threads} threads: "
+    print(f"{args.graph} of {frames * codec.samples_per_frame / codec.sample_rate:.1f} s, {args.threads} threads, "
+          f"Snake {'fused kernel' if fused else 'plain ONNX nodes'}: "
           f"run {runs[-1]['dur'] / 1e3:.0f} ms, kernels {total / 1e3:.0f} ms\n")
     print("| op type | nodes | ms | share |")
     print("|---|---:|---:|---:|")

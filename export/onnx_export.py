@@ -12,7 +12,8 @@ from torch.export import Dim
 
 from snac_onnx.manifest import AUDIO_NAME, ModelConfig, decoder_io, encoder_io
 
-from .graphs import EncoderGraph, decoder_graph_with_named_inputs, prepare_for_export
+from .fuse import fuse_snake
+from .graphs import EncoderGraph, ExportSnake, decoder_graph_with_named_inputs, prepare_for_export
 
 OPSET = 18
 MAX_BATCH = 4096
@@ -20,6 +21,9 @@ MAX_UNITS = 1_000_000
 
 
 def _export(module: torch.nn.Module, args: tuple, path: Path, inputs: list[str], outputs: list[str], shapes) -> None:
+    """torch.onnx.export to ``path``, then every Snake chain marked as one ``ai.snac_onnx.Snake`` node."""
+    import onnx
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         program = torch.onnx.export(
@@ -34,6 +38,9 @@ def _export(module: torch.nn.Module, args: tuple, path: Path, inputs: list[str],
             verbose=False,
         )
     program.save(str(path))
+    model = onnx.load(str(path))
+    fuse_snake(model, expected=sum(isinstance(m, ExportSnake) for m in module.modules()))
+    onnx.save(model, str(path))
 
 
 def export_graphs(model: SNAC, snac_config: dict[str, Any], out_dir: Path) -> dict[str, Path]:

@@ -16,6 +16,7 @@ faster (by more than 5 %) and accurate enough (decoder: SNR >= 30 dB; encoder:
 from __future__ import annotations
 
 import statistics
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -35,20 +36,26 @@ MIN_CODE_AGREEMENT = 0.95
 def write_variant(folder: Path, precision: str) -> dict[str, dict[str, Any]]:
     """Write ``encoder.<precision>.onnx`` and ``decoder.<precision>.onnx``; returns their file entries."""
     import onnx
+    import onnx.inliner
 
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     files = {}
     for role in ("encoder", "decoder"):
         src, dst = folder / f"{role}.onnx", folder / f"{role}.{precision}.onnx"
+        # The fused Snake kernel is float32-only: variants carry Snake as plain nodes.
+        plain = onnx.inliner.inline_local_functions(onnx.load(str(src)))
         if precision == "int8":
             from onnxruntime.quantization import QuantType, quantize_dynamic
 
-            quantize_dynamic(str(src), str(dst), weight_type=QuantType.QUInt8, op_types_to_quantize=["Conv"])
-        elif precision == "fp16":
+            with tempfile.TemporaryDirectory() as tmp:
+                unfused = Path(tmp) / src.name
+                onnx.save(plain, str(unfused))
+                quantize_dynamic(str(unfused), str(dst), weight_type=QuantType.QUInt8, op_types_to_quantize=["Conv"])
+        else:
             from onnxruntime.transformers.float16 import convert_float_to_float16
 
-            onnx.save(convert_float_to_float16(onnx.load(str(src)), keep_io_types=True), str(dst))
-        else:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+            onnx.save(convert_float_to_float16(plain, keep_io_types=True), str(dst))
         files[role] = {"path": dst.name, "sha256": sha256_file(dst), "bytes": dst.stat().st_size}
     return files
 

@@ -12,7 +12,7 @@ import onnxruntime as ort
 
 from .audio import check_sample_rate, prepare_audio
 from .codes import PreparedCodes, prepare_codes
-from .errors import InvalidCodesError, ModelFormatError
+from .errors import InvalidCodesError, ModelFormatError, SnacOnnxError
 from .hub import DEFAULT_MODEL, ModelLocation, resolve_model
 from .layouts import TokenLayout, codes_to_tokens, tokens_to_codes
 from .manifest import (
@@ -29,7 +29,15 @@ from .manifest import (
 )
 from .orpheus import END_OF_SPEECH, OrpheusStream
 from .parallel import decode_in_chunks, encode_in_chunks
-from .sessions import ProviderSpec, SessionSettings, create_session, normalize_providers
+from .sessions import (
+    ProviderSpec,
+    SessionSettings,
+    create_session,
+    fused_snake_library,
+    normalize_providers,
+    provider_names,
+    uses_fused_snake,
+)
 from .streaming import StreamDecoder
 
 __all__ = ["SnacOnnx"]
@@ -121,6 +129,22 @@ class SnacOnnx:
     def location(self) -> ModelLocation:
         """Where the model's files are (folder, and hub repo when resolved from the hub)."""
         return self._location
+
+    @property
+    def fused_snake(self) -> bool:
+        """Whether Snake runs on snac_onnx's fused kernel (:mod:`snac_onnx.kernels`).
+
+        For sessions already built, what they do; before that, what they will do
+        given ``settings.fused_snake``, the providers and the installed library.
+        """
+        with self._lock:
+            built = list(self._sessions.values())
+        if built:
+            return all(uses_fused_snake(s) for s in built)
+        try:
+            return fused_snake_library(self._settings.fused_snake, provider_names(self._providers)) is not None
+        except SnacOnnxError:
+            return False
 
     @property
     def manifest_sha256(self) -> str:

@@ -11,6 +11,7 @@ requested provider that is not in use (a classic cause: ``onnxruntime`` and
 from __future__ import annotations
 
 import logging
+import weakref
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -24,6 +25,7 @@ except ImportError as exc:  # pragma: no cover - depends on the install
     ) from exc
 
 from .errors import ModelFormatError, ModelNotFoundError, SnacOnnxError
+from .kernels import snake_library
 
 __all__ = [
     "ProviderSpec",
@@ -32,6 +34,8 @@ __all__ = [
     "provider_names",
     "conflicting_runtime_packages",
     "create_session",
+    "fused_snake_library",
+    "uses_fused_snake",
 ]
 
 logger = logging.getLogger("snac_onnx")
@@ -39,6 +43,7 @@ logger = logging.getLogger("snac_onnx")
 ProviderSpec = Union[str, tuple[str, dict[str, Any]]]
 
 _CPU = "CPUExecutionProvider"
+_FUSED_SESSIONS: "weakref.WeakSet[ort.InferenceSession]" = weakref.WeakSet()
 
 
 @dataclass(frozen=True)
@@ -55,6 +60,12 @@ class SessionSettings:
             lengths vary, which is the normal case for a codec.
         cpu_arena: onnxruntime's CPU memory arena. On by default (fast
             re-use of buffers); turn off to return memory to the OS between calls.
+        fused_snake: use the fused Snake kernel (:mod:`snac_onnx.kernels`).
+            None (default): when it is installed and the session runs on the
+            CPU execution provider only. True: require it (an error if it is
+            not installed or another provider is asked for). False: never; the
+            graphs then run Snake as plain ONNX nodes (same results within
+            float rounding, about 2x slower on CPU).
     """
 
     intra_op_threads: int = 0
@@ -62,6 +73,7 @@ class SessionSettings:
     graph_optimization: str = "all"
     memory_pattern: bool = False
     cpu_arena: bool = True
+    fused_snake: bool | None = None
 
     def to_session_options(self) -> ort.SessionOptions:
         levels = {
@@ -135,6 +147,39 @@ def conflicting_runtime_packages() -> list[str]:
     return found
 
 
+class _KernelUnavailableError(SnacOnnxError, RuntimeError):
+    pass
+
+
+def uses_fused_snake(session: ort.InferenceSession) -> bool:
+    """True when ``session`` was created by :func:`create_session` with the fused Snake kernel registered."""
+    return session in _FUSED_SESSIONS
+
+
+def fused_snake_library(wanted: bool | None, providers: Sequence[str]) -> Path | None:
+    """The kernel library to register for a session on ``providers``, or None (see SessionSettings.fused_snake).
+
+    Raises:
+        SnacOnnxError (RuntimeError): ``wanted`` is True but the library is not
+            installed or a provider other than CPU is asked for.
+    """
+    if wanted is False:
+        return None
+    cpu_only = all(name == _CPU for name in providers)
+    library = snake_library()
+    if wanted is True:
+        if library is None:
+            raise _KernelUnavailableError(
+                "fused_snake=True, but the fused Snake kernel (snac_onnx._snake) is not installed: "
+                "reinstall snac-onnx from source with a C compiler present, or pass fused_snake=None"
+            )
+        if not cpu_only:
+            raise _KernelUnavailableError(
+                f"fused_snake=True needs the CPU execution provider alone; providers are {list(providers)}"
+            )
+    return library if cpu_only else None
+
+
 def create_session(
     path: Path,
     providers: Sequence[ProviderSpec],
@@ -156,13 +201,26 @@ def create_session(
     usable = [p for p in providers if (p if isinstance(p, str) else p[0]) in available]
     if not usable:
         usable = [_CPU]
+    options = settings.to_session_options()
+    library = fused_snake_library(settings.fused_snake, provider_names(usable))
+    if library is not None:
+        try:
+            options.register_custom_ops_library(str(library))
+        except Exception as exc:  # a damaged or foreign build of the library
+            if settings.fused_snake:
+                raise _KernelUnavailableError(f"could not load the fused Snake kernel {str(library)!r}: {exc}") from exc
+            logger.warning("fused Snake kernel %s not loaded (%s); running unfused", library, exc)
+            options = settings.to_session_options()
+            library = None
     try:
-        session = ort.InferenceSession(str(path), sess_options=settings.to_session_options(), providers=usable)
+        session = ort.InferenceSession(str(path), sess_options=options, providers=usable)
     except Exception as exc:  # onnxruntime raises its own Fail/InvalidProtobuf types
         raise ModelFormatError(
             f"onnxruntime could not load {str(path)!r}: {exc}. The file may be truncated or corrupt; "
             "re-export or re-download it"
         ) from exc
+    if library is not None:
+        _FUSED_SESSIONS.add(session)
     used = session.get_providers()
     missing = [name for name in requested if name not in used]
     if missing:

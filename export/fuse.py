@@ -1,0 +1,112 @@
+"""Mark every Snake activation in an exported graph as one ``ai.snac_onnx.Snake`` node.
+
+torch.onnx writes Snake (see :class:`export.graphs.ExportSnake`) as five nodes::
+
+    z = Mul(alpha, x); s = Sin(z); s2 = Mul(s, s); t = Mul(inv_alpha, s2); y = Add(x, t)
+
+This pass replaces each such chain with a single node ``Snake(x, alpha, inv_alpha)``
+in the domain ``ai.snac_onnx`` and adds a model-local ONNX function of that
+name whose body is exactly the five nodes above. So the file stays a standard
+ONNX model that any onnxruntime runs (it inlines the function), and a CPU
+session that registers snac_onnx's Snake kernel library runs the whole
+activation as one fused, vectorised pass instead (see ``csrc/snake.c``).
+
+The pass is strict: every ``Sin`` in the graph must belong to a chain, and the
+number of chains must equal the number of Snake modules, or it raises.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import onnx
+from onnx import helper
+
+SNAKE_DOMAIN = "ai.snac_onnx"
+SNAKE_OP = "Snake"
+SNAKE_FUNCTION_OPSET = 18
+
+
+class FusionError(RuntimeError):
+    """The exported graph does not have the expected Snake chains."""
+
+
+def snake_function() -> onnx.FunctionProto:
+    """The reference body of ``ai.snac_onnx.Snake``: ``x + inv_alpha * sin(alpha * x)^2``."""
+    return helper.make_function(
+        SNAKE_DOMAIN,
+        SNAKE_OP,
+        inputs=["x", "alpha", "inv_alpha"],
+        outputs=["y"],
+        nodes=[
+            helper.make_node("Mul", ["alpha", "x"], ["z"]),
+            helper.make_node("Sin", ["z"], ["s"]),
+            helper.make_node("Mul", ["s", "s"], ["s2"]),
+            helper.make_node("Mul", ["inv_alpha", "s2"], ["t"]),
+            helper.make_node("Add", ["x", "t"], ["y"]),
+        ],
+        opset_imports=[helper.make_opsetid("", SNAKE_FUNCTION_OPSET)],
+    )
+
+
+def _other(node: onnx.NodeProto, name: str) -> str | None:
+    """The input of a two-input node that is not ``name`` (None if the node does not take ``name``)."""
+    if len(node.input) != 2 or name not in node.input:
+        return None
+    a, b = node.input
+    return b if a == name else a
+
+
+def fuse_snake(model: onnx.ModelProto, expected: int) -> int:
+    """Rewrite ``model`` in place; returns the number of Snake nodes made (always ``expected``)."""
+    graph = model.graph
+    initializers = {init.name for init in graph.initializer}
+    consumers: dict[str, list[onnx.NodeProto]] = defaultdict(list)
+    for node in graph.node:
+        for name in dict.fromkeys(node.input):  # a node reading a value twice (s * s) counts once
+            consumers[name].append(node)
+    producer = {out: node for node in graph.node for out in node.output}
+
+    def only_consumer(name: str, op_type: str) -> onnx.NodeProto | None:
+        users = consumers.get(name, [])
+        return users[0] if len(users) == 1 and users[0].op_type == op_type else None
+
+    replaced: dict[int, onnx.NodeProto] = {}  # id(first node of a chain) -> Snake node
+    removed: set[int] = set()
+    sins = [node for node in graph.node if node.op_type == "Sin"]
+    for index, sin in enumerate(sins):
+        scale = producer.get(sin.input[0])
+        if scale is None or scale.op_type != "Mul":
+            raise FusionError(f"Sin #{index} is not fed by Mul(alpha, x)")
+        alpha = next((n for n in scale.input if n in initializers), None)
+        x = _other(scale, alpha) if alpha is not None else None
+        square = only_consumer(sin.output[0], "Mul")
+        if x is None or square is None or list(square.input) != [sin.output[0], sin.output[0]]:
+            raise FusionError(f"Sin #{index}: not the Snake chain Mul(alpha, x) -> Sin -> Mul(s, s)")
+        weigh = only_consumer(square.output[0], "Mul")
+        inv_alpha = _other(weigh, square.output[0]) if weigh is not None else None
+        add = only_consumer(weigh.output[0], "Add") if weigh is not None else None
+        if inv_alpha not in initializers or add is None or _other(add, weigh.output[0]) != x:
+            raise FusionError(f"Sin #{index}: not followed by Mul(inv_alpha, s2) -> Add(x, .)")
+        if len(consumers[scale.output[0]]) != 1:
+            raise FusionError(f"Sin #{index}: alpha * x is used outside the Snake chain")
+        snake = helper.make_node(
+            SNAKE_OP, [x, alpha, inv_alpha], [add.output[0]], name=f"snake_{index}", domain=SNAKE_DOMAIN
+        )
+        replaced[id(scale)] = snake
+        removed.update(id(n) for n in (sin, square, weigh, add))
+    if len(replaced) != expected:
+        raise FusionError(f"found {len(replaced)} Snake chains, expected {expected}")
+
+    nodes = []
+    for node in graph.node:
+        if id(node) in replaced:
+            nodes.append(replaced[id(node)])
+        elif id(node) not in removed:
+            nodes.append(node)
+    del graph.node[:]
+    graph.node.extend(nodes)
+    model.functions.append(snake_function())
+    model.opset_import.append(helper.make_opsetid(SNAKE_DOMAIN, 1))
+    onnx.checker.check_model(model)
+    return len(replaced)

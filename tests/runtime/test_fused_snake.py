@@ -1,0 +1,182 @@
+"""The fused Snake kernel (csrc/snake.c) against float64 arithmetic and against the graphs' own
+ONNX function bodies; when sessions use it; what happens when it is missing or broken (no torch).
+
+The kernel is built by ``pip install`` wherever a C compiler exists (CI has one). Set
+SNAC_ONNX_ALLOW_NO_KERNEL=1 to run these tests on an install without it (they then skip).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from snac_onnx import SnacOnnx, SnacOnnxError
+from snac_onnx import kernels, sessions
+from snac_onnx.kernels import SNAKE_DOMAIN, fused_snake_available, snake_library
+from snac_onnx.sessions import SessionSettings
+from tests.conftest import TINY_24, TINY_44, pcm
+
+if not fused_snake_available():
+    if os.environ.get("SNAC_ONNX_ALLOW_NO_KERNEL"):
+        pytest.skip("fused Snake kernel not built (SNAC_ONNX_ALLOW_NO_KERNEL set)", allow_module_level=True)
+    pytest.fail("the fused Snake kernel snac_onnx/_snake* was not built by pip install -e .", pytrace=False)
+
+EPS32 = float(np.finfo(np.float32).eps)
+
+
+def _snake_model(alpha: np.ndarray) -> bytes:
+    """One Snake node (x: (batch, C, time)) with the body the exporter writes (export.fuse)."""
+    body = helper.make_function(
+        SNAKE_DOMAIN, "Snake", ["x", "alpha", "inv_alpha"], ["y"],
+        [
+            helper.make_node("Mul", ["alpha", "x"], ["z"]),
+            helper.make_node("Sin", ["z"], ["s"]),
+            helper.make_node("Mul", ["s", "s"], ["s2"]),
+            helper.make_node("Mul", ["inv_alpha", "s2"], ["t"]),
+            helper.make_node("Add", ["x", "t"], ["y"]),
+        ],
+        opset_imports=[helper.make_opsetid("", 18)],
+    )
+    channels = alpha.size
+    alpha = alpha.reshape(1, channels, 1).astype(np.float32)
+    inv_alpha = (np.float32(1.0) / (alpha + np.float32(1e-9))).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("Snake", ["x", "alpha", "inv_alpha"], ["y"], domain=SNAKE_DOMAIN)],
+        "snake",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, channels, None])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, channels, None])],
+        [numpy_helper.from_array(alpha, "alpha"), numpy_helper.from_array(inv_alpha, "inv_alpha")],
+    )
+    model = helper.make_model(
+        graph, functions=[body], opset_imports=[helper.make_opsetid("", 18), helper.make_opsetid(SNAKE_DOMAIN, 1)]
+    )
+    return model.SerializeToString()
+
+
+def _session(model: bytes, fused: bool) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    if fused:
+        options.register_custom_ops_library(str(snake_library()))
+    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+
+
+def _reference(x: np.ndarray, alpha: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """snac's snake in float64, from the same float32 product alpha * x torch computes; and 1/alpha."""
+    a = alpha.reshape(1, -1, 1).astype(np.float32)
+    inv = (np.float32(1.0) / (a + np.float32(1e-9))).astype(np.float64)
+    z = (a * x).astype(np.float64)
+    return x.astype(np.float64) + inv * np.sin(z) ** 2, inv
+
+
+ALPHAS = np.array([1.0, 0.37, -2.5, 7.0, 1e-3, -1e-3, 25.0, 0.0], np.float32)
+
+
+@pytest.mark.parametrize("scale", [1e-3, 1.0, 30.0, 1e3, 2e4, 1e6])
+@pytest.mark.parametrize("steps", [1, 15, 16, 17, 4099])
+def test_kernel_matches_float64(scale, steps):
+    rng = np.random.default_rng(steps)
+    x = (rng.standard_normal((2, ALPHAS.size, steps)) * scale).astype(np.float32)
+    model = _snake_model(ALPHAS)
+    fused = _session(model, fused=True).run(None, {"x": x})[0]
+    want, inv = _reference(x, ALPHAS)
+    # float32 rounding of y (|y| ulps) and of sin^2 scaled by 1/alpha; 4 ulp of slack each
+    bound = 4 * EPS32 * (np.abs(want) + np.abs(inv))
+    err = np.abs(fused - want)
+    assert fused.dtype == np.float32 and fused.shape == x.shape
+    assert np.all(err <= bound), f"max err/bound {np.max(err / bound):.2f} at scale {scale}"
+
+
+def test_kernel_agrees_with_the_function_body():
+    rng = np.random.default_rng(3)
+    x = (rng.standard_normal((3, ALPHAS.size, 10_000)) * 5).astype(np.float32)
+    model = _snake_model(ALPHAS)
+    fused = _session(model, fused=True).run(None, {"x": x})[0]
+    plain = _session(model, fused=False).run(None, {"x": x})[0]
+    want, inv = _reference(x, ALPHAS)
+    assert np.max(np.abs(fused - plain) / (np.abs(want) + np.abs(inv))) < 8 * EPS32
+
+
+def test_kernel_special_values():
+    x = np.array([[[0.0, -0.0, np.nan, np.inf, -np.inf, 3e38, 1e-38, 5.0]]], np.float32)
+    model = _snake_model(np.array([1.5], np.float32))
+    fused = _session(model, fused=True).run(None, {"x": x})[0]
+    plain = _session(model, fused=False).run(None, {"x": x})[0]
+    assert fused[0, 0, 0] == 0.0 and fused[0, 0, 1] == 0.0
+    assert np.isnan(fused[0, 0, 2]) and np.isnan(plain[0, 0, 2])  # NaN stays NaN
+    assert np.isnan(fused[0, 0, 3]) and np.isnan(plain[0, 0, 3])  # sin(inf) is NaN, in both
+    assert np.isnan(fused[0, 0, 4])
+    np.testing.assert_allclose(fused[0, 0, 5:], plain[0, 0, 5:], rtol=1e-6)
+
+
+def test_empty_time_axis():
+    model = _snake_model(np.array([1.0, 2.0], np.float32))
+    out = _session(model, fused=True).run(None, {"x": np.zeros((1, 2, 0), np.float32)})[0]
+    assert out.shape == (1, 2, 0)
+
+
+def test_exported_graphs_carry_snake_nodes_with_a_function_body():
+    for folder in (TINY_24, TINY_44):
+        for role in ("encoder", "decoder"):
+            model = onnx.load(str(folder / f"{role}.onnx"))
+            snakes = [n for n in model.graph.node if n.domain == SNAKE_DOMAIN and n.op_type == "Snake"]
+            assert snakes, f"{folder.name}/{role}: no Snake nodes"
+            assert not [n for n in model.graph.node if n.op_type == "Sin"], "a Snake chain was left unfused"
+            (function,) = [f for f in model.functions if f.domain == SNAKE_DOMAIN]
+            assert [n.op_type for n in function.node] == ["Mul", "Sin", "Mul", "Mul", "Add"]
+
+
+@pytest.mark.parametrize("folder", [TINY_24, TINY_44], ids=["24khz", "44khz"])
+def test_codec_fused_equals_plain(folder):
+    fused = SnacOnnx(folder, settings=SessionSettings(fused_snake=True))
+    plain = SnacOnnx(folder, settings=SessionSettings(fused_snake=False))
+    assert fused.fused_snake and not plain.fused_snake
+    audio = pcm(3 * fused.padding_unit + 123, seed=5, batch=2)
+    codes_f, codes_p = fused.encode(audio), plain.encode(audio)
+    agreement = np.mean(np.concatenate([(a == b).ravel() for a, b in zip(codes_f, codes_p)]))
+    assert agreement >= 0.99, agreement  # float near-ties may flip a code, rarely
+    out_f = fused.decode(codes_p, noise=False)
+    out_p = plain.decode(codes_p, noise=False)
+    assert np.max(np.abs(out_f - out_p)) < 1e-5
+    assert np.sqrt(np.mean((out_f - out_p) ** 2)) < 1e-6 * max(1.0, float(np.sqrt(np.mean(out_p**2)))) * 10
+
+
+def test_auto_uses_the_kernel_on_cpu_only():
+    assert SnacOnnx(TINY_24).fused_snake
+    assert sessions.fused_snake_library(None, ["CPUExecutionProvider"]) == snake_library()
+    assert sessions.fused_snake_library(None, ["CUDAExecutionProvider", "CPUExecutionProvider"]) is None
+    assert sessions.fused_snake_library(False, ["CPUExecutionProvider"]) is None
+
+
+def test_required_kernel_errors_clearly(monkeypatch):
+    with pytest.raises(SnacOnnxError, match="CPU execution provider alone"):
+        sessions.fused_snake_library(True, ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    monkeypatch.setattr(sessions, "snake_library", lambda: None)
+    with pytest.raises(SnacOnnxError, match="not installed"):
+        SnacOnnx(TINY_24, settings=SessionSettings(fused_snake=True)).encode(pcm(2048))
+    # auto without the kernel: the same graphs run their function bodies
+    codec = SnacOnnx(TINY_24)
+    assert not codec.fused_snake
+    assert codec.decode(codec.encode(pcm(2048)), noise=False).shape == (2048,)
+
+
+def test_broken_kernel_library_falls_back_with_a_warning(monkeypatch, tmp_path, caplog):
+    bogus = tmp_path / "_snake.so"
+    bogus.write_bytes(b"not a shared library")
+    monkeypatch.setattr(sessions, "snake_library", lambda: bogus)
+    codec = SnacOnnx(TINY_24)
+    with caplog.at_level(logging.WARNING, logger="snac_onnx"):
+        out = codec.decode(codec.encode(pcm(2048)), noise=False)
+    assert np.all(np.isfinite(out))
+    assert any("not loaded" in r.getMessage() for r in caplog.records)
+    with pytest.raises(SnacOnnxError, match="could not load the fused Snake kernel"):
+        SnacOnnx(TINY_24, settings=SessionSettings(fused_snake=True)).encode(pcm(2048))
+
+
+def test_kernel_module_has_no_side_effects():
+    assert kernels.snake_library() is not None and kernels.snake_library().name.startswith("_snake")
