@@ -14,7 +14,7 @@ if sys.platform == "win32":
     libraries: list[str] = []
 else:
     compile_args = ["-O3", "-fno-math-errno", "-fvisibility=hidden", "-Wall"]
-    libraries = ["m"]
+    libraries = ["m", "pthread"]
 
 setup(
     ext_modules=[

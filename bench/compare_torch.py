@@ -37,17 +37,24 @@ def reference_for(folder: Path) -> torch.nn.Module:
     return load_from_hub(source["repo_id"], revision=source.get("commit")).model
 
 
-def time_encode_decode(model: torch.nn.Module, codec: SnacOnnx, pcm: np.ndarray, reps: int) -> dict[str, float]:
-    """Median seconds of encode and decode for PyTorch (``torch_*``) and snac_onnx (``onnx_*``) on ``pcm`` (B, T)."""
+def time_encode_decode(
+    model: torch.nn.Module, codec: SnacOnnx, pcm: np.ndarray, reps: int, unfused: SnacOnnx | None = None
+) -> dict[str, float]:
+    """Median seconds of encode and decode on ``pcm`` (B, T) for PyTorch (``torch_*``), snac_onnx
+    (``onnx_*``) and, when given, snac_onnx with Snake as plain ONNX nodes (``unfused_*``)."""
     x = torch.from_numpy(pcm)[:, None, :]
     with torch.no_grad():
         torch_encode = median_seconds(lambda: model.encode(x), reps)
         codes_t = model.encode(x)
         torch_decode = median_seconds(lambda: model.decode(codes_t), reps)
-    onnx_encode = median_seconds(lambda: codec.encode(pcm), reps)
-    codes = codec.encode(pcm)
-    onnx_decode = median_seconds(lambda: codec.decode(codes, length=pcm.shape[-1]), reps)
-    return {"torch_encode": torch_encode, "torch_decode": torch_decode, "onnx_encode": onnx_encode, "onnx_decode": onnx_decode}
+    times = {"torch_encode": torch_encode, "torch_decode": torch_decode}
+    for key, runner in (("onnx", codec), ("unfused", unfused)):
+        if runner is None:
+            continue
+        times[f"{key}_encode"] = median_seconds(lambda: runner.encode(pcm), reps)
+        codes = runner.encode(pcm)
+        times[f"{key}_decode"] = median_seconds(lambda: runner.decode(codes, length=pcm.shape[-1]), reps)
+    return times
 
 
 def cpu_name() -> str:

@@ -6,7 +6,8 @@ Usage: python bench/run.py [MODEL_DIR ...] [--threads 1 2] [--seconds 1 10] [--b
 For each exported model folder (the PyTorch model is rebuilt from its manifest's source) it measures,
 with the same thread count for both:
   * encode and decode time for each duration x batch (median of --reps after one warm-up; noise on in
-    both decoders, the official behaviour), and the ratio PyTorch / snac_onnx;
+    both decoders, the official behaviour), and the ratio PyTorch / snac_onnx; also snac_onnx with
+    Snake run as plain ONNX nodes (no fused kernel), to show what the kernel brings;
   * streaming: time to the first audio of a stream fed one frame at a time (snac_onnx only);
   * peak RSS (VmHWM) of a fresh process that only loads the decoder and decodes 10 s;
   * cold start: wall time of a fresh process from start to the first decoded audio (import, load,
@@ -37,6 +38,8 @@ sys.path.insert(0, str(ROOT))
 from bench.compare_torch import cpu_name, reference_for, time_encode_decode  # noqa: E402
 from export.signals import speech_like  # noqa: E402
 from snac_onnx import SnacOnnx  # noqa: E402
+from snac_onnx.kernels import fused_snake_available  # noqa: E402
+from snac_onnx.sessions import SessionSettings  # noqa: E402
 
 ONNX_DECODE_ONLY = r"""
 import sys, time, numpy as np
@@ -119,12 +122,13 @@ def main() -> int:
         "# snac_onnx vs PyTorch snac",
         "",
         f"CPU: {cpu_name()} ({os.cpu_count()} cores); Python {platform.python_version()}; torch {torch.__version__}; "
-        f"onnxruntime {ort.__version__}; `python bench/run.py {' '.join(sys.argv[1:])}`",
+        f"onnxruntime {ort.__version__}; fused Snake kernel {'installed' if fused_snake_available() else 'NOT installed'}; "
+        f"`python bench/run.py {' '.join(sys.argv[1:])}`",
         "",
         f"Times: median of {args.reps} after a warm-up, seconds; ratio = PyTorch / snac_onnx (above 1: snac_onnx faster).",
         "",
-        "| model | threads | audio | batch | op | PyTorch | snac_onnx | ratio | snac_onnx × real time |",
-        "|---|---:|---:|---:|---|---:|---:|---:|---:|",
+        "| model | threads | audio | batch | op | PyTorch | snac_onnx | ratio | snac_onnx × real time | snac_onnx, Snake unfused | ratio unfused |",
+        "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
     extra = ["", "| model | threads | stream first audio (s) | decode-only peak RSS PyTorch / snac_onnx (MB) | RSS ratio | cold start to first audio PyTorch / snac_onnx (s) |",
              "|---|---:|---:|---:|---:|---:|"]
@@ -137,14 +141,15 @@ def main() -> int:
         for threads in args.threads:
             torch.set_num_threads(threads)
             codec = SnacOnnx(folder, threads=threads)
+            unfused = SnacOnnx(folder, settings=SessionSettings(intra_op_threads=threads, fused_snake=False))
             for seconds in args.seconds:
                 for batch in args.batches:
                     pcm = np.stack([speech_like(rate, seconds, seed=20 + i) for i in range(batch)])
-                    times = time_encode_decode(model, codec, pcm, args.reps)
+                    times = time_encode_decode(model, codec, pcm, args.reps, unfused=unfused)
                     for op in ("encode", "decode"):
-                        t, o = times[f"torch_{op}"], times[f"onnx_{op}"]
+                        t, o, u = times[f"torch_{op}"], times[f"onnx_{op}"], times[f"unfused_{op}"]
                         lines.append(f"| {codec.name} | {threads} | {seconds:g} s | {batch} | {op} | {t:.3f} | {o:.3f} "
-                                     f"| {t / o:.2f}x | {seconds * batch / o:.1f}x |")
+                                     f"| {t / o:.2f}x | {seconds * batch / o:.1f}x | {u:.3f} | {t / u:.2f}x |")
                     print(lines[-2], lines[-1], sep="\n", flush=True)
             codes = codec.encode(speech_like(rate, 4.0, seed=1)[None])
             first = statistics.median(stream_first_audio(codec, codes) for _ in range(3))

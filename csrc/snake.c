@@ -173,6 +173,132 @@ static void snake_row(const float *x, float *y, size_t n, float alpha, float inv
     }
 }
 
+/* ---- rows, optionally spread over a small thread pool ----------------------------------- */
+
+/* One activation: rows = batch * channels rows of `steps` samples; row r uses channel r % channels. */
+typedef struct SnakeJob {
+    const float *x;
+    float *y;
+    const float *alpha, *inv_alpha;
+    int64_t channels, steps, rows;
+    int64_t next_row; /* the next row to take, shared by the threads working on the job */
+} SnakeJob;
+
+static void snake_take_rows(SnakeJob *job) {
+    for (;;) {
+#if defined(_MSC_VER)
+        int64_t r = job->next_row++; /* single-threaded on MSVC builds (no pool) */
+#else
+        int64_t r = __atomic_fetch_add(&job->next_row, 1, __ATOMIC_RELAXED);
+#endif
+        if (r >= job->rows) return;
+        size_t offset = (size_t)(r * job->steps);
+        int64_t c = r % job->channels;
+        snake_row(job->x + offset, job->y + offset, (size_t)job->steps, job->alpha[c], job->inv_alpha[c]);
+    }
+}
+
+/* Below this many samples a job runs on the calling thread: waking helpers costs more. */
+#define SNAKE_MIN_PARALLEL_SAMPLES (1 << 17)
+#define SNAKE_MAX_THREADS 64
+
+#if defined(_WIN32)
+static int g_threads_wanted = 1;
+static void snake_run(SnakeJob *job) { snake_take_rows(job); }
+#else
+#include <pthread.h>
+
+/* A process-wide pool of helper threads that sleep between jobs (no spinning, so they never
+ * compete with onnxruntime's own threads). One job at a time; a job that finds the pool busy
+ * (another session running concurrently) runs on its calling thread. */
+static int g_threads_wanted = 1; /* set by snac_onnx (snac_snake_set_threads) per its session settings */
+static pthread_mutex_t g_job_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t g_pool_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t g_work_ready = PTHREAD_COND_INITIALIZER;
+static pthread_cond_t g_work_done = PTHREAD_COND_INITIALIZER;
+static int g_workers;              /* helper threads started */
+static int g_participants;         /* helpers that take rows in the current job */
+static int g_unfinished;           /* helpers that have not yet finished the current job */
+static unsigned long g_generation; /* bumped for every job */
+static unsigned long g_spawn_generation; /* g_generation just before the job that started the newest helpers */
+static SnakeJob *g_job;
+static int g_atfork_registered;
+
+static void *snake_worker(void *arg) {
+    const int index = (int)(intptr_t)arg;
+    pthread_mutex_lock(&g_pool_lock);
+    unsigned long seen = g_spawn_generation; /* so the job it was started for is not missed */
+    for (;;) {
+        while (g_generation == seen) pthread_cond_wait(&g_work_ready, &g_pool_lock);
+        seen = g_generation;
+        SnakeJob *job = g_job;
+        int participate = index < g_participants;
+        pthread_mutex_unlock(&g_pool_lock);
+        if (participate) snake_take_rows(job);
+        pthread_mutex_lock(&g_pool_lock);
+        if (--g_unfinished == 0) pthread_cond_signal(&g_work_done);
+    }
+    return NULL;
+}
+
+/* In a forked child the helpers do not exist: start over with no pool. */
+static void snake_after_fork_in_child(void) {
+    pthread_mutex_init(&g_job_lock, NULL);
+    pthread_mutex_init(&g_pool_lock, NULL);
+    pthread_cond_init(&g_work_ready, NULL);
+    pthread_cond_init(&g_work_done, NULL);
+    g_workers = 0;
+    g_unfinished = 0;
+    g_job = NULL;
+}
+
+static void snake_run(SnakeJob *job) {
+    int wanted = __atomic_load_n(&g_threads_wanted, __ATOMIC_RELAXED);
+    if (wanted <= 1 || job->rows < 2 || job->rows * job->steps < SNAKE_MIN_PARALLEL_SAMPLES ||
+        pthread_mutex_trylock(&g_job_lock) != 0) {
+        snake_take_rows(job);
+        return;
+    }
+    pthread_mutex_lock(&g_pool_lock);
+    if (!g_atfork_registered) {
+        g_atfork_registered = pthread_atfork(NULL, NULL, snake_after_fork_in_child) == 0;
+    }
+    g_spawn_generation = g_generation;
+    while (g_atfork_registered && g_workers < wanted - 1) {
+        pthread_t thread;
+        if (pthread_create(&thread, NULL, snake_worker, (void *)(intptr_t)g_workers) != 0) break;
+        pthread_detach(thread);
+        ++g_workers;
+    }
+    g_job = job;
+    g_participants = wanted - 1;
+    g_unfinished = g_workers;
+    ++g_generation;
+    pthread_cond_broadcast(&g_work_ready);
+    pthread_mutex_unlock(&g_pool_lock);
+    snake_take_rows(job);
+    pthread_mutex_lock(&g_pool_lock);
+    while (g_unfinished > 0) pthread_cond_wait(&g_work_done, &g_pool_lock);
+    g_job = NULL;
+    pthread_mutex_unlock(&g_pool_lock);
+    pthread_mutex_unlock(&g_job_lock);
+}
+#endif
+
+/* Threads (the caller included) that each Snake node may use, process-wide; 1 = no helpers.
+ * snac_onnx sets it from its session settings when it registers this library. */
+SNAKE_EXPORT void snac_snake_set_threads(int threads) {
+    if (threads < 1) threads = 1;
+    if (threads > SNAKE_MAX_THREADS) threads = SNAKE_MAX_THREADS;
+#if defined(_MSC_VER)
+    g_threads_wanted = threads;
+#else
+    __atomic_store_n(&g_threads_wanted, threads, __ATOMIC_RELAXED);
+#endif
+}
+
+SNAKE_EXPORT int snac_snake_get_threads(void) { return g_threads_wanted; }
+
 /* ---- the kernel ---------------------------------------------------------------------- */
 
 typedef struct SnakeKernel {
@@ -227,14 +353,8 @@ static void SNAKE_CALL snake_compute(void *kernel, OrtKernelContext *context) {
         for (size_t i = 0; i < total; ++i) y[i] = NAN;
         return;
     }
-    const float *x = (const float *)xp, *alpha = (const float *)ap, *inv_alpha = (const float *)ip;
-    const int64_t batch = xdims[0], channels = xdims[1], steps = xdims[2];
-    for (int64_t b = 0; b < batch; ++b) {
-        for (int64_t c = 0; c < channels; ++c) {
-            size_t offset = (size_t)((b * channels + c) * steps);
-            snake_row(x + offset, y + offset, (size_t)steps, alpha[c], inv_alpha[c]);
-        }
-    }
+    SnakeJob job = {(const float *)xp, y, (const float *)ap, (const float *)ip, xdims[1], xdims[2], xdims[0] * xdims[1], 0};
+    snake_run(&job);
 }
 
 static const char *SNAKE_CALL snake_name(const SnakeCustomOp *op) { (void)op; return "Snake"; }

@@ -141,9 +141,10 @@ def _decode_to_file(args: argparse.Namespace, codec, codes: list[np.ndarray], le
 
     if args.seed is not None and args.noise != "on":
         raise ValueError("--seed applies to --noise on")
-    # Decode through the stream in long chunks: exact, and memory flat in the length.
+    # Decode through the stream in 4 s chunks: exact, memory flat in the length, and with the stream's
+    # context still within the codec's default 5 s max_chunk_seconds (so it is not split again).
     frames_multiple = codec.config.frames_multiple
-    chunk = max(frames_multiple, int(30 * codec.sample_rate / codec.samples_per_frame) // frames_multiple * frames_multiple)
+    chunk = max(frames_multiple, int(4 * codec.sample_rate / codec.samples_per_frame) // frames_multiple * frames_multiple)
     stream = codec.stream(chunk_frames=chunk, noise=args.noise == "on", seed=args.seed)
     per = [codec.vq_strides[0] // s for s in codec.vq_strides]
     frames = codes[0].shape[0]

@@ -9,6 +9,13 @@ install time into ``snac_onnx/_snake*.so`` (or ``.pyd``), implements the node
 as one vectorised pass. A session uses it only when registered; then
 onnxruntime prefers the kernel over the function body.
 
+The kernel spreads each node's rows over a small process-wide pool of helper
+threads that sleep between nodes; :func:`set_snake_threads` sizes it (snac_onnx
+sets it to a session's intra-op thread count when it registers the library, so
+the last session created decides for the process). A node that finds the pool
+busy (sessions running concurrently, as with ``parallel=``) runs on its calling
+thread.
+
 It is used only with the CPU execution provider: registered with CUDA or
 CoreML sessions it would pin every Snake node to the CPU. Without a C
 compiler at install time the extension is skipped and graphs run unfused.
@@ -16,10 +23,12 @@ compiler at install time the extension is skipped and graphs run unfused.
 
 from __future__ import annotations
 
+import ctypes
 import importlib.machinery
+import os
 from pathlib import Path
 
-__all__ = ["SNAKE_DOMAIN", "snake_library", "fused_snake_available"]
+__all__ = ["SNAKE_DOMAIN", "snake_library", "fused_snake_available", "set_snake_threads", "default_threads"]
 
 SNAKE_DOMAIN = "ai.snac_onnx"
 _PACKAGE_DIR = Path(__file__).resolve().parent
@@ -37,3 +46,20 @@ def snake_library() -> Path | None:
 def fused_snake_available() -> bool:
     """True when the fused Snake kernel library is installed with this package."""
     return snake_library() is not None
+
+
+def default_threads() -> int:
+    """The CPUs this process may run on (what an intra-op thread count of 0 stands for here)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        return os.cpu_count() or 1
+
+
+def set_snake_threads(library: Path, threads: int) -> int:
+    """Let each fused Snake node use up to ``threads`` threads (0: :func:`default_threads`); returns the value set."""
+    lib = ctypes.CDLL(str(library))
+    count = threads if threads > 0 else default_threads()
+    lib.snac_snake_set_threads(ctypes.c_int(count))
+    lib.snac_snake_get_threads.restype = ctypes.c_int
+    return int(lib.snac_snake_get_threads())

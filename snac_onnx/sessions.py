@@ -25,7 +25,7 @@ except ImportError as exc:  # pragma: no cover - depends on the install
     ) from exc
 
 from .errors import ModelFormatError, ModelNotFoundError, SnacOnnxError
-from .kernels import snake_library
+from .kernels import set_snake_threads, snake_library
 
 __all__ = [
     "ProviderSpec",
@@ -206,6 +206,7 @@ def create_session(
     if library is not None:
         try:
             options.register_custom_ops_library(str(library))
+            set_snake_threads(library, settings.intra_op_threads)
         except Exception as exc:  # a damaged or foreign build of the library
             if settings.fused_snake:
                 raise _KernelUnavailableError(f"could not load the fused Snake kernel {str(library)!r}: {exc}") from exc
