@@ -3,25 +3,27 @@
  *
  *     y = x + inv_alpha * sin(alpha * x)^2        (per channel, as snac.layers.snake)
  *
- * One custom operator, ``Snake`` in the domain ``ai.snac_onnx``: inputs
- * ``x`` float32 (batch, channels, time), ``alpha`` and ``inv_alpha`` float32
- * (1, channels, 1); output ``y`` shaped like ``x``. The exported graphs carry a
- * model-local ONNX function of the same name whose body is the plain
- * Mul/Sin/Mul/Mul/Add chain, so a session without this library runs the same
- * graph (onnxruntime inlines the function); a session with it runs this kernel,
- * one pass over memory instead of five and a vectorised sine instead of
- * onnxruntime's single-threaded one.
+ * Two custom operators in the domain ``ai.snac_onnx``:
+ *   Snake(x, alpha, inv_alpha) -> y: x float32 (batch, channels, time); alpha, inv_alpha
+ *     float32 (1, channels, 1); y shaped like x.
+ *   SnakeDepthwiseConv(x, alpha, inv_alpha, weight, bias) -> y: Snake, then a depthwise Conv
+ *     (weight (channels, 1, taps), bias (channels,), stride 1, zero padding); int attributes
+ *     ``dilation`` and ``padding``.
+ * The exported graphs carry model-local ONNX functions of the same names whose bodies are the
+ * plain Mul/Sin/Mul/Mul/Add chain (and Conv), so a session without this library runs the same
+ * graph (onnxruntime inlines the functions); a session with it runs these kernels: one pass over
+ * memory instead of five (six), and a vectorised sine instead of onnxruntime's single-threaded one.
  *
- * sin^2 is computed as: z = alpha * x; z = q * pi/2 + r with the reduction in
- * double (exact enough for |z| < 2^20, where float sin itself has lost all
- * meaning long before); sin^2(z) = sin^2(r) for even q and 1 - sin^2(r) for odd
- * q, with a minimax polynomial for sin on [-pi/4, pi/4] (about 1 ulp).
- * Everything is branch-free so the loop vectorises; on GCC/x86-64 Linux the
- * loop is compiled for AVX-512, AVX2+FMA and baseline x86-64 and picked at load.
+ * sin^2(z), z = alpha * x (a float product, as in torch): z = q * pi/2 + r with pi/2 split in
+ * three floats (Cody-Waite); sin^2(z) = sin^2(r) for even q and 1 - sin^2(r) for odd q, with a
+ * minimax polynomial for sin on [-pi/4, pi/4] (about 1 ulp). A row holding any |z| above 16384
+ * (or a NaN) is redone with the reduction in double. The loops are branch-free and vectorise; on
+ * GCC/x86-64 Linux they are compiled for AVX-512, AVX2+FMA and baseline x86-64, picked at load.
+ * Rows are spread over a small process-wide pool of helper threads (see snac_snake_set_threads).
  *
- * The onnxruntime C API is used through the few entries declared below, by
- * their fixed positions in the (append-only) OrtApi table of API version 13.
- * onnxruntime guarantees these positions for every later version.
+ * The onnxruntime C API is used through the few entries declared below, by their fixed
+ * positions in the (append-only) OrtApi table of API version 13; onnxruntime keeps these
+ * positions in every later version.
  */
 #ifdef SNAKE_PYTHON_MODULE
 #define PY_SSIZE_T_CLEAN
@@ -29,6 +31,7 @@
 #endif
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <math.h>
 
@@ -69,9 +72,11 @@ enum {
     API_GetDimensionsCount = 61,
     API_GetDimensions = 62,
     API_GetTensorTypeAndShape = 65,
+    API_KernelInfoGetAttribute_int64 = 86,
     API_KernelContext_GetInputCount = 88,
     API_KernelContext_GetInput = 90,
     API_KernelContext_GetOutput = 91,
+    API_ReleaseStatus = 93,
     API_ReleaseTensorTypeAndShapeInfo = 99,
     API_ENTRIES_NEEDED = 100
 };
@@ -94,6 +99,8 @@ typedef OrtStatus *(SNAKE_CALL *KernelContextGetInputFn)(const OrtKernelContext 
 typedef OrtStatus *(SNAKE_CALL *KernelContextGetOutputFn)(OrtKernelContext *ctx, size_t index, const int64_t *dims,
                                                            size_t n, OrtValue **out);
 typedef void (SNAKE_CALL *ReleaseTensorTypeAndShapeInfoFn)(OrtTensorTypeAndShapeInfo *info);
+typedef OrtStatus *(SNAKE_CALL *KernelInfoGetAttributeInt64Fn)(const OrtKernelInfo *info, const char *name, int64_t *out);
+typedef void (SNAKE_CALL *ReleaseStatusFn)(OrtStatus *status);
 
 /* OrtCustomOp as of API version 13 (onnxruntime reads no further for version 13). */
 typedef struct SnakeCustomOp {
@@ -173,6 +180,33 @@ static void snake_row(const float *x, float *y, size_t n, float alpha, float inv
     }
 }
 
+/* y[t] = bias + sum_k w[k] * s[t + k * dilation - padding] for t < n_out, s zero outside [0, n_in):
+ * one channel of a depthwise Conv (stride 1) over the row `padded` = [zeros(padding), s, zeros(padding)]. */
+SNAKE_CLONES
+static void depthwise_row7(const float *SNAKE_RESTRICT p, float *SNAKE_RESTRICT y, size_t n_out, const float *w,
+                           size_t d, float bias) {
+    const float w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3], w4 = w[4], w5 = w[5], w6 = w[6];
+    for (size_t t = 0; t < n_out; ++t) {
+        y[t] = bias + w0 * p[t] + w1 * p[t + d] + w2 * p[t + 2 * d] + w3 * p[t + 3 * d] + w4 * p[t + 4 * d] +
+               w5 * p[t + 5 * d] + w6 * p[t + 6 * d];
+    }
+}
+
+SNAKE_CLONES
+static void depthwise_row(const float *SNAKE_RESTRICT padded, float *SNAKE_RESTRICT y, size_t n_out, const float *w,
+                          size_t taps, size_t dilation, float bias) {
+    if (taps == 7) { /* SNAC's kernel size: all taps in one pass */
+        depthwise_row7(padded, y, n_out, w, dilation, bias);
+        return;
+    }
+    for (size_t t = 0; t < n_out; ++t) y[t] = bias;
+    for (size_t k = 0; k < taps; ++k) {
+        const float wk = w[k];
+        const float *src = padded + k * dilation;
+        for (size_t t = 0; t < n_out; ++t) y[t] += wk * src[t];
+    }
+}
+
 /* ---- rows, optionally spread over a small thread pool ----------------------------------- */
 
 /* One activation: rows = batch * channels rows of `steps` samples; row r uses channel r % channels. */
@@ -181,21 +215,44 @@ typedef struct SnakeJob {
     float *y;
     const float *alpha, *inv_alpha;
     int64_t channels, steps, rows;
+    /* SnakeDepthwiseConv only (weight NULL for plain Snake): weight (channels, 1, taps), bias (channels) */
+    const float *weight, *bias;
+    int64_t taps, dilation, padding, steps_out;
     int64_t next_row; /* the next row to take, shared by the threads working on the job */
+    int failed;       /* a thread could not get its scratch row */
 } SnakeJob;
 
 static void snake_take_rows(SnakeJob *job) {
+    float *scratch = NULL; /* SnakeDepthwiseConv: [zeros(padding), snake(x row), zeros(padding)] */
+    if (job->weight != NULL) {
+        size_t len = (size_t)(job->steps + 2 * job->padding);
+        scratch = (float *)malloc(len * sizeof(float));
+        if (scratch == NULL) {
+            job->failed = 1;
+            return;
+        }
+        memset(scratch, 0, (size_t)job->padding * sizeof(float));
+        memset(scratch + job->padding + job->steps, 0, (size_t)job->padding * sizeof(float));
+    }
     for (;;) {
 #if defined(_MSC_VER)
         int64_t r = job->next_row++; /* single-threaded on MSVC builds (no pool) */
 #else
         int64_t r = __atomic_fetch_add(&job->next_row, 1, __ATOMIC_RELAXED);
 #endif
-        if (r >= job->rows) return;
-        size_t offset = (size_t)(r * job->steps);
+        if (r >= job->rows) break;
         int64_t c = r % job->channels;
-        snake_row(job->x + offset, job->y + offset, (size_t)job->steps, job->alpha[c], job->inv_alpha[c]);
+        const float *x = job->x + (size_t)(r * job->steps);
+        if (scratch == NULL) {
+            snake_row(x, job->y + (size_t)(r * job->steps), (size_t)job->steps, job->alpha[c], job->inv_alpha[c]);
+        } else {
+            snake_row(x, scratch + job->padding, (size_t)job->steps, job->alpha[c], job->inv_alpha[c]);
+            depthwise_row(scratch, job->y + (size_t)(r * job->steps_out), (size_t)job->steps_out,
+                          job->weight + (size_t)(c * job->taps), (size_t)job->taps, (size_t)job->dilation,
+                          job->bias[c]);
+        }
     }
+    free(scratch);
 }
 
 /* Below this many samples a job runs on the calling thread: waking helpers costs more. */
@@ -302,17 +359,40 @@ SNAKE_EXPORT int snac_snake_get_threads(void) { return g_threads_wanted; }
 /* ---- the kernel ---------------------------------------------------------------------- */
 
 typedef struct SnakeKernel {
-    int unused;
+    int depthwise;            /* 0: Snake; 1: SnakeDepthwiseConv */
+    int64_t dilation, padding; /* SnakeDepthwiseConv attributes */
 } SnakeKernel;
 
-static SnakeKernel g_kernel;
+static SnakeKernel g_snake_kernel = {0, 1, 0};
+
+static int64_t kernel_int_attribute(const OrtKernelInfo *info, const char *name, int64_t fallback) {
+    int64_t value = fallback;
+    OrtStatus *status = API(KernelInfoGetAttribute_int64, KernelInfoGetAttributeInt64Fn)(info, name, &value);
+    if (status != NULL) {
+        API(ReleaseStatus, ReleaseStatusFn)(status);
+        return fallback;
+    }
+    return value;
+}
 
 static void *SNAKE_CALL snake_create_kernel(const SnakeCustomOp *op, const void *api, const OrtKernelInfo *info) {
     (void)op; (void)api; (void)info;
-    return &g_kernel;
+    return &g_snake_kernel;
 }
 
-static void SNAKE_CALL snake_destroy_kernel(void *kernel) { (void)kernel; }
+static void *SNAKE_CALL depthwise_create_kernel(const SnakeCustomOp *op, const void *api, const OrtKernelInfo *info) {
+    (void)op; (void)api;
+    SnakeKernel *kernel = (SnakeKernel *)malloc(sizeof(SnakeKernel));
+    if (kernel == NULL) return NULL;
+    kernel->depthwise = 1;
+    kernel->dilation = kernel_int_attribute(info, "dilation", -1);
+    kernel->padding = kernel_int_attribute(info, "padding", -1);
+    return kernel;
+}
+
+static void SNAKE_CALL snake_destroy_kernel(void *kernel) {
+    if (kernel != NULL && kernel != &g_snake_kernel) free(kernel);
+}
 
 /* Shape of an input; returns the rank (at most 8 stored) or -1 on failure. */
 static int tensor_shape(const OrtValue *value, int64_t dims[8]) {
@@ -328,39 +408,66 @@ static int tensor_shape(const OrtValue *value, int64_t dims[8]) {
 /* KernelCompute cannot return an error at API version 13: on inputs that do not have the
  * graph's shapes (which the exported graphs never produce) the output is filled with NaN,
  * which the runtime's finiteness check on decoded audio then reports. */
-static void SNAKE_CALL snake_compute(void *kernel, OrtKernelContext *context) {
-    (void)kernel;
-    const OrtValue *inputs[3];
-    int64_t xdims[8], adims[8], idims[8];
-    for (size_t k = 0; k < 3; ++k) {
+static void SNAKE_CALL snake_compute(void *kernel_state, OrtKernelContext *context) {
+    const SnakeKernel *kernel = (const SnakeKernel *)kernel_state;
+    const int depthwise = kernel != NULL && kernel->depthwise;
+    const size_t n_inputs = depthwise ? 5 : 3;
+    const OrtValue *inputs[5];
+    void *data[5];
+    int64_t dims[5][8];
+    int ranks[5];
+    for (size_t k = 0; k < n_inputs; ++k) {
         if (API(KernelContext_GetInput, KernelContextGetInputFn)(context, k, &inputs[k]) != NULL) return;
+        ranks[k] = tensor_shape(inputs[k], dims[k]);
+        if (API(GetTensorMutableData, GetTensorMutableDataFn)((OrtValue *)inputs[k], &data[k]) != NULL) data[k] = NULL;
     }
-    int xr = tensor_shape(inputs[0], xdims), ar = tensor_shape(inputs[1], adims), ir = tensor_shape(inputs[2], idims);
-    if (xr < 0) return;
+    const int64_t *x = dims[0];
+    if (ranks[0] != 3) return;
+    const int64_t channels = x[1];
+    int valid = kernel != NULL;
+    for (size_t k = 1; k < 3; ++k) {
+        valid = valid && ranks[k] == 3 && dims[k][0] == 1 && dims[k][1] == channels && dims[k][2] == 1;
+    }
+    int64_t taps = 0, steps_out = x[2];
+    if (depthwise && valid) {
+        taps = dims[3][2];
+        valid = ranks[3] == 3 && dims[3][0] == channels && dims[3][1] == 1 && taps >= 1 && ranks[4] == 1 &&
+                dims[4][0] == channels && kernel->dilation >= 1 && kernel->padding >= 0;
+        steps_out = x[2] + 2 * (valid ? kernel->padding : 0) - (valid ? kernel->dilation * (taps - 1) : 0);
+        valid = valid && steps_out >= 0;
+    }
+    int64_t out_dims[3] = {x[0], channels, steps_out < 0 ? 0 : steps_out};
     OrtValue *output = NULL;
-    if (API(KernelContext_GetOutput, KernelContextGetOutputFn)(context, 0, xdims, (size_t)xr, &output) != NULL) return;
+    if (API(KernelContext_GetOutput, KernelContextGetOutputFn)(context, 0, out_dims, 3, &output) != NULL) return;
     float *y = NULL;
-    void *xp = NULL, *ap = NULL, *ip = NULL;
     if (API(GetTensorMutableData, GetTensorMutableDataFn)(output, (void **)&y) != NULL) return;
-    size_t total = 1;
-    for (int d = 0; d < xr; ++d) total *= (size_t)xdims[d];
-    int valid = xr == 3 && ar == 3 && ir == 3 && adims[0] == 1 && adims[1] == xdims[1] && adims[2] == 1 &&
-                idims[0] == 1 && idims[1] == xdims[1] && idims[2] == 1 &&
-                API(GetTensorMutableData, GetTensorMutableDataFn)((OrtValue *)inputs[0], &xp) == NULL &&
-                API(GetTensorMutableData, GetTensorMutableDataFn)((OrtValue *)inputs[1], &ap) == NULL &&
-                API(GetTensorMutableData, GetTensorMutableDataFn)((OrtValue *)inputs[2], &ip) == NULL;
+    const size_t total = (size_t)(out_dims[0] * out_dims[1] * out_dims[2]);
+    for (size_t k = 0; k < n_inputs; ++k) valid = valid && data[k] != NULL;
+    if (valid) {
+        SnakeJob job = {(const float *)data[0], y, (const float *)data[1], (const float *)data[2], channels, x[2],
+                        x[0] * channels, NULL, NULL, 0, 1, 0, x[2], 0, 0};
+        if (depthwise) {
+            job.weight = (const float *)data[3];
+            job.bias = (const float *)data[4];
+            job.taps = taps;
+            job.dilation = kernel->dilation;
+            job.padding = kernel->padding;
+            job.steps_out = steps_out;
+        }
+        snake_run(&job);
+        valid = !job.failed;
+    }
     if (!valid) {
         for (size_t i = 0; i < total; ++i) y[i] = NAN;
-        return;
     }
-    SnakeJob job = {(const float *)xp, y, (const float *)ap, (const float *)ip, xdims[1], xdims[2], xdims[0] * xdims[1], 0};
-    snake_run(&job);
 }
 
 static const char *SNAKE_CALL snake_name(const SnakeCustomOp *op) { (void)op; return "Snake"; }
+static const char *SNAKE_CALL depthwise_name(const SnakeCustomOp *op) { (void)op; return "SnakeDepthwiseConv"; }
 static const char *SNAKE_CALL snake_provider(const SnakeCustomOp *op) { (void)op; return "CPUExecutionProvider"; }
 static int SNAKE_CALL snake_float_type(const SnakeCustomOp *op, size_t index) { (void)op; (void)index; return SNAKE_ELEMENT_FLOAT; }
 static size_t SNAKE_CALL snake_input_count(const SnakeCustomOp *op) { (void)op; return 3; }
+static size_t SNAKE_CALL depthwise_input_count(const SnakeCustomOp *op) { (void)op; return 5; }
 static size_t SNAKE_CALL snake_output_count(const SnakeCustomOp *op) { (void)op; return 1; }
 static int SNAKE_CALL snake_required(const SnakeCustomOp *op, size_t index) { (void)op; (void)index; return 0; }
 static int SNAKE_CALL snake_memory_type(const SnakeCustomOp *op, size_t index) { (void)op; (void)index; return 0; }
@@ -369,6 +476,13 @@ static const SnakeCustomOp g_snake_op = {
     SNAKE_ORT_API_VERSION, snake_create_kernel, snake_name, snake_provider, snake_float_type, snake_input_count,
     snake_float_type, snake_output_count, snake_compute, snake_destroy_kernel, snake_required, snake_required,
     snake_memory_type,
+};
+
+/* Snake followed by a depthwise Conv (stride 1, zero padding, bias), as in each SNAC residual unit. */
+static const SnakeCustomOp g_depthwise_op = {
+    SNAKE_ORT_API_VERSION, depthwise_create_kernel, depthwise_name, snake_provider, snake_float_type,
+    depthwise_input_count, snake_float_type, snake_output_count, snake_compute, snake_destroy_kernel,
+    snake_required, snake_required, snake_memory_type,
 };
 
 /* Called by onnxruntime's SessionOptions.register_custom_ops_library. */
@@ -380,6 +494,8 @@ SNAKE_EXPORT OrtStatus *SNAKE_CALL RegisterCustomOps(OrtSessionOptions *options,
     OrtStatus *status = API(CreateCustomOpDomain, CreateCustomOpDomainFn)("ai.snac_onnx", &domain);
     if (status != NULL) return status;
     status = API(CustomOpDomain_Add, CustomOpDomainAddFn)(domain, &g_snake_op);
+    if (status != NULL) return status;
+    status = API(CustomOpDomain_Add, CustomOpDomainAddFn)(domain, &g_depthwise_op);
     if (status != NULL) return status;
     /* The domain is deliberately never released: it must outlive every session using it. */
     return API(AddCustomOpDomain, AddCustomOpDomainFn)(options, domain);

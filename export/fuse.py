@@ -110,3 +110,98 @@ def fuse_snake(model: onnx.ModelProto, expected: int) -> int:
     model.opset_import.append(helper.make_opsetid(SNAKE_DOMAIN, 1))
     onnx.checker.check_model(model)
     return len(replaced)
+
+
+DEPTHWISE_OP = "SnakeDepthwiseConv"
+_DEPTHWISE_ATTRIBUTES = ["dilation", "padding", "dilations", "pads", "group"]
+
+
+def snake_depthwise_function() -> onnx.FunctionProto:
+    """``ai.snac_onnx.SnakeDepthwiseConv``: Snake, then a depthwise ``Conv`` (stride 1, bias).
+
+    Attributes: ``dilations``/``pads``/``group`` as for ``Conv`` (used by the body), and the
+    same as scalars ``dilation``/``padding`` (read by the fused kernel).
+    """
+    conv = helper.make_node("Conv", ["s", "weight", "bias"], ["y"])
+    for name, kind in (("dilations", onnx.AttributeProto.INTS), ("pads", onnx.AttributeProto.INTS), ("group", onnx.AttributeProto.INT)):
+        conv.attribute.append(helper.make_attribute_ref(name, kind))
+    return helper.make_function(
+        SNAKE_DOMAIN,
+        DEPTHWISE_OP,
+        inputs=["x", "alpha", "inv_alpha", "weight", "bias"],
+        outputs=["y"],
+        nodes=[
+            helper.make_node("Mul", ["alpha", "x"], ["z"]),
+            helper.make_node("Sin", ["z"], ["sz"]),
+            helper.make_node("Mul", ["sz", "sz"], ["s2"]),
+            helper.make_node("Mul", ["inv_alpha", "s2"], ["t"]),
+            helper.make_node("Add", ["x", "t"], ["s"]),
+            conv,
+        ],
+        opset_imports=[helper.make_opsetid("", SNAKE_FUNCTION_OPSET)],
+        attributes=_DEPTHWISE_ATTRIBUTES,
+    )
+
+
+def fuse_snake_depthwise(model: onnx.ModelProto, expected: int) -> int:
+    """Merge each ``Snake`` whose only consumer is a depthwise ``Conv`` into one ``SnakeDepthwiseConv``.
+
+    Run after :func:`fuse_snake`. A depthwise Conv here: weight initializer ``(C, 1, K)``,
+    ``group == C``, bias initializer, stride 1, symmetric ``pads``. Returns the number merged,
+    which must equal ``expected`` (the residual units with depthwise convolutions).
+    """
+    graph = model.graph
+    inits = {init.name: init for init in graph.initializer}
+    consumers: dict[str, list[onnx.NodeProto]] = defaultdict(list)
+    for node in graph.node:
+        for name in dict.fromkeys(node.input):
+            consumers[name].append(node)
+    replaced: dict[int, onnx.NodeProto] = {}
+    removed: set[int] = set()
+    for snake in [n for n in graph.node if n.domain == SNAKE_DOMAIN and n.op_type == SNAKE_OP]:
+        users = consumers.get(snake.output[0], [])
+        if len(users) != 1 or users[0].op_type != "Conv" or len(users[0].input) != 3:
+            continue
+        conv = users[0]
+        attrs = {a.name: helper.get_attribute_value(a) for a in conv.attribute}
+        weight, bias = inits.get(conv.input[1]), inits.get(conv.input[2])
+        if weight is None or bias is None or len(weight.dims) != 3 or weight.dims[1] != 1:
+            continue
+        channels, taps = int(weight.dims[0]), int(weight.dims[2])
+        dilations = list(attrs.get("dilations", [1]))
+        pads = list(attrs.get("pads", [0, 0]))
+        if (
+            int(attrs.get("group", 1)) != channels
+            or channels < 2
+            or list(attrs.get("strides", [1])) != [1]
+            or len(dilations) != 1
+            or len(pads) != 2
+            or pads[0] != pads[1]
+            or attrs.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET")
+            or conv.input[0] != snake.output[0]
+        ):
+            continue
+        fused = helper.make_node(
+            DEPTHWISE_OP,
+            [*snake.input, conv.input[1], conv.input[2]],
+            [conv.output[0]],
+            name=f"{snake.name}_depthwise",
+            domain=SNAKE_DOMAIN,
+            dilation=int(dilations[0]),
+            padding=int(pads[0]),
+            dilations=dilations,
+            pads=pads,
+            group=channels,
+        )
+        if taps < 1:
+            continue
+        replaced[id(snake)] = fused
+        removed.add(id(conv))
+    if len(replaced) != expected:
+        raise FusionError(f"found {len(replaced)} Snake + depthwise Conv pairs, expected {expected}")
+    nodes = [replaced.get(id(n), n) for n in graph.node if id(n) not in removed]
+    del graph.node[:]
+    graph.node.extend(nodes)
+    model.functions.append(snake_depthwise_function())
+    onnx.checker.check_model(model)
+    return len(replaced)

@@ -12,7 +12,7 @@ from torch.export import Dim
 
 from snac_onnx.manifest import AUDIO_NAME, ModelConfig, decoder_io, encoder_io
 
-from .fuse import fuse_snake
+from .fuse import fuse_snake, fuse_snake_depthwise
 from .graphs import EncoderGraph, ExportSnake, decoder_graph_with_named_inputs, prepare_for_export
 
 OPSET = 18
@@ -20,8 +20,22 @@ MAX_BATCH = 4096
 MAX_UNITS = 1_000_000
 
 
+def _depthwise_residual_units(module: torch.nn.Module) -> int:
+    """Residual units whose Snake feeds a depthwise convolution (SNAC's ``depthwise=True``)."""
+    from snac.layers import ResidualUnit
+
+    count = 0
+    for unit in module.modules():
+        if isinstance(unit, ResidualUnit):
+            snake, conv = unit.block[0], unit.block[1]
+            if isinstance(snake, ExportSnake) and isinstance(conv, torch.nn.Conv1d) and conv.groups == conv.in_channels > 1:
+                count += 1
+    return count
+
+
 def _export(module: torch.nn.Module, args: tuple, path: Path, inputs: list[str], outputs: list[str], shapes) -> None:
-    """torch.onnx.export to ``path``, then every Snake chain marked as one ``ai.snac_onnx.Snake`` node."""
+    """torch.onnx.export to ``path``; then every Snake chain becomes one ``ai.snac_onnx.Snake`` node, and
+    every Snake feeding a residual unit's depthwise Conv one ``ai.snac_onnx.SnakeDepthwiseConv`` (export.fuse)."""
     import onnx
 
     with warnings.catch_warnings():
@@ -40,6 +54,7 @@ def _export(module: torch.nn.Module, args: tuple, path: Path, inputs: list[str],
     program.save(str(path))
     model = onnx.load(str(path))
     fuse_snake(model, expected=sum(isinstance(m, ExportSnake) for m in module.modules()))
+    fuse_snake_depthwise(model, expected=_depthwise_residual_units(module))
     onnx.save(model, str(path))
 
 

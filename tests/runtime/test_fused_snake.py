@@ -124,11 +124,56 @@ def test_exported_graphs_carry_snake_nodes_with_a_function_body():
     for folder in (TINY_24, TINY_44):
         for role in ("encoder", "decoder"):
             model = onnx.load(str(folder / f"{role}.onnx"))
-            snakes = [n for n in model.graph.node if n.domain == SNAKE_DOMAIN and n.op_type == "Snake"]
-            assert snakes, f"{folder.name}/{role}: no Snake nodes"
+            ops = {n.op_type for n in model.graph.node if n.domain == SNAKE_DOMAIN}
+            assert ops == {"Snake", "SnakeDepthwiseConv"}, f"{folder.name}/{role}: {ops}"
             assert not [n for n in model.graph.node if n.op_type == "Sin"], "a Snake chain was left unfused"
-            (function,) = [f for f in model.functions if f.domain == SNAKE_DOMAIN]
-            assert [n.op_type for n in function.node] == ["Mul", "Sin", "Mul", "Mul", "Add"]
+            bodies = {f.name: [n.op_type for n in f.node] for f in model.functions if f.domain == SNAKE_DOMAIN}
+            assert bodies == {
+                "Snake": ["Mul", "Sin", "Mul", "Mul", "Add"],
+                "SnakeDepthwiseConv": ["Mul", "Sin", "Mul", "Mul", "Add", "Conv"],
+            }
+
+
+def _snake_depthwise_model(alpha: np.ndarray, weight: np.ndarray, bias: np.ndarray, dilation: int, padding: int) -> bytes:
+    """One SnakeDepthwiseConv node with the exporter's function body (export.fuse)."""
+    from export.fuse import snake_depthwise_function
+
+    channels = alpha.size
+    alpha = alpha.reshape(1, channels, 1).astype(np.float32)
+    inv_alpha = (np.float32(1.0) / (alpha + np.float32(1e-9))).astype(np.float32)
+    node = helper.make_node(
+        "SnakeDepthwiseConv", ["x", "alpha", "inv_alpha", "weight", "bias"], ["y"], domain=SNAKE_DOMAIN,
+        dilation=dilation, padding=padding, dilations=[dilation], pads=[padding, padding], group=channels,
+    )
+    graph = helper.make_graph(
+        [node], "snake_dw",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, channels, None])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, channels, None])],
+        [numpy_helper.from_array(a, n) for a, n in ((alpha, "alpha"), (inv_alpha, "inv_alpha"), (weight, "weight"), (bias, "bias"))],
+    )
+    model = helper.make_model(
+        graph, functions=[snake_depthwise_function()],
+        opset_imports=[helper.make_opsetid("", 18), helper.make_opsetid(SNAKE_DOMAIN, 1)],
+    )
+    return model.SerializeToString()
+
+
+@pytest.mark.parametrize("taps,dilation,padding", [(7, 1, 3), (7, 3, 9), (7, 9, 27), (3, 2, 2), (7, 1, 0), (5, 2, 1)])
+@pytest.mark.parametrize("steps", [1, 30, 1000, 40_000])
+def test_snake_depthwise_kernel_matches_function_body(taps, dilation, padding, steps):
+    rng = np.random.default_rng(taps * 100 + dilation + steps)
+    weight = (rng.standard_normal((ALPHAS.size, 1, taps)) * 0.5).astype(np.float32)
+    bias = rng.standard_normal(ALPHAS.size).astype(np.float32)
+    if steps + 2 * padding - dilation * (taps - 1) < 0:
+        pytest.skip("no output for this length")
+    model = _snake_depthwise_model(ALPHAS, weight, bias, dilation, padding)
+    x = (rng.standard_normal((2, ALPHAS.size, steps)) * 3).astype(np.float32)
+    fused = _session(model, fused=True).run(None, {"x": x})[0]
+    plain = _session(model, fused=False).run(None, {"x": x})[0]
+    assert fused.shape == plain.shape
+    # the snake values differ by float rounding only; the 7-tap sums in summation order
+    scale = np.abs(weight).sum(axis=2).reshape(1, -1, 1) * (np.abs(x).max() + np.abs(1 / (ALPHAS + 1e-9))).reshape(1, -1, 1) + 1
+    assert np.all(np.abs(fused - plain) <= 8 * EPS32 * scale)
 
 
 @pytest.mark.parametrize("folder", [TINY_24, TINY_44], ids=["24khz", "44khz"])
