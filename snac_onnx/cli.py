@@ -221,6 +221,7 @@ def cmd_roundtrip(args: argparse.Namespace) -> int:
 def cmd_info(args: argparse.Namespace) -> int:
     import onnxruntime as ort
 
+    from .kernels import snake_library
     from .sessions import conflicting_runtime_packages
 
     def version(dist: str) -> str | None:
@@ -236,6 +237,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         "python": platform.python_version(),
         "onnxruntime_packages": conflicting_runtime_packages(),
         "available_providers": ort.get_available_providers(),
+        "fused_snake_kernel": str(snake_library()) if snake_library() else None,
         "optional": {d: version(d) for d in ("soundfile", "soxr", "tqdm", "huggingface_hub")},
     }
     lines = [f"{k}: {v}" for k, v in summary.items()]
@@ -249,12 +251,13 @@ def cmd_info(args: argparse.Namespace) -> int:
             "folder": str(codec.location.folder),
             "repo_id": codec.location.repo_id,
             "providers_in_use": codec.active_providers,
+            "fused_snake": codec.fused_snake,
             "manifest": {k: v for k, v in manifest.items() if k != "parity"},
             "parity_passed": manifest.get("parity", {}).get("passed"),
         }
         lines.append(f"model: {codec.name} at {codec.location.folder}")
         lines.append(f"  sample rate {codec.sample_rate} Hz, vq_strides {list(codec.vq_strides)}, codebook {codec.codebook_size}")
-        lines.append(f"  providers in use: {codec.active_providers}")
+        lines.append(f"  providers in use: {codec.active_providers}; fused Snake kernel: {'yes' if codec.fused_snake else 'no'}")
         if codec.manifest.random_init:
             lines.append(f"  WARNING: {manifest.get('WARNING')}")
     _emit(args, summary, "\n".join(lines))

@@ -106,6 +106,7 @@ def test_info_json(capsys):
     assert "CPUExecutionProvider" in info["available_providers"]
     assert info["model"]["providers_in_use"] == {"decoder": ["CPUExecutionProvider"]}
     assert info["model"]["manifest"]["name"] == "tiny_44khz"
+    assert info["model"]["fused_snake"] is (info["fused_snake_kernel"] is not None)
 
 
 def test_console_entry_point_runs_as_module(tmp_path, wav):
