@@ -31,6 +31,17 @@ class FusionError(RuntimeError):
     """The exported graph does not have the expected Snake chains."""
 
 
+def _snake_nodes(output: str) -> list[onnx.NodeProto]:
+    """``output = x + inv_alpha * sin(alpha * x)^2`` as the five nodes torch.onnx writes for Snake."""
+    return [
+        helper.make_node("Mul", ["alpha", "x"], ["snake_z"]),
+        helper.make_node("Sin", ["snake_z"], ["snake_s"]),
+        helper.make_node("Mul", ["snake_s", "snake_s"], ["snake_s2"]),
+        helper.make_node("Mul", ["inv_alpha", "snake_s2"], ["snake_t"]),
+        helper.make_node("Add", ["x", "snake_t"], [output]),
+    ]
+
+
 def snake_function() -> onnx.FunctionProto:
     """The reference body of ``ai.snac_onnx.Snake``: ``x + inv_alpha * sin(alpha * x)^2``."""
     return helper.make_function(
@@ -38,13 +49,7 @@ def snake_function() -> onnx.FunctionProto:
         SNAKE_OP,
         inputs=["x", "alpha", "inv_alpha"],
         outputs=["y"],
-        nodes=[
-            helper.make_node("Mul", ["alpha", "x"], ["z"]),
-            helper.make_node("Sin", ["z"], ["s"]),
-            helper.make_node("Mul", ["s", "s"], ["s2"]),
-            helper.make_node("Mul", ["inv_alpha", "s2"], ["t"]),
-            helper.make_node("Add", ["x", "t"], ["y"]),
-        ],
+        nodes=_snake_nodes("y"),
         opset_imports=[helper.make_opsetid("", SNAKE_FUNCTION_OPSET)],
     )
 
@@ -130,14 +135,7 @@ def snake_depthwise_function() -> onnx.FunctionProto:
         DEPTHWISE_OP,
         inputs=["x", "alpha", "inv_alpha", "weight", "bias"],
         outputs=["y"],
-        nodes=[
-            helper.make_node("Mul", ["alpha", "x"], ["z"]),
-            helper.make_node("Sin", ["z"], ["sz"]),
-            helper.make_node("Mul", ["sz", "sz"], ["s2"]),
-            helper.make_node("Mul", ["inv_alpha", "s2"], ["t"]),
-            helper.make_node("Add", ["x", "t"], ["s"]),
-            conv,
-        ],
+        nodes=[*_snake_nodes("s"), conv],
         opset_imports=[helper.make_opsetid("", SNAKE_FUNCTION_OPSET)],
         attributes=_DEPTHWISE_ATTRIBUTES,
     )
@@ -165,9 +163,9 @@ def fuse_snake_depthwise(model: onnx.ModelProto, expected: int) -> int:
         conv = users[0]
         attrs = {a.name: helper.get_attribute_value(a) for a in conv.attribute}
         weight, bias = inits.get(conv.input[1]), inits.get(conv.input[2])
-        if weight is None or bias is None or len(weight.dims) != 3 or weight.dims[1] != 1:
+        if weight is None or bias is None or len(weight.dims) != 3 or weight.dims[1] != 1 or weight.dims[2] < 1:
             continue
-        channels, taps = int(weight.dims[0]), int(weight.dims[2])
+        channels = int(weight.dims[0])
         dilations = list(attrs.get("dilations", [1]))
         pads = list(attrs.get("pads", [0, 0]))
         if (
@@ -193,8 +191,6 @@ def fuse_snake_depthwise(model: onnx.ModelProto, expected: int) -> int:
             pads=pads,
             group=channels,
         )
-        if taps < 1:
-            continue
         replaced[id(snake)] = fused
         removed.add(id(conv))
     if len(replaced) != expected:
