@@ -407,7 +407,7 @@ static int tensor_shape(const OrtValue *value, int64_t dims[8]) {
 
 /* KernelCompute cannot return an error at API version 13: on inputs that do not have the
  * graph's shapes (which the exported graphs never produce) the output is filled with NaN,
- * which the runtime's finiteness check on decoded audio then reports. */
+ * which SnacOnnx.decode's finiteness check on the audio then reports as an error. */
 static void SNAKE_CALL snake_compute(void *kernel_state, OrtKernelContext *context) {
     const SnakeKernel *kernel = (const SnakeKernel *)kernel_state;
     const int depthwise = kernel != NULL && kernel->depthwise;

@@ -319,6 +319,11 @@ class SnacOnnx:
             self._parallel, self._mapper(), self._max_chunk_seconds,
         )
         audio = audio[:, 0, : total if length is None else int(length)]
+        if not np.isfinite(audio).all():  # never hand out silently broken audio
+            raise ModelFormatError(
+                "the decoder produced NaN or infinite samples from valid codes: the model files or the fused "
+                "Snake kernel are damaged; re-download the model, or pass SessionSettings(fused_snake=False)"
+            )
         return audio[0] if prepared.unbatched else audio
 
     def _noise(self, prepared: PreparedCodes, noise: NoiseArg, seed: int | None) -> list[np.ndarray]:

@@ -287,3 +287,19 @@ def test_pool_survives_fork():
         assert queue.get(timeout=5) == want
     finally:
         kernels.set_snake_threads(library, 1)
+
+
+def test_non_finite_decoder_output_is_an_error(monkeypatch):
+    codec = SnacOnnx(TINY_24)
+    codes = codec.encode(pcm(2048))
+    session = codec._session("decoder")
+
+    class NaNSession:
+        def run(self, names, feeds):
+            (audio,) = session.run(names, feeds)
+            audio[..., 5] = np.nan  # what the kernel writes for inputs it cannot handle
+            return [audio]
+
+    monkeypatch.setitem(codec._sessions, "decoder", NaNSession())
+    with pytest.raises(SnacOnnxError, match="NaN or infinite"):
+        codec.decode(codes, noise=False)
