@@ -22,7 +22,8 @@ from collections import defaultdict
 import onnx
 from onnx import helper
 
-SNAKE_DOMAIN = "ai.snac_onnx"
+from snac_onnx.kernels import SNAKE_DOMAIN  # the domain the runtime's kernel library registers
+
 SNAKE_OP = "Snake"
 SNAKE_FUNCTION_OPSET = 18
 
@@ -62,14 +63,30 @@ def _other(node: onnx.NodeProto, name: str) -> str | None:
     return b if a == name else a
 
 
+def _consumers(graph: onnx.GraphProto) -> dict[str, list[onnx.NodeProto]]:
+    """The nodes reading each value; a node reading a value twice (``s * s``) counts once."""
+    consumers: dict[str, list[onnx.NodeProto]] = defaultdict(list)
+    for node in graph.node:
+        for name in dict.fromkeys(node.input):
+            consumers[name].append(node)
+    return consumers
+
+
+def _rewrite(model: onnx.ModelProto, replaced: dict[int, onnx.NodeProto], removed: set[int], function: onnx.FunctionProto) -> None:
+    """Put ``replaced[id(node)]`` in place of those nodes, drop the ``removed`` ones, add ``function``, check."""
+    graph = model.graph
+    nodes = [replaced.get(id(n), n) for n in graph.node if id(n) not in removed]
+    del graph.node[:]
+    graph.node.extend(nodes)
+    model.functions.append(function)
+    onnx.checker.check_model(model)
+
+
 def fuse_snake(model: onnx.ModelProto, expected: int) -> int:
     """Rewrite ``model`` in place; returns the number of Snake nodes made (always ``expected``)."""
     graph = model.graph
     initializers = {init.name for init in graph.initializer}
-    consumers: dict[str, list[onnx.NodeProto]] = defaultdict(list)
-    for node in graph.node:
-        for name in dict.fromkeys(node.input):  # a node reading a value twice (s * s) counts once
-            consumers[name].append(node)
+    consumers = _consumers(graph)
     producer = {out: node for node in graph.node for out in node.output}
 
     def only_consumer(name: str, op_type: str) -> onnx.NodeProto | None:
@@ -102,18 +119,8 @@ def fuse_snake(model: onnx.ModelProto, expected: int) -> int:
         removed.update(id(n) for n in (sin, square, weigh, add))
     if len(replaced) != expected:
         raise FusionError(f"found {len(replaced)} Snake chains, expected {expected}")
-
-    nodes = []
-    for node in graph.node:
-        if id(node) in replaced:
-            nodes.append(replaced[id(node)])
-        elif id(node) not in removed:
-            nodes.append(node)
-    del graph.node[:]
-    graph.node.extend(nodes)
-    model.functions.append(snake_function())
     model.opset_import.append(helper.make_opsetid(SNAKE_DOMAIN, 1))
-    onnx.checker.check_model(model)
+    _rewrite(model, replaced, removed, snake_function())
     return len(replaced)
 
 
@@ -150,10 +157,7 @@ def fuse_snake_depthwise(model: onnx.ModelProto, expected: int) -> int:
     """
     graph = model.graph
     inits = {init.name: init for init in graph.initializer}
-    consumers: dict[str, list[onnx.NodeProto]] = defaultdict(list)
-    for node in graph.node:
-        for name in dict.fromkeys(node.input):
-            consumers[name].append(node)
+    consumers = _consumers(graph)
     replaced: dict[int, onnx.NodeProto] = {}
     removed: set[int] = set()
     for snake in [n for n in graph.node if n.domain == SNAKE_DOMAIN and n.op_type == SNAKE_OP]:
@@ -195,9 +199,5 @@ def fuse_snake_depthwise(model: onnx.ModelProto, expected: int) -> int:
         removed.add(id(conv))
     if len(replaced) != expected:
         raise FusionError(f"found {len(replaced)} Snake + depthwise Conv pairs, expected {expected}")
-    nodes = [replaced.get(id(n), n) for n in graph.node if id(n) not in removed]
-    del graph.node[:]
-    graph.node.extend(nodes)
-    model.functions.append(snake_depthwise_function())
-    onnx.checker.check_model(model)
+    _rewrite(model, replaced, removed, snake_depthwise_function())
     return len(replaced)

@@ -237,7 +237,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         "python": platform.python_version(),
         "onnxruntime_packages": conflicting_runtime_packages(),
         "available_providers": ort.get_available_providers(),
-        "fused_snake_kernel": str(snake_library()) if snake_library() else None,
+        "fused_snake_kernel": str(library) if (library := snake_library()) else None,
         "optional": {d: version(d) for d in ("soundfile", "soxr", "tqdm", "huggingface_hub")},
     }
     lines = [f"{k}: {v}" for k, v in summary.items()]

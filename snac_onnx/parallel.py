@@ -4,8 +4,11 @@ Two reasons to split: speed (``parallel`` chunks run at once) and memory (no
 chunk longer than ``max_chunk``, so peak memory is bounded however long the
 input; one-shot decoding needs about 2.5 GB per minute of 24 kHz audio).
 
-onnxruntime gains little from a second intra-op thread on this codec (about
-1.36x on 2 cores), while independent session runs scale almost linearly. A
+Without the fused Snake kernel onnxruntime gained little from a second intra-op
+thread on this codec (about 1.36x on 2 cores; its ``Sin`` is single-threaded),
+and independent runs scaled better; with the kernel, one run with 2 threads is
+the faster choice on 2 cores, and chunking matters mostly for memory and cache
+(see ``SnacOnnx(max_chunk_seconds=...)``). A
 chunk ``[a, b)`` is run with the receptive field of context on each side
 (:func:`~snac_onnx.streaming.receptive_field_frames` for the decoder,
 :func:`~snac_onnx.windowed.encoder_context_units` for the encoder) and only

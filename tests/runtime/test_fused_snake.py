@@ -31,18 +31,9 @@ EPS32 = float(np.finfo(np.float32).eps)
 
 
 def _snake_model(alpha: np.ndarray) -> bytes:
-    """One Snake node (x: (batch, C, time)) with the body the exporter writes (export.fuse)."""
-    body = helper.make_function(
-        SNAKE_DOMAIN, "Snake", ["x", "alpha", "inv_alpha"], ["y"],
-        [
-            helper.make_node("Mul", ["alpha", "x"], ["z"]),
-            helper.make_node("Sin", ["z"], ["s"]),
-            helper.make_node("Mul", ["s", "s"], ["s2"]),
-            helper.make_node("Mul", ["inv_alpha", "s2"], ["t"]),
-            helper.make_node("Add", ["x", "t"], ["y"]),
-        ],
-        opset_imports=[helper.make_opsetid("", 18)],
-    )
+    """One Snake node (x: (batch, C, time)) with the body the exporter writes (export.fuse, onnx only: no torch)."""
+    from export.fuse import snake_function
+
     channels = alpha.size
     alpha = alpha.reshape(1, channels, 1).astype(np.float32)
     inv_alpha = (np.float32(1.0) / (alpha + np.float32(1e-9))).astype(np.float32)
@@ -54,7 +45,7 @@ def _snake_model(alpha: np.ndarray) -> bytes:
         [numpy_helper.from_array(alpha, "alpha"), numpy_helper.from_array(inv_alpha, "inv_alpha")],
     )
     model = helper.make_model(
-        graph, functions=[body], opset_imports=[helper.make_opsetid("", 18), helper.make_opsetid(SNAKE_DOMAIN, 1)]
+        graph, functions=[snake_function()], opset_imports=[helper.make_opsetid("", 18), helper.make_opsetid(SNAKE_DOMAIN, 1)]
     )
     return model.SerializeToString()
 
@@ -135,7 +126,7 @@ def test_exported_graphs_carry_snake_nodes_with_a_function_body():
 
 
 def _snake_depthwise_model(alpha: np.ndarray, weight: np.ndarray, bias: np.ndarray, dilation: int, padding: int) -> bytes:
-    """One SnakeDepthwiseConv node with the exporter's function body (export.fuse)."""
+    """One SnakeDepthwiseConv node with the exporter's function body (export.fuse, onnx only: no torch)."""
     from export.fuse import snake_depthwise_function
 
     channels = alpha.size
