@@ -20,7 +20,7 @@ than four times their context are not split further.
 from __future__ import annotations
 
 import math
-from typing import Callable, Iterable, Iterator, TypeVar
+from typing import Callable, Iterable, Iterator, NamedTuple, TypeVar
 
 import numpy as np
 
@@ -28,7 +28,7 @@ from .manifest import ModelConfig
 from .streaming import receptive_field_frames
 from .windowed import encoder_context_units
 
-__all__ = ["split_ranges", "encode_in_chunks", "decode_in_chunks"]
+__all__ = ["Chunk", "chunk_spans", "encode_in_chunks", "decode_in_chunks"]
 
 RunFn = Callable[[dict[str, np.ndarray]], list[np.ndarray]]
 T = TypeVar("T")
@@ -36,23 +36,51 @@ R = TypeVar("R")
 MapFn = Callable[[Callable[[T], R], Iterable[T]], Iterator[R]]
 
 
-def split_ranges(
-    total: int, parts: int, multiple: int, min_size: int, max_size: int | None = None
-) -> list[tuple[int, int]]:
-    """Contiguous ranges covering ``[0, total)`` with boundaries on ``multiple``.
+class Chunk(NamedTuple):
+    """One chunk of a split call: it keeps steps ``[a, b)`` of the output and runs steps ``[s, e)``."""
 
-    At least ``parts`` ranges, more if needed to keep each within ``max_size``;
-    never so many that one is shorter than ``min_size`` (four times the context).
+    a: int
+    b: int
+    s: int
+    e: int
+
+
+def chunk_spans(
+    total: int, parts: int, multiple: int, left: int, right: int, max_size: int | None = None
+) -> list[Chunk]:
+    """Split ``[0, total)`` into chunks that each run with ``left``/``right`` steps of context.
+
+    At least ``parts`` chunks, more if needed to keep each run within about
+    ``max_size`` steps of output; never so many that a chunk keeps fewer than
+    four times its context. Boundaries fall on ``multiple``.
+
+    Every run of one call has the same length ``e - s``: the chunks at the two
+    ends keep more output (they need context on one side only), and a run that
+    would still be shorter takes extra context. onnxruntime's arena then
+    re-uses one set of buffers for all chunks instead of growing a new region
+    for a run a few steps longer than the one before (measured at 24 kHz: 51 MB
+    more peak memory from one chunk 3 frames longer than the first). Extra
+    context never changes the result.
     """
+    left, right = (-(-c // multiple) * multiple for c in (left, right))
+    context = left + right
     wanted = parts if max_size is None else max(parts, math.ceil(total / max(1, max_size)))
-    count = max(1, min(wanted, total // max(1, min_size)))
-    cuts = [0]
-    for i in range(1, count):
-        cut = round(total * i / count / multiple) * multiple
-        if cuts[-1] < cut < total:
-            cuts.append(cut)
+    count = max(1, min(wanted, total // max(1, 4 * context)))
+    if count == 1:
+        return [Chunk(0, total, 0, total)]
+    run = -(-(total + (count - 1) * context) // (count * multiple)) * multiple
+    cuts, cut = [0], run - right  # the first chunk needs no left context
+    while cut < total:
+        cuts.append(cut)
+        if total - cut <= run - left:  # the rest fits one run with its left context
+            break
+        cut += run - context
     cuts.append(total)
-    return list(zip(cuts[:-1], cuts[1:]))
+    chunks = []
+    for a, b in zip(cuts[:-1], cuts[1:]):
+        s = max(0, min(a - left, total - run))
+        chunks.append(Chunk(a, b, s, min(total, s + run)))
+    return chunks
 
 
 def encode_in_chunks(
@@ -73,17 +101,16 @@ def encode_in_chunks(
     context = encoder_context_units(config)
     frames_per_unit = [config.latent_multiple // s for s in config.vq_strides]
     max_units = None if max_seconds is None else max(1, int(max_seconds * config.sample_rate) // unit)
-    ranges = split_ranges(units, parts, 1, 4 * context, max_units)
-    if len(ranges) == 1:
+    chunks = chunk_spans(units, parts, 1, context, context, max_units)
+    if len(chunks) == 1:
         return run({input_name: audio})
 
-    def one(bounds: tuple[int, int]) -> list[np.ndarray]:
-        a, b = bounds
-        s, e = max(0, a - context), min(units, b + context)
+    def one(chunk: Chunk) -> list[np.ndarray]:
+        a, b, s, e = chunk
         codes = run({input_name: np.ascontiguousarray(audio[..., s * unit : e * unit])})
         return [c[:, (a - s) * n : (b - s) * n] for c, n in zip(codes, frames_per_unit)]
 
-    pieces = list(mapper(one, ranges))
+    pieces = list(mapper(one, chunks))
     return [np.concatenate([p[i] for p in pieces], axis=1) for i in range(config.num_codebooks)]
 
 
@@ -103,13 +130,12 @@ def decode_in_chunks(
     left, right = receptive_field_frames(config)
     samples_per_frame = config.hop_length * config.vq_strides[0]
     max_frames = None if max_seconds is None else max(1, int(max_seconds * config.sample_rate) // samples_per_frame)
-    ranges = split_ranges(frames, parts, config.frames_multiple, 4 * (left + right), max_frames)
-    if len(ranges) == 1:
+    chunks = chunk_spans(frames, parts, config.frames_multiple, left, right, max_frames)
+    if len(chunks) == 1:
         return run({**codes, **noise})[0]
 
-    def one(bounds: tuple[int, int]) -> np.ndarray:
-        a, b = bounds
-        s, e = max(0, a - left), min(frames, b + right)
+    def one(chunk: Chunk) -> np.ndarray:
+        a, b, s, e = chunk
         feeds = {name: np.ascontiguousarray(arr[:, s * n : e * n]) for (name, arr), n in zip(codes.items(), per_code)}
         feeds.update(
             {name: np.ascontiguousarray(arr[..., s * n : e * n]) for (name, arr), n in zip(noise.items(), per_noise)}
@@ -117,4 +143,4 @@ def decode_in_chunks(
         audio = run(feeds)[0]
         return audio[..., (a - s) * samples_per_frame : (b - s) * samples_per_frame]
 
-    return np.concatenate(list(mapper(one, ranges)), axis=-1)
+    return np.concatenate(list(mapper(one, chunks)), axis=-1)

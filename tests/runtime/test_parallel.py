@@ -6,22 +6,39 @@ import numpy as np
 import pytest
 
 from snac_onnx import SnacOnnx
-from snac_onnx.parallel import split_ranges
+from snac_onnx.parallel import Chunk, chunk_spans
 from snac_onnx.streaming import receptive_field_frames
 from snac_onnx.windowed import encoder_context_units
 from tests.conftest import TINY_24, TINY_44, pcm
 
 
-def test_split_ranges():
-    assert split_ranges(100, 2, 1, 10) == [(0, 50), (50, 100)]
-    assert split_ranges(100, 3, 4, 10) == [(0, 32), (32, 68), (68, 100)]
-    assert split_ranges(15, 4, 1, 10) == [(0, 15)]  # too short to split
-    assert split_ranges(7, 2, 1, 1) == [(0, 4), (4, 7)]
-    for total, parts, multiple in [(1000, 7, 4), (37, 3, 1), (64, 2, 4)]:
-        ranges = split_ranges(total, parts, multiple, 1)
-        assert ranges[0][0] == 0 and ranges[-1][1] == total
-        assert all(a % multiple == 0 and a < b for a, b in ranges)
-        assert all(r1[1] == r2[0] for r1, r2 in zip(ranges, ranges[1:]))
+def _check_spans(chunks: list[Chunk], total: int, multiple: int, left: int, right: int) -> None:
+    assert chunks[0].a == 0 and chunks[-1].b == total
+    assert all(c1.b == c2.a for c1, c2 in zip(chunks, chunks[1:]))
+    assert len({c.e - c.s for c in chunks}) == 1  # one run shape per call: the arena re-uses its buffers
+    for c in chunks:
+        assert c.a < c.b and c.a % multiple == 0 and c.s % multiple == 0
+        assert 0 <= c.s <= max(0, c.a - left) and min(total, c.b + right) <= c.e <= total  # full context
+
+
+def test_chunk_spans():
+    assert chunk_spans(100, 2, 1, 5, 5) == [Chunk(0, 50, 0, 55), Chunk(50, 100, 45, 100)]
+    # 10 s at 24 kHz in 5 s chunks: the end chunks keep 3 frames more, every run is 43 frames
+    assert chunk_spans(117, 1, 1, 3, 3, 58) == [Chunk(0, 40, 0, 43), Chunk(40, 77, 37, 80), Chunk(77, 117, 74, 117)]
+    assert chunk_spans(15, 4, 1, 1, 1) == [Chunk(0, 15, 0, 15)]  # too short to split
+    assert chunk_spans(100, 1, 1, 3, 3, max_size=None) == [Chunk(0, 100, 0, 100)]
+    assert len(chunk_spans(100, 1, 1, 5, 5, max_size=10)) == 2  # chunks never below 4x their context
+    rng = np.random.default_rng(0)
+    for _ in range(3000):
+        multiple = int(rng.choice([1, 4]))
+        left, right, parts = (int(v) for v in (*rng.integers(0, 10, 2), rng.integers(1, 6)))
+        total = max(multiple, int(rng.integers(1, 3000)) // multiple * multiple)
+        max_size = None if rng.random() < 0.3 else int(rng.integers(1, 500))
+        chunks = chunk_spans(total, parts, multiple, left, right, max_size)
+        _check_spans(chunks, total, multiple, left, right)
+        context = sum(-(-c // multiple) * multiple for c in (left, right))
+        wanted = parts if max_size is None else max(parts, -(-total // max_size))
+        assert len(chunks) <= max(1, min(wanted, total // max(1, 4 * context)))
 
 
 @pytest.mark.parametrize("folder", [TINY_24, TINY_44])
@@ -54,12 +71,6 @@ def test_memory_bounded_chunks_equal_one_shot(folder):
     n = codes[0].shape[0] // one.config.frames_multiple * one.config.frames_multiple
     codes = [c[: n * one.vq_strides[0] // s] for c, s in zip(codes, one.vq_strides)]
     np.testing.assert_allclose(small.decode(codes, seed=1), one.decode(codes, seed=1), atol=1e-5, rtol=0)
-
-
-def test_split_ranges_respects_max_size():
-    assert split_ranges(100, 1, 1, 10, max_size=30) == [(0, 25), (25, 50), (50, 75), (75, 100)]
-    assert split_ranges(100, 1, 1, 40, max_size=10) == [(0, 50), (50, 100)]  # min size wins
-    assert split_ranges(100, 1, 1, 10, max_size=None) == [(0, 100)]
 
 
 def test_parallel_argument():
