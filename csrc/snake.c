@@ -504,6 +504,7 @@ SNAKE_EXPORT OrtStatus *SNAKE_CALL RegisterCustomOps(OrtSessionOptions *options,
 /* The library is also a (trivial) Python extension module, so that pip builds and installs
  * it next to the package; snac_onnx loads it only through onnxruntime, by path. */
 #ifdef SNAKE_PYTHON_MODULE
-static struct PyModuleDef snake_module = {PyModuleDef_HEAD_INIT, "_snake", "Fused Snake kernel for onnxruntime.", -1, NULL};
+static struct PyModuleDef snake_module = {
+    PyModuleDef_HEAD_INIT, .m_name = "_snake", .m_doc = "Fused Snake kernel for onnxruntime.", .m_size = -1};
 PyMODINIT_FUNC PyInit__snake(void) { return PyModule_Create(&snake_module); }
 #endif

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
@@ -91,6 +90,8 @@ def _hub_unreachable_reason(timeout: float = 3.0) -> str | None:
     if not host:
         return None
     try:
+        import socket  # here, not at import: only the network check needs it
+
         with socket.create_connection((host, port), timeout=timeout):
             return None
     except OSError as exc:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import weakref
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Sequence, Union
 
@@ -136,6 +135,7 @@ def provider_names(providers: Sequence[ProviderSpec]) -> list[str]:
 
 def conflicting_runtime_packages() -> list[str]:
     """Installed onnxruntime distributions; more than one means they shadow each other."""
+    from importlib import metadata  # here, not at import: about 3 MB of modules only this check needs
     names = ["onnxruntime", "onnxruntime-gpu", "onnxruntime-directml", "onnxruntime-openvino", "onnxruntime-silicon"]
     found = []
     for name in names:
