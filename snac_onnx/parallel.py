@@ -62,13 +62,14 @@ def chunk_spans(
     more peak memory from one chunk 3 frames longer than the first). Extra
     context never changes the result.
     """
-    left, right = (-(-c // multiple) * multiple for c in (left, right))
+    left, right = _round_up(left, multiple), _round_up(right, multiple)
     context = left + right
     wanted = parts if max_size is None else max(parts, math.ceil(total / max(1, max_size)))
     count = max(1, min(wanted, total // max(1, 4 * context)))
     if count == 1:
         return [Chunk(0, total, 0, total)]
-    run = -(-(total + (count - 1) * context) // (count * multiple)) * multiple
+    # every run's length: an even share of the output plus the context all but one chunk repeat
+    run = _round_up(-(-(total + (count - 1) * context) // count), multiple)
     cuts, cut = [0], run - right  # the first chunk needs no left context
     while cut < total:
         cuts.append(cut)
@@ -81,6 +82,10 @@ def chunk_spans(
         s = max(0, min(a - left, total - run))
         chunks.append(Chunk(a, b, s, min(total, s + run)))
     return chunks
+
+
+def _round_up(value: int, multiple: int) -> int:
+    return -(-value // multiple) * multiple
 
 
 def encode_in_chunks(

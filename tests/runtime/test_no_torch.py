@@ -1,7 +1,7 @@
 """snac_onnx never imports torch or snac: proven in a fresh interpreter where both are blocked.
 
 The same interpreter also shows that encode and decode load none of the modules only the hub, the
-CLI or error paths need (about 4 MB of a decode-only process's memory).
+CLI or error paths need (about 3 MB of a decode-only process's memory).
 """
 
 from __future__ import annotations
