@@ -21,7 +21,8 @@ runtime can decode without noise, with seeded noise, or like the official model.
 from __future__ import annotations
 
 import inspect
-from typing import Any
+import math
+from typing import Any, Callable
 
 import torch
 import torch.nn.utils.parametrize as parametrize
@@ -179,24 +180,82 @@ class EncoderGraph(nn.Module):
         return tuple(codes)
 
 
+# Tail tiling: the last TAIL_BLOCKS decoder blocks run at the highest rates and hold the largest
+# tensors (channels * samples is largest there); their receptive field is a few samples of the
+# tail's input, so running them on TAIL_TILES time tiles with a small halo costs little and cuts
+# the decoder's peak memory.
+TAIL_BLOCKS = 2
+TAIL_TILES = 3
+
+
+def tail_halo(tail: list[nn.Module]) -> int:
+    """Samples of context, at the rate of the tail's input, that ``tail`` needs on each side of a tile.
+
+    A conservative sum of each layer's one-sided reach, converted to the tail's input rate:
+    an upsampler (polyphase kernel 2 over the input, cropped) reaches at most 2 input samples;
+    a convolution with kernel k and dilation d reaches ``(k - 1) // 2 * d`` samples of its own
+    rate. Rounded up, plus 2 samples of margin (tested against the untiled decode).
+    """
+    reach = 0.0  # in samples at the tail's input rate
+    rate = 1  # the current rate, as a multiple of the tail's input rate
+    for layer in tail:
+        for module in layer.modules():
+            if isinstance(module, PolyphaseConvTranspose1d):
+                reach += 2 / rate
+                rate *= module.stride
+            elif isinstance(module, nn.Conv1d):
+                reach += (module.kernel_size[0] - 1) // 2 * module.dilation[0] / rate
+    return math.ceil(reach) + 2
+
+
 class DecoderGraph(nn.Module):
     """codes (+ one noise tensor per NoiseBlock) -> audio ``(batch, 1, samples)``.
 
     With noise ``n`` each NoiseBlock computes ``x + n * linear(x)``, exactly the
     official block with ``torch.randn`` replaced by the input.
+
+    The last :data:`TAIL_BLOCKS` decoder blocks and the output layers (the "tail")
+    run on ``tiles`` equal time tiles of their input, each with :func:`tail_halo`
+    samples of context on both sides (none at the ends, where the convolutions'
+    zero padding is the same as untiled), and only each tile's own part is kept:
+    the result equals the untiled decode up to float rounding, while the largest
+    tensors are ``tiles`` times smaller (the graph holds the tail's nodes once per
+    tile, in order, so onnxruntime frees one tile's tensors before the next).
     """
 
-    def __init__(self, model: SNAC) -> None:
+    def __init__(self, model: SNAC, tiles: int = TAIL_TILES) -> None:
         super().__init__()
         self.quantizer = model.quantizer
         self.decoder = model.decoder
         self.num_codebooks = len(model.vq_strides)
         self.num_noise = sum(isinstance(m, NoiseBlock) for m in model.decoder.modules())
+        layers = list(model.decoder.model)
+        blocks = [i for i, layer in enumerate(layers) if isinstance(layer, DecoderBlock)]
+        split = blocks[-TAIL_BLOCKS] if tiles > 1 and len(blocks) >= TAIL_BLOCKS else len(layers)
+        self.head, self.tail = layers[:split], layers[split:]
+        self.tiles = tiles if self.tail else 1
+        self.halo = tail_halo(self.tail)
+        # each tail NoiseBlock's rate as a multiple of the tail's input rate; the tail's total upsampling
+        self.tail_noise_rates: list[int] = []
+        rate = 1
+        for layer in self.tail:
+            for module in layer.modules():
+                if isinstance(module, PolyphaseConvTranspose1d):
+                    rate *= module.stride
+                elif isinstance(module, NoiseBlock):
+                    self.tail_noise_rates.append(rate)
+        self.tail_factor = rate
 
-    def run(self, codes: list[torch.Tensor], noise: list[torch.Tensor]) -> torch.Tensor:
-        x = self.quantizer.from_codes(codes)
+    def count(self, kind: Callable[[nn.Module], bool]) -> int:
+        """How many times the traced graph runs a module for which ``kind`` is true (tail modules once per tile)."""
+        head = sum(kind(m) for layer in self.head for m in layer.modules())
+        tail = sum(kind(m) for layer in self.tail for m in layer.modules())
+        return head + self.tiles * tail
+
+    @staticmethod
+    def _apply(layers: list[nn.Module], x: torch.Tensor, noise: list[torch.Tensor]) -> torch.Tensor:
         index = 0
-        for layer in self.decoder.model:
+        for layer in layers:
             if not isinstance(layer, DecoderBlock):
                 x = layer(x)
                 continue
@@ -208,8 +267,25 @@ class DecoderGraph(nn.Module):
                     x = sub(x)
         return x
 
+    def run(self, codes: list[torch.Tensor], noise: list[torch.Tensor]) -> torch.Tensor:
+        x = self.quantizer.from_codes(codes)
+        split = self.num_noise - len(self.tail_noise_rates)
+        x = self._apply(self.head, x, noise[:split])
+        if self.tiles == 1:
+            return self._apply(self.tail, x, noise[split:])
+        steps, tiles, halo, factor = x.shape[-1], self.tiles, self.halo, self.tail_factor
+        pieces = []
+        for i in range(tiles):
+            a, b = steps * i // tiles, steps * (i + 1) // tiles  # the part this tile keeps
+            s = a - halo if i > 0 else 0  # the part it runs
+            e = b + halo if i < tiles - 1 else steps
+            tile_noise = [n[..., s * r : e * r] for n, r in zip(noise[split:], self.tail_noise_rates)]
+            y = self._apply(self.tail, x[..., s:e], tile_noise)
+            pieces.append(y[..., (a - s) * factor : (b - s) * factor])
+        return torch.cat(pieces, dim=-1)
 
-def decoder_graph_with_named_inputs(model: SNAC, input_names: list[str]) -> nn.Module:
+
+def decoder_graph_with_named_inputs(model: SNAC, input_names: list[str]) -> DecoderGraph:
     """A DecoderGraph whose ``forward`` has one named parameter per graph input.
 
     torch.onnx's dynamic-shape spec is keyed by parameter name; codebook and

@@ -20,22 +20,28 @@ MAX_BATCH = 4096
 MAX_UNITS = 1_000_000
 
 
-def _depthwise_residual_units(module: torch.nn.Module) -> int:
-    """Residual units whose Snake feeds a depthwise convolution (SNAC's ``depthwise=True``)."""
+def _is_snake(module: torch.nn.Module) -> bool:
+    return isinstance(module, ExportSnake)
+
+
+def _is_depthwise_unit(module: torch.nn.Module) -> bool:
+    """A residual unit whose Snake feeds a depthwise convolution (SNAC's ``depthwise=True``)."""
     from snac.layers import ResidualUnit
 
-    count = 0
-    for unit in module.modules():
-        if isinstance(unit, ResidualUnit):
-            snake, conv = unit.block[0], unit.block[1]
-            if isinstance(snake, ExportSnake) and isinstance(conv, torch.nn.Conv1d) and conv.groups == conv.in_channels > 1:
-                count += 1
-    return count
+    if not isinstance(module, ResidualUnit):
+        return False
+    snake, conv = module.block[0], module.block[1]
+    return isinstance(snake, ExportSnake) and isinstance(conv, torch.nn.Conv1d) and conv.groups == conv.in_channels > 1
 
 
-def _export(module: torch.nn.Module, args: tuple, path: Path, inputs: list[str], outputs: list[str], shapes) -> None:
+def _export(
+    module: torch.nn.Module, args: tuple, path: Path, inputs: list[str], outputs: list[str], shapes, counts: tuple[int, int]
+) -> None:
     """torch.onnx.export to ``path``; then every Snake chain becomes one ``ai.snac_onnx.Snake`` node, and
-    every Snake feeding a residual unit's depthwise Conv one ``ai.snac_onnx.SnakeDepthwiseConv`` (export.fuse)."""
+    every Snake feeding a residual unit's depthwise Conv one ``ai.snac_onnx.SnakeDepthwiseConv`` (export.fuse).
+
+    ``counts``: the Snakes and the depthwise residual units the traced graph runs (each fusion must find exactly these).
+    """
     import onnx
 
     with warnings.catch_warnings():
@@ -53,13 +59,16 @@ def _export(module: torch.nn.Module, args: tuple, path: Path, inputs: list[str],
         )
     program.save(str(path))
     model = onnx.load(str(path))
-    fuse_snake(model, expected=sum(isinstance(m, ExportSnake) for m in module.modules()))
-    fuse_snake_depthwise(model, expected=_depthwise_residual_units(module))
+    fuse_snake(model, expected=counts[0])
+    fuse_snake_depthwise(model, expected=counts[1])
     onnx.save(model, str(path))
 
 
-def export_graphs(model: SNAC, snac_config: dict[str, Any], out_dir: Path) -> dict[str, Path]:
+def export_graphs(model: SNAC, snac_config: dict[str, Any], out_dir: Path) -> dict[str, Any]:
     """Write ``encoder.onnx`` and ``decoder.onnx`` for ``model`` into ``out_dir``.
+
+    Returns what the manifest records of the decoder's tiling: ``{"tail_tiles": n, "tail_halo": h}``
+    (see :class:`export.graphs.DecoderGraph`).
 
     Time axes are tied to one symbol each, so the graphs themselves say which
     lengths are valid: audio ``padding_unit * k`` samples; codes
@@ -73,13 +82,15 @@ def export_graphs(model: SNAC, snac_config: dict[str, Any], out_dir: Path) -> di
     enc_in, enc_out = encoder_io(config)
     units = Dim("units", min=1, max=MAX_UNITS)
     audio = torch.zeros(2, 1, config.padding_unit * 2)
+    encoder = EncoderGraph(prepared).eval()
     _export(
-        EncoderGraph(prepared).eval(),
+        encoder,
         (audio,),
         paths["encoder"],
         enc_in,
         enc_out,
         {AUDIO_NAME: {0: batch, 2: units * config.padding_unit}},
+        (sum(map(_is_snake, encoder.modules())), sum(map(_is_depthwise_unit, encoder.modules()))),
     )
 
     dec_in, dec_out = decoder_io(config)
@@ -93,12 +104,14 @@ def export_graphs(model: SNAC, snac_config: dict[str, Any], out_dir: Path) -> di
     for name, length in zip(dec_in, code_lengths + noise_lengths):
         time_axis = 1 if name.startswith("codes_") else 2
         shapes[name] = {0: batch, time_axis: blocks * length}
+    decoder = decoder_graph_with_named_inputs(prepared, dec_in)
     _export(
-        decoder_graph_with_named_inputs(prepared, dec_in),
+        decoder,
         tuple(args),
         paths["decoder"],
         dec_in,
         dec_out,
         shapes,
+        (decoder.count(_is_snake), decoder.count(_is_depthwise_unit)),
     )
-    return paths
+    return {"tail_tiles": decoder.tiles, "tail_halo": decoder.halo if decoder.tiles > 1 else 0}

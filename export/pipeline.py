@@ -47,8 +47,13 @@ def _version(dist: str) -> str | None:
         return None
 
 
-def build_manifest(loaded: LoadedModel, config: ModelConfig, folder: Path) -> dict[str, Any]:
-    """The manifest for graphs already written in ``folder`` (parity filled in later)."""
+def build_manifest(
+    loaded: LoadedModel, config: ModelConfig, folder: Path, decoder_tiling: dict[str, int] | None = None
+) -> dict[str, Any]:
+    """The manifest for graphs already written in ``folder`` (parity filled in later).
+
+    ``decoder_tiling``: what :func:`export.onnx_export.export_graphs` returned (tail tiles and halo).
+    """
     enc_in, enc_out = encoder_io(config)
     dec_in, dec_out = decoder_io(config)
     files = {}
@@ -67,7 +72,7 @@ def build_manifest(loaded: LoadedModel, config: ModelConfig, folder: Path) -> di
             "files": files,
             "graphs": {
                 "encoder": {"inputs": enc_in, "outputs": enc_out},
-                "decoder": {"inputs": dec_in, "outputs": dec_out},
+                "decoder": {"inputs": dec_in, "outputs": dec_out, **(decoder_tiling or {})},
             },
             "opset": OPSET,
             "exporter": {
@@ -115,9 +120,9 @@ def export_model(
     if loaded.random_init:
         log.warning(RANDOM_INIT_WARNING)
     start = time.perf_counter()
-    export_graphs(loaded.model, loaded.config, work)
+    decoder_tiling = export_graphs(loaded.model, loaded.config, work)
     export_seconds = time.perf_counter() - start
-    manifest = build_manifest(loaded, config, work)
+    manifest = build_manifest(loaded, config, work, decoder_tiling)
     manifest["export_seconds"] = round(export_seconds, 2)
     _write_json(work / MANIFEST_FILE, manifest)
     log.info("exported %s in %.1f s; checking parity against PyTorch", loaded.name, export_seconds)

@@ -234,7 +234,8 @@ class SnacOnnx:
                     "the file is corrupt or from another export; re-export or re-download the model"
                 )
         inputs, outputs = (encoder_io if role == "encoder" else decoder_io)(manifest.config)
-        return create_session(path, self._providers, self._settings, inputs, outputs)
+        tiled = role == "decoder" and manifest.decoder_tail_tiles > 1
+        return create_session(path, self._providers, self._settings, inputs, outputs, tiled)
 
     def _mapper(self):
         """``map`` over chunks: builtin (one at a time) or the shared pool's (``parallel`` at a time)."""

@@ -199,6 +199,14 @@ class Manifest:
         """Precisions this export holds: ``fp32`` and any variants (``int8``, ``fp16``)."""
         return ["fp32", *self.variants]
 
+    @property
+    def decoder_tail_tiles(self) -> int:
+        """Time tiles the decoder graph runs its high-rate tail in (1: untiled, as exports before tiling)."""
+        tiles = self.raw["graphs"]["decoder"].get("tail_tiles", 1)
+        if isinstance(tiles, bool) or not isinstance(tiles, int) or tiles < 1:
+            raise ModelFormatError(f"manifest graphs.decoder.tail_tiles must be an int >= 1, got {tiles!r}")
+        return tiles
+
     def file_entry(self, role: str, precision: str = "fp32") -> dict[str, Any]:
         """The manifest entry (path, sha256, bytes) of ``role``'s graph at ``precision``."""
         if precision == "fp32":
@@ -274,7 +282,7 @@ def load_manifest(folder: str | Path) -> Manifest:
             raise ModelFormatError(
                 f"{str(path)!r}: {role} names {got} differ from the contract {expected} for this config"
             )
-    return Manifest(
+    manifest = Manifest(
         folder=folder,
         name=name,
         config=config,
@@ -284,3 +292,5 @@ def load_manifest(folder: str | Path) -> Manifest:
         raw=raw,
         variants=variants,
     )
+    manifest.decoder_tail_tiles  # noqa: B018 - checked here, so a bad value fails at load
+    return manifest

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
 import onnxruntime as ort
 import pytest
 
 from snac_onnx import SnacOnnx, SnacOnnxError
-from snac_onnx.sessions import normalize_providers
+from snac_onnx.sessions import SessionSettings, normalize_providers
 from tests.conftest import TINY_24, pcm
 
 
@@ -34,3 +35,20 @@ def test_unavailable_provider_is_reported(caplog):
     assert codec.active_providers["encoder"] == ["CPUExecutionProvider"]
     messages = [r.getMessage() for r in caplog.records if r.name == "snac_onnx"]
     assert any("CUDAExecutionProvider" in m and "not in use" in m for m in messages), messages
+
+
+def test_memory_reuse_follows_the_decoders_tiling(tiny24_copy):
+    """Planned buffer re-use is off for a tiled decoder (it would hold buffers across tiles), on elsewhere."""
+    assert SessionSettings().to_session_options(tiled=True).enable_mem_reuse is False
+    assert SessionSettings().to_session_options(tiled=False).enable_mem_reuse is True
+    assert SessionSettings(memory_reuse=True).to_session_options(tiled=True).enable_mem_reuse is True
+    assert SessionSettings(memory_reuse=False).to_session_options().enable_mem_reuse is False
+    codec = SnacOnnx(TINY_24)
+    assert codec.manifest.decoder_tail_tiles > 1
+    assert codec._session("decoder").get_session_options().enable_mem_reuse is False
+    assert codec._session("encoder").get_session_options().enable_mem_reuse is True
+    manifest = tiny24_copy / "manifest.json"
+    data = json.loads(manifest.read_text())
+    data["graphs"]["decoder"].pop("tail_tiles")  # as exported before tiling
+    manifest.write_text(json.dumps(data))
+    assert SnacOnnx(tiny24_copy)._session("decoder").get_session_options().enable_mem_reuse is True
