@@ -74,8 +74,9 @@ class SnacOnnx:
             is also the fastest measured on CPU (smaller tensors stay in
             cache; 60 s at 24 kHz: decode 3.80 s vs 4.37 s with 30 s chunks).
             All chunks of one call run with the same length, so onnxruntime's
-            arena re-uses one set of buffers (10 s at 24 kHz: 211 MB peak
-            for the whole process). None: never split.
+            arena re-uses one set of buffers (10 s at 24 kHz: 174 MB peak
+            for the whole process, with the decoder's tiled tail). None:
+            never split.
         settings: full session settings (threads, graph optimisation, memory
             pattern, arena); see :class:`~snac_onnx.sessions.SessionSettings`.
         verify: check each graph file's sha256 against the manifest before its
