@@ -9,6 +9,15 @@
  *   SnakeDepthwiseConv(x, alpha, inv_alpha, weight, bias) -> y: Snake, then a depthwise Conv
  *     (weight (channels, 1, taps), bias (channels,), stride 1, zero padding); int attributes
  *     ``dilation`` and ``padding``.
+ *   SnakeDepthwiseConvSnake(x, alpha, inv_alpha, weight, bias, alpha_out, inv_alpha_out) -> y:
+ *     SnakeDepthwiseConv, then a second Snake (alpha_out, inv_alpha_out) on its output: the first
+ *     three layers of each SNAC residual unit in one pass.
+ *   PolyphaseInterleave(z, bias) -> y: the second half of a polyphase ConvTranspose1d (see
+ *     export.graphs.PolyphaseConvTranspose1d): z float32 (batch, stride * channels, steps) holds one
+ *     phase per block of channels; y (batch, channels, steps * stride - 2 * padding + output_padding)
+ *     interleaves them in time, crops ``padding`` samples and adds bias (1, channels, 1); int
+ *     attributes ``stride``, ``padding``, ``output_padding``. One pass instead of onnxruntime's
+ *     Reshape, Transpose, Reshape, Slice and Add.
  * The exported graphs carry model-local ONNX functions of the same names whose bodies are the
  * plain Mul/Sin/Mul/Mul/Add chain (and Conv), so a session without this library runs the same
  * graph (onnxruntime inlines the functions); a session with it runs these kernels: one pass over
@@ -217,20 +226,62 @@ typedef struct SnakeJob {
     int64_t channels, steps, rows;
     /* SnakeDepthwiseConv only (weight NULL for plain Snake): weight (channels, 1, taps), bias (channels) */
     const float *weight, *bias;
+    /* SnakeDepthwiseConvSnake only (NULL otherwise): the Snake applied to the convolution's output */
+    const float *alpha_out, *inv_alpha_out;
     int64_t taps, dilation, padding, steps_out;
+    int64_t stride; /* PolyphaseInterleave only (0 otherwise): x is z, rows are (batch, channel) of the output */
     int64_t next_row; /* the next row to take, shared by the threads working on the job */
     int failed;       /* a thread could not get its scratch row */
 } SnakeJob;
 
+/* y[t] = bias + phase[(t + padding) % stride][(t + padding) / stride] for t < n_out, where the
+ * phases of this channel are rows `phase_step` floats apart starting at z: one pass per phase, each
+ * reading its row in order and writing every stride-th output (the output row stays in cache). */
+SNAKE_CLONES
+static void interleave_row(const float *SNAKE_RESTRICT z, size_t phase_step, float *SNAKE_RESTRICT y, size_t n_out,
+                           size_t stride, size_t padding, float bias) {
+    for (size_t r = 0; r < stride; ++r) {
+        const float *src = z + r * phase_step;
+        size_t q = padding > r ? (padding - r + stride - 1) / stride : 0; /* the first q with q * stride + r >= padding */
+        size_t t = q * stride + r - padding;
+        const size_t count = t < n_out ? (n_out - t + stride - 1) / stride : 0;
+        float *dst = y + t;
+        src += q;
+        for (size_t i = 0; i < count; ++i) dst[i * stride] = src[i] + bias;
+    }
+}
+
+static void interleave_take_rows(SnakeJob *job) {
+    for (;;) {
+#if defined(_MSC_VER)
+        int64_t r = job->next_row++;
+#else
+        int64_t r = __atomic_fetch_add(&job->next_row, 1, __ATOMIC_RELAXED);
+#endif
+        if (r >= job->rows) break;
+        int64_t b = r / job->channels, c = r % job->channels;
+        const float *z = job->x + (size_t)((b * job->stride * job->channels + c) * job->steps);
+        interleave_row(z, (size_t)(job->channels * job->steps), job->y + (size_t)(r * job->steps_out),
+                       (size_t)job->steps_out, (size_t)job->stride, (size_t)job->padding, job->bias[c]);
+    }
+}
+
 static void snake_take_rows(SnakeJob *job) {
+    if (job->stride > 0) {
+        interleave_take_rows(job);
+        return;
+    }
     float *scratch = NULL; /* SnakeDepthwiseConv: [zeros(padding), snake(x row), zeros(padding)] */
+    float *conv_row = NULL; /* SnakeDepthwiseConvSnake: the convolution's output row, before its Snake */
     if (job->weight != NULL) {
         size_t len = (size_t)(job->steps + 2 * job->padding);
-        scratch = (float *)malloc(len * sizeof(float));
+        size_t out_len = job->alpha_out != NULL ? (size_t)job->steps_out : 0;
+        scratch = (float *)malloc((len + out_len) * sizeof(float));
         if (scratch == NULL) {
             job->failed = 1;
             return;
         }
+        if (out_len > 0) conv_row = scratch + len;
         memset(scratch, 0, (size_t)job->padding * sizeof(float));
         memset(scratch + job->padding + job->steps, 0, (size_t)job->padding * sizeof(float));
     }
@@ -246,10 +297,14 @@ static void snake_take_rows(SnakeJob *job) {
         if (scratch == NULL) {
             snake_row(x, job->y + (size_t)(r * job->steps), (size_t)job->steps, job->alpha[c], job->inv_alpha[c]);
         } else {
+            float *y = job->y + (size_t)(r * job->steps_out);
             snake_row(x, scratch + job->padding, (size_t)job->steps, job->alpha[c], job->inv_alpha[c]);
-            depthwise_row(scratch, job->y + (size_t)(r * job->steps_out), (size_t)job->steps_out,
+            depthwise_row(scratch, conv_row != NULL ? conv_row : y, (size_t)job->steps_out,
                           job->weight + (size_t)(c * job->taps), (size_t)job->taps, (size_t)job->dilation,
                           job->bias[c]);
+            if (conv_row != NULL) {
+                snake_row(conv_row, y, (size_t)job->steps_out, job->alpha_out[c], job->inv_alpha_out[c]);
+            }
         }
     }
     free(scratch);
@@ -359,11 +414,12 @@ SNAKE_EXPORT int snac_snake_get_threads(void) { return g_threads_wanted; }
 /* ---- the kernel ---------------------------------------------------------------------- */
 
 typedef struct SnakeKernel {
-    int depthwise;            /* 0: Snake; 1: SnakeDepthwiseConv */
-    int64_t dilation, padding; /* SnakeDepthwiseConv attributes */
+    int depthwise;            /* 0: Snake; 1: SnakeDepthwiseConv; 2: SnakeDepthwiseConvSnake */
+    int64_t dilation, padding; /* SnakeDepthwiseConv attributes (padding also PolyphaseInterleave's) */
+    int64_t stride, output_padding; /* PolyphaseInterleave attributes */
 } SnakeKernel;
 
-static SnakeKernel g_snake_kernel = {0, 1, 0};
+static SnakeKernel g_snake_kernel = {0, 1, 0, 0, 0};
 
 static int64_t kernel_int_attribute(const OrtKernelInfo *info, const char *name, int64_t fallback) {
     int64_t value = fallback;
@@ -380,13 +436,27 @@ static void *SNAKE_CALL snake_create_kernel(const SnakeCustomOp *op, const void 
     return &g_snake_kernel;
 }
 
+static const SnakeCustomOp g_depthwise_snake_op; /* defined below; its kernels run the second Snake */
+
 static void *SNAKE_CALL depthwise_create_kernel(const SnakeCustomOp *op, const void *api, const OrtKernelInfo *info) {
+    (void)api;
+    SnakeKernel *kernel = (SnakeKernel *)malloc(sizeof(SnakeKernel));
+    if (kernel == NULL) return NULL;
+    kernel->depthwise = op == &g_depthwise_snake_op ? 2 : 1;
+    kernel->dilation = kernel_int_attribute(info, "dilation", -1);
+    kernel->padding = kernel_int_attribute(info, "padding", -1);
+    return kernel;
+}
+
+static void *SNAKE_CALL interleave_create_kernel(const SnakeCustomOp *op, const void *api, const OrtKernelInfo *info) {
     (void)op; (void)api;
     SnakeKernel *kernel = (SnakeKernel *)malloc(sizeof(SnakeKernel));
     if (kernel == NULL) return NULL;
-    kernel->depthwise = 1;
-    kernel->dilation = kernel_int_attribute(info, "dilation", -1);
+    kernel->depthwise = 0;
+    kernel->dilation = 1;
+    kernel->stride = kernel_int_attribute(info, "stride", -1);
     kernel->padding = kernel_int_attribute(info, "padding", -1);
+    kernel->output_padding = kernel_int_attribute(info, "output_padding", -1);
     return kernel;
 }
 
@@ -411,11 +481,12 @@ static int tensor_shape(const OrtValue *value, int64_t dims[8]) {
 static void SNAKE_CALL snake_compute(void *kernel_state, OrtKernelContext *context) {
     const SnakeKernel *kernel = (const SnakeKernel *)kernel_state;
     const int depthwise = kernel != NULL && kernel->depthwise;
-    const size_t n_inputs = depthwise ? 5 : 3;
-    const OrtValue *inputs[5];
-    void *data[5];
-    int64_t dims[5][8];
-    int ranks[5];
+    const int snake_after = depthwise && kernel->depthwise == 2;
+    const size_t n_inputs = snake_after ? 7 : depthwise ? 5 : 3;
+    const OrtValue *inputs[7];
+    void *data[7];
+    int64_t dims[7][8];
+    int ranks[7];
     for (size_t k = 0; k < n_inputs; ++k) {
         if (API(KernelContext_GetInput, KernelContextGetInputFn)(context, k, &inputs[k]) != NULL) return;
         ranks[k] = tensor_shape(inputs[k], dims[k]);
@@ -425,7 +496,7 @@ static void SNAKE_CALL snake_compute(void *kernel_state, OrtKernelContext *conte
     if (ranks[0] != 3) return;
     const int64_t channels = x[1];
     int valid = kernel != NULL;
-    for (size_t k = 1; k < 3; ++k) {
+    for (size_t k = 1; k < n_inputs; k = (k == 2 ? 5 : k + 1)) { /* the alphas: inputs 1, 2 (and 5, 6) */
         valid = valid && ranks[k] == 3 && dims[k][0] == 1 && dims[k][1] == channels && dims[k][2] == 1;
     }
     int64_t taps = 0, steps_out = x[2];
@@ -445,7 +516,7 @@ static void SNAKE_CALL snake_compute(void *kernel_state, OrtKernelContext *conte
     for (size_t k = 0; k < n_inputs; ++k) valid = valid && data[k] != NULL;
     if (valid) {
         SnakeJob job = {(const float *)data[0], y, (const float *)data[1], (const float *)data[2], channels, x[2],
-                        x[0] * channels, NULL, NULL, 0, 1, 0, x[2], 0, 0};
+                        x[0] * channels, NULL, NULL, NULL, NULL, 0, 1, 0, x[2], 0, 0, 0};
         if (depthwise) {
             job.weight = (const float *)data[3];
             job.bias = (const float *)data[4];
@@ -453,6 +524,10 @@ static void SNAKE_CALL snake_compute(void *kernel_state, OrtKernelContext *conte
             job.dilation = kernel->dilation;
             job.padding = kernel->padding;
             job.steps_out = steps_out;
+            if (snake_after) {
+                job.alpha_out = (const float *)data[5];
+                job.inv_alpha_out = (const float *)data[6];
+            }
         }
         snake_run(&job);
         valid = !job.failed;
@@ -462,12 +537,51 @@ static void SNAKE_CALL snake_compute(void *kernel_state, OrtKernelContext *conte
     }
 }
 
+/* PolyphaseInterleave; like snake_compute, NaN output on shapes the exported graphs never produce. */
+static void SNAKE_CALL interleave_compute(void *kernel_state, OrtKernelContext *context) {
+    const SnakeKernel *kernel = (const SnakeKernel *)kernel_state;
+    const OrtValue *inputs[2];
+    void *data[2];
+    int64_t dims[2][8];
+    int ranks[2];
+    for (size_t k = 0; k < 2; ++k) {
+        if (API(KernelContext_GetInput, KernelContextGetInputFn)(context, k, &inputs[k]) != NULL) return;
+        ranks[k] = tensor_shape(inputs[k], dims[k]);
+        if (API(GetTensorMutableData, GetTensorMutableDataFn)((OrtValue *)inputs[k], &data[k]) != NULL) data[k] = NULL;
+    }
+    if (ranks[0] != 3 || kernel == NULL) return;
+    const int64_t *z = dims[0];
+    const int64_t stride = kernel->stride, padding = kernel->padding, output_padding = kernel->output_padding;
+    int valid = stride >= 1 && padding >= 0 && output_padding >= 0 && output_padding <= padding && z[1] % stride == 0;
+    const int64_t channels = valid ? z[1] / stride : 0;
+    int64_t steps_out = z[2] * stride - 2 * padding + output_padding;
+    valid = valid && steps_out >= 0 && ranks[1] == 3 && dims[1][0] == 1 && dims[1][1] == channels && dims[1][2] == 1 &&
+            data[0] != NULL && data[1] != NULL;
+    int64_t out_dims[3] = {z[0], channels, steps_out < 0 ? 0 : steps_out};
+    OrtValue *output = NULL;
+    if (API(KernelContext_GetOutput, KernelContextGetOutputFn)(context, 0, out_dims, 3, &output) != NULL) return;
+    float *y = NULL;
+    if (API(GetTensorMutableData, GetTensorMutableDataFn)(output, (void **)&y) != NULL) return;
+    if (!valid) {
+        const size_t total = (size_t)(out_dims[0] * out_dims[1] * out_dims[2]);
+        for (size_t i = 0; i < total; ++i) y[i] = NAN;
+        return;
+    }
+    SnakeJob job = {(const float *)data[0], y, NULL, NULL, channels, z[2], z[0] * channels, NULL, (const float *)data[1],
+                    NULL, NULL, 0, 1, padding, steps_out, stride, 0, 0};
+    snake_run(&job);
+}
+
 static const char *SNAKE_CALL snake_name(const SnakeCustomOp *op) { (void)op; return "Snake"; }
+static const char *SNAKE_CALL interleave_name(const SnakeCustomOp *op) { (void)op; return "PolyphaseInterleave"; }
+static size_t SNAKE_CALL interleave_input_count(const SnakeCustomOp *op) { (void)op; return 2; }
 static const char *SNAKE_CALL depthwise_name(const SnakeCustomOp *op) { (void)op; return "SnakeDepthwiseConv"; }
+static const char *SNAKE_CALL depthwise_snake_name(const SnakeCustomOp *op) { (void)op; return "SnakeDepthwiseConvSnake"; }
 static const char *SNAKE_CALL snake_provider(const SnakeCustomOp *op) { (void)op; return "CPUExecutionProvider"; }
 static int SNAKE_CALL snake_float_type(const SnakeCustomOp *op, size_t index) { (void)op; (void)index; return SNAKE_ELEMENT_FLOAT; }
 static size_t SNAKE_CALL snake_input_count(const SnakeCustomOp *op) { (void)op; return 3; }
 static size_t SNAKE_CALL depthwise_input_count(const SnakeCustomOp *op) { (void)op; return 5; }
+static size_t SNAKE_CALL depthwise_snake_input_count(const SnakeCustomOp *op) { (void)op; return 7; }
 static size_t SNAKE_CALL snake_output_count(const SnakeCustomOp *op) { (void)op; return 1; }
 static int SNAKE_CALL snake_required(const SnakeCustomOp *op, size_t index) { (void)op; (void)index; return 0; }
 static int SNAKE_CALL snake_memory_type(const SnakeCustomOp *op, size_t index) { (void)op; (void)index; return 0; }
@@ -485,6 +599,20 @@ static const SnakeCustomOp g_depthwise_op = {
     snake_required, snake_required, snake_memory_type,
 };
 
+/* SnakeDepthwiseConv followed by a Snake: Snake -> depthwise Conv -> Snake of a SNAC residual unit. */
+static const SnakeCustomOp g_depthwise_snake_op = {
+    SNAKE_ORT_API_VERSION, depthwise_create_kernel, depthwise_snake_name, snake_provider, snake_float_type,
+    depthwise_snake_input_count, snake_float_type, snake_output_count, snake_compute, snake_destroy_kernel,
+    snake_required, snake_required, snake_memory_type,
+};
+
+/* The interleave half of a polyphase ConvTranspose1d. */
+static const SnakeCustomOp g_interleave_op = {
+    SNAKE_ORT_API_VERSION, interleave_create_kernel, interleave_name, snake_provider, snake_float_type,
+    interleave_input_count, snake_float_type, snake_output_count, interleave_compute, snake_destroy_kernel,
+    snake_required, snake_required, snake_memory_type,
+};
+
 /* Called by onnxruntime's SessionOptions.register_custom_ops_library. */
 SNAKE_EXPORT OrtStatus *SNAKE_CALL RegisterCustomOps(OrtSessionOptions *options, const OrtApiBase *api_base) {
     const SnakeApiFn *api = api_base->GetApi(SNAKE_ORT_API_VERSION);
@@ -496,6 +624,10 @@ SNAKE_EXPORT OrtStatus *SNAKE_CALL RegisterCustomOps(OrtSessionOptions *options,
     status = API(CustomOpDomain_Add, CustomOpDomainAddFn)(domain, &g_snake_op);
     if (status != NULL) return status;
     status = API(CustomOpDomain_Add, CustomOpDomainAddFn)(domain, &g_depthwise_op);
+    if (status != NULL) return status;
+    status = API(CustomOpDomain_Add, CustomOpDomainAddFn)(domain, &g_depthwise_snake_op);
+    if (status != NULL) return status;
+    status = API(CustomOpDomain_Add, CustomOpDomainAddFn)(domain, &g_interleave_op);
     if (status != NULL) return status;
     /* The domain is deliberately never released: it must outlive every session using it. */
     return API(AddCustomOpDomain, AddCustomOpDomainFn)(options, domain);

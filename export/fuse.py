@@ -32,14 +32,17 @@ class FusionError(RuntimeError):
     """The exported graph does not have the expected Snake chains."""
 
 
-def _snake_nodes(output: str) -> list[onnx.NodeProto]:
-    """``output = x + inv_alpha * sin(alpha * x)^2`` as the five nodes torch.onnx writes for Snake."""
+def _snake_nodes(output: str, x: str = "x", alpha: str = "alpha", inv_alpha: str = "inv_alpha", tag: str = "snake") -> list[onnx.NodeProto]:
+    """``output = x + inv_alpha * sin(alpha * x)^2`` as the five nodes torch.onnx writes for Snake.
+
+    ``tag`` prefixes the intermediate values (two Snakes in one function body need different ones).
+    """
     return [
-        helper.make_node("Mul", ["alpha", "x"], ["snake_z"]),
-        helper.make_node("Sin", ["snake_z"], ["snake_s"]),
-        helper.make_node("Mul", ["snake_s", "snake_s"], ["snake_s2"]),
-        helper.make_node("Mul", ["inv_alpha", "snake_s2"], ["snake_t"]),
-        helper.make_node("Add", ["x", "snake_t"], [output]),
+        helper.make_node("Mul", [alpha, x], [f"{tag}_z"]),
+        helper.make_node("Sin", [f"{tag}_z"], [f"{tag}_s"]),
+        helper.make_node("Mul", [f"{tag}_s", f"{tag}_s"], [f"{tag}_s2"]),
+        helper.make_node("Mul", [inv_alpha, f"{tag}_s2"], [f"{tag}_t"]),
+        helper.make_node("Add", [x, f"{tag}_t"], [output]),
     ]
 
 
@@ -200,4 +203,163 @@ def fuse_snake_depthwise(model: onnx.ModelProto, expected: int) -> int:
     if len(replaced) != expected:
         raise FusionError(f"found {len(replaced)} Snake + depthwise Conv pairs, expected {expected}")
     _rewrite(model, replaced, removed, snake_depthwise_function())
+    return len(replaced)
+
+
+DEPTHWISE_SNAKE_OP = "SnakeDepthwiseConvSnake"
+
+
+def snake_depthwise_snake_function() -> onnx.FunctionProto:
+    """``ai.snac_onnx.SnakeDepthwiseConvSnake``: :func:`snake_depthwise_function`, then Snake with ``alpha_out``."""
+    conv = helper.make_node("Conv", ["s", "weight", "bias"], ["c"])
+    for name, kind in (("dilations", onnx.AttributeProto.INTS), ("pads", onnx.AttributeProto.INTS), ("group", onnx.AttributeProto.INT)):
+        conv.attribute.append(helper.make_attribute_ref(name, kind))
+    return helper.make_function(
+        SNAKE_DOMAIN,
+        DEPTHWISE_SNAKE_OP,
+        inputs=["x", "alpha", "inv_alpha", "weight", "bias", "alpha_out", "inv_alpha_out"],
+        outputs=["y"],
+        nodes=[*_snake_nodes("s"), conv, *_snake_nodes("y", "c", "alpha_out", "inv_alpha_out", tag="snake_out")],
+        opset_imports=[helper.make_opsetid("", SNAKE_FUNCTION_OPSET)],
+        attributes=_DEPTHWISE_ATTRIBUTES,
+    )
+
+
+def fuse_snake_depthwise_snake(model: onnx.ModelProto, expected: int) -> int:
+    """Merge each ``SnakeDepthwiseConv`` whose only consumer is a ``Snake`` into one ``SnakeDepthwiseConvSnake``.
+
+    Run after :func:`fuse_snake_depthwise`: in a SNAC residual unit (Snake, depthwise Conv, Snake,
+    1x1 Conv) this leaves one node for the first three layers, which the kernel runs in one pass over
+    each row (the depthwise output never goes to memory). Returns the number merged, which must equal
+    ``expected``.
+    """
+    graph = model.graph
+    consumers = _consumers(graph)
+    replaced: dict[int, onnx.NodeProto] = {}
+    removed: set[int] = set()
+    for first in [n for n in graph.node if n.domain == SNAKE_DOMAIN and n.op_type == DEPTHWISE_OP]:
+        users = consumers.get(first.output[0], [])
+        if len(users) != 1 or users[0].domain != SNAKE_DOMAIN or users[0].op_type != SNAKE_OP:
+            continue
+        second = users[0]
+        if second.input[0] != first.output[0]:
+            continue
+        fused = helper.make_node(
+            DEPTHWISE_SNAKE_OP,
+            [*first.input, second.input[1], second.input[2]],
+            [second.output[0]],
+            name=f"{first.name}_snake",
+            domain=SNAKE_DOMAIN,
+        )
+        fused.attribute.extend(first.attribute)
+        replaced[id(first)] = fused
+        removed.add(id(second))
+    if len(replaced) != expected:
+        raise FusionError(f"found {len(replaced)} SnakeDepthwiseConv + Snake pairs, expected {expected}")
+    _rewrite(model, replaced, removed, snake_depthwise_snake_function())
+    used = {(n.domain, n.op_type) for n in model.graph.node}
+    unused = [i for i, f in enumerate(model.functions) if (f.domain, f.name) not in used]
+    for index in reversed(unused):  # e.g. SnakeDepthwiseConv, when every one was merged here
+        del model.functions[index]
+    return len(replaced)
+
+
+INTERLEAVE_OP = "PolyphaseInterleave"
+
+
+def _int_constant(output: str, attribute: str) -> onnx.NodeProto:
+    """``Constant`` whose scalar int value is the function attribute ``attribute``."""
+    node = helper.make_node("Constant", [], [output])
+    ref = onnx.AttributeProto(name="value_int", ref_attr_name=attribute, type=onnx.AttributeProto.INT)
+    node.attribute.append(ref)
+    return node
+
+
+def interleave_function() -> onnx.FunctionProto:
+    """``ai.snac_onnx.PolyphaseInterleave(z, bias)``: the interleave half of ``PolyphaseConvTranspose1d``.
+
+    ``z`` (B, stride * C, T) -> (B, stride, C, T) -> (B, C, T, stride) -> (B, C, T * stride), cropped to
+    ``[padding, T * stride - padding + output_padding)``, plus ``bias`` (1, C, 1): what torch.onnx
+    writes for that module after its Conv, with the sizes computed from ``z``'s shape.
+    """
+    one = helper.make_tensor("one", onnx.TensorProto.INT64, [1], [0])
+    nodes = [
+        *(_int_constant(f"{name}_scalar", name) for name in ("stride", "padding", "output_padding")),
+        helper.make_node("Constant", [], ["axis0"], value=one),
+        *(helper.make_node("Unsqueeze", [f"{name}_scalar", "axis0"], [name]) for name in ("stride", "padding", "output_padding")),
+        helper.make_node("Constant", [], ["keep"], value_ints=[0]),
+        helper.make_node("Constant", [], ["rest"], value_ints=[-1]),
+        helper.make_node("Constant", [], ["time_axis"], value_ints=[2]),
+        helper.make_node("Shape", ["z"], ["steps"], start=2),
+        helper.make_node("Concat", ["keep", "stride", "rest", "steps"], ["phases_shape"], axis=0),
+        helper.make_node("Reshape", ["z", "phases_shape"], ["phases"]),
+        helper.make_node("Transpose", ["phases"], ["interleaved"], perm=[0, 2, 3, 1]),
+        helper.make_node("Concat", ["keep", "keep", "rest"], ["flat_shape"], axis=0),
+        helper.make_node("Reshape", ["interleaved", "flat_shape"], ["flat"]),
+        helper.make_node("Mul", ["steps", "stride"], ["full"]),
+        helper.make_node("Sub", ["full", "padding"], ["cut"]),
+        helper.make_node("Add", ["cut", "output_padding"], ["end"]),
+        helper.make_node("Slice", ["flat", "padding", "end", "time_axis"], ["cropped"]),
+        helper.make_node("Add", ["cropped", "bias"], ["y"]),
+    ]
+    return helper.make_function(
+        SNAKE_DOMAIN,
+        INTERLEAVE_OP,
+        inputs=["z", "bias"],
+        outputs=["y"],
+        nodes=nodes,
+        opset_imports=[helper.make_opsetid("", SNAKE_FUNCTION_OPSET)],
+        attributes=["stride", "padding", "output_padding"],
+    )
+
+
+def fuse_interleave(model: onnx.ModelProto, expected: int) -> int:
+    """Replace each polyphase interleave (Reshape, Transpose, Reshape, Slice, Add bias after a kernel-2 Conv)
+    with one ``ai.snac_onnx.PolyphaseInterleave``; returns the number replaced, which must equal ``expected``.
+
+    ``stride`` comes from the Conv's weight and the bias (``stride * C`` rows for ``C`` channels),
+    ``padding`` from the Slice's start, ``output_padding`` is ``stride % 2`` as in every SNAC
+    ``DecoderBlock`` (the exporter checks the modules; parity against PyTorch checks the result).
+    """
+    graph = model.graph
+    inits = {init.name: init for init in graph.initializer}
+    consumers = _consumers(graph)
+    producer = {out: node for node in graph.node for out in node.output}
+
+    def single_producer(name: str, op_type: str) -> onnx.NodeProto | None:
+        node = producer.get(name)
+        ok = node is not None and node.op_type == op_type and not node.domain and len(consumers.get(name, [])) == 1
+        return node if ok else None
+
+    replaced: dict[int, onnx.NodeProto] = {}
+    removed: set[int] = set()
+    for add in [n for n in graph.node if n.op_type == "Add" and not n.domain and len(n.input) == 2]:
+        bias = inits.get(add.input[1])
+        crop = single_producer(add.input[0], "Slice")
+        flat = single_producer(crop.input[0], "Reshape") if crop is not None else None
+        interleaved = single_producer(flat.input[0], "Transpose") if flat is not None else None
+        phases = single_producer(interleaved.input[0], "Reshape") if interleaved is not None else None
+        conv = producer.get(phases.input[0]) if phases is not None else None
+        if bias is None or conv is None or conv.op_type != "Conv" or len(bias.dims) != 3 or bias.dims[0] != 1:
+            continue
+        perm = next((list(helper.get_attribute_value(a)) for a in interleaved.attribute if a.name == "perm"), None)
+        weight = inits.get(conv.input[1])
+        start = inits.get(crop.input[1])
+        channels = int(bias.dims[1])
+        if perm != [0, 2, 3, 1] or weight is None or len(weight.dims) != 3 or weight.dims[2] != 2 or start is None:
+            continue
+        if weight.dims[0] % channels:
+            continue
+        stride = int(weight.dims[0]) // channels
+        padding = int(onnx.numpy_helper.to_array(start).reshape(-1)[0])
+        fused = helper.make_node(
+            INTERLEAVE_OP, [conv.output[0], add.input[1]], [add.output[0]], name=f"{conv.name}_interleave",
+            domain=SNAKE_DOMAIN, stride=stride, padding=padding, output_padding=stride % 2,
+        )
+        replaced[id(phases)] = fused
+        removed.update(id(n) for n in (interleaved, flat, crop, add))
+    if len(replaced) != expected:
+        raise FusionError(f"found {len(replaced)} polyphase interleaves, expected {expected}")
+    if expected:
+        _rewrite(model, replaced, removed, interleave_function())
     return len(replaced)

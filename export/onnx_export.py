@@ -12,8 +12,8 @@ from torch.export import Dim
 
 from snac_onnx.manifest import AUDIO_NAME, ModelConfig, decoder_io, encoder_io
 
-from .fuse import fuse_snake, fuse_snake_depthwise
-from .graphs import EncoderGraph, ExportSnake, decoder_graph_with_named_inputs, prepare_for_export
+from .fuse import fuse_interleave, fuse_snake, fuse_snake_depthwise, fuse_snake_depthwise_snake
+from .graphs import EncoderGraph, ExportSnake, PolyphaseConvTranspose1d, decoder_graph_with_named_inputs, prepare_for_export
 
 OPSET = 18
 MAX_BATCH = 4096
@@ -22,6 +22,12 @@ MAX_UNITS = 1_000_000
 
 def _is_snake(module: torch.nn.Module) -> bool:
     return isinstance(module, ExportSnake)
+
+
+def _is_upsampler(module: torch.nn.Module) -> bool:
+    if isinstance(module, PolyphaseConvTranspose1d) and module.output_padding != module.stride % 2:
+        raise NotImplementedError("PolyphaseInterleave assumes output_padding == stride % 2, as in SNAC's DecoderBlock")
+    return isinstance(module, PolyphaseConvTranspose1d)
 
 
 def _is_depthwise_unit(module: torch.nn.Module) -> bool:
@@ -35,12 +41,13 @@ def _is_depthwise_unit(module: torch.nn.Module) -> bool:
 
 
 def _export(
-    module: torch.nn.Module, args: tuple, path: Path, inputs: list[str], outputs: list[str], shapes, counts: tuple[int, int]
+    module: torch.nn.Module, args: tuple, path: Path, inputs: list[str], outputs: list[str], shapes, counts: tuple[int, int, int]
 ) -> None:
     """torch.onnx.export to ``path``; then every Snake chain becomes one ``ai.snac_onnx.Snake`` node, and
-    every Snake feeding a residual unit's depthwise Conv one ``ai.snac_onnx.SnakeDepthwiseConv`` (export.fuse).
+    every residual unit's Snake, depthwise Conv and Snake one ``ai.snac_onnx.SnakeDepthwiseConvSnake`` (export.fuse).
 
-    ``counts``: the Snakes and the depthwise residual units the traced graph runs (each fusion must find exactly these).
+    ``counts``: the Snakes, the depthwise residual units and the polyphase upsamplers the traced graph runs
+    (each fusion must find exactly these).
     """
     import onnx
 
@@ -61,6 +68,8 @@ def _export(
     model = onnx.load(str(path))
     fuse_snake(model, expected=counts[0])
     fuse_snake_depthwise(model, expected=counts[1])
+    fuse_snake_depthwise_snake(model, expected=counts[1])  # each depthwise unit's second Snake
+    fuse_interleave(model, expected=counts[2])
     onnx.save(model, str(path))
 
 
@@ -90,7 +99,7 @@ def export_graphs(model: SNAC, snac_config: dict[str, Any], out_dir: Path) -> di
         enc_in,
         enc_out,
         {AUDIO_NAME: {0: batch, 2: units * config.padding_unit}},
-        (sum(map(_is_snake, encoder.modules())), sum(map(_is_depthwise_unit, encoder.modules()))),
+        (sum(map(_is_snake, encoder.modules())), sum(map(_is_depthwise_unit, encoder.modules())), sum(map(_is_upsampler, encoder.modules()))),
     )
 
     dec_in, dec_out = decoder_io(config)
@@ -112,6 +121,6 @@ def export_graphs(model: SNAC, snac_config: dict[str, Any], out_dir: Path) -> di
         dec_in,
         dec_out,
         shapes,
-        (decoder.count(_is_snake), decoder.count(_is_depthwise_unit)),
+        (decoder.count(_is_snake), decoder.count(_is_depthwise_unit), decoder.count(_is_upsampler)),
     )
     return {"tail_tiles": decoder.tiles, "tail_halo": decoder.halo if decoder.tiles > 1 else 0}

@@ -6,8 +6,10 @@ the encoder and decoder) is, in the exported graphs, one node
 runs that body as five elementwise nodes, one of them a single-threaded ``Sin``;
 on CPU they take more than half of decode time. ``csrc/snake.c``, built at
 install time into ``snac_onnx/_snake*.so`` (or ``.pyd``), implements the node
-as one vectorised pass. A session uses it only when registered; then
-onnxruntime prefers the kernel over the function body.
+as one vectorised pass, and also the exporter's other fused nodes
+(``SnakeDepthwiseConvSnake``, ``PolyphaseInterleave``; see ``export/fuse.py``).
+A session uses it only when registered; then onnxruntime prefers the kernels
+over the function bodies.
 
 The kernel spreads each node's rows over a small process-wide pool of helper
 threads that sleep between nodes; :func:`set_snake_threads` sizes it (snac_onnx

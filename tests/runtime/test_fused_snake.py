@@ -116,34 +116,49 @@ def test_exported_graphs_carry_snake_nodes_with_a_function_body():
         for role in ("encoder", "decoder"):
             model = onnx.load(str(folder / f"{role}.onnx"))
             ops = {n.op_type for n in model.graph.node if n.domain == SNAKE_DOMAIN}
-            assert ops == {"Snake", "SnakeDepthwiseConv"}, f"{folder.name}/{role}: {ops}"
+            wanted = {"Snake", "SnakeDepthwiseConvSnake"} | ({"PolyphaseInterleave"} if role == "decoder" else set())
+            assert ops == wanted, f"{folder.name}/{role}: {ops}"
             assert not [n for n in model.graph.node if n.op_type == "Sin"], "a Snake chain was left unfused"
             bodies = {f.name: [n.op_type for n in f.node] for f in model.functions if f.domain == SNAKE_DOMAIN}
-            assert bodies == {
-                "Snake": ["Mul", "Sin", "Mul", "Mul", "Add"],
-                "SnakeDepthwiseConv": ["Mul", "Sin", "Mul", "Mul", "Add", "Conv"],
-            }
+            snake = ["Mul", "Sin", "Mul", "Mul", "Add"]
+            expected = {"Snake": snake, "SnakeDepthwiseConvSnake": [*snake, "Conv", *snake]}
+            if role == "decoder":
+                expected["PolyphaseInterleave"] = bodies.get("PolyphaseInterleave")  # its body: test_interleave_*
+                assert "Transpose" in expected["PolyphaseInterleave"]
+            assert bodies == expected
 
 
-def _snake_depthwise_model(alpha: np.ndarray, weight: np.ndarray, bias: np.ndarray, dilation: int, padding: int) -> bytes:
-    """One SnakeDepthwiseConv node with the exporter's function body (export.fuse, onnx only: no torch)."""
-    from export.fuse import snake_depthwise_function
+def _snake_depthwise_model(
+    alpha: np.ndarray, weight: np.ndarray, bias: np.ndarray, dilation: int, padding: int, alpha_out: np.ndarray | None = None
+) -> bytes:
+    """One SnakeDepthwiseConv node (or, with ``alpha_out``, SnakeDepthwiseConvSnake) with the exporter's
+    function body (export.fuse, onnx only: no torch)."""
+    from export.fuse import snake_depthwise_function, snake_depthwise_snake_function
 
     channels = alpha.size
-    alpha = alpha.reshape(1, channels, 1).astype(np.float32)
-    inv_alpha = (np.float32(1.0) / (alpha + np.float32(1e-9))).astype(np.float32)
+
+    def alphas(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        a = a.reshape(1, channels, 1).astype(np.float32)
+        return a, (np.float32(1.0) / (a + np.float32(1e-9))).astype(np.float32)
+
+    alpha, inv_alpha = alphas(alpha)
+    inputs = [(alpha, "alpha"), (inv_alpha, "inv_alpha"), (weight, "weight"), (bias, "bias")]
+    op, function = "SnakeDepthwiseConv", snake_depthwise_function()
+    if alpha_out is not None:
+        inputs += list(zip(alphas(alpha_out), ("alpha_out", "inv_alpha_out")))
+        op, function = "SnakeDepthwiseConvSnake", snake_depthwise_snake_function()
     node = helper.make_node(
-        "SnakeDepthwiseConv", ["x", "alpha", "inv_alpha", "weight", "bias"], ["y"], domain=SNAKE_DOMAIN,
+        op, ["x", *(name for _, name in inputs)], ["y"], domain=SNAKE_DOMAIN,
         dilation=dilation, padding=padding, dilations=[dilation], pads=[padding, padding], group=channels,
     )
     graph = helper.make_graph(
         [node], "snake_dw",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, channels, None])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, channels, None])],
-        [numpy_helper.from_array(a, n) for a, n in ((alpha, "alpha"), (inv_alpha, "inv_alpha"), (weight, "weight"), (bias, "bias"))],
+        [numpy_helper.from_array(a, n) for a, n in inputs],
     )
     model = helper.make_model(
-        graph, functions=[snake_depthwise_function()],
+        graph, functions=[function],
         opset_imports=[helper.make_opsetid("", 18), helper.make_opsetid(SNAKE_DOMAIN, 1)],
     )
     return model.SerializeToString()
@@ -151,20 +166,64 @@ def _snake_depthwise_model(alpha: np.ndarray, weight: np.ndarray, bias: np.ndarr
 
 @pytest.mark.parametrize("taps,dilation,padding", [(7, 1, 3), (7, 3, 9), (7, 9, 27), (3, 2, 2), (7, 1, 0), (5, 2, 1)])
 @pytest.mark.parametrize("steps", [1, 30, 1000, 40_000])
-def test_snake_depthwise_kernel_matches_function_body(taps, dilation, padding, steps):
+@pytest.mark.parametrize("snake_after", [False, True], ids=["SnakeDepthwiseConv", "SnakeDepthwiseConvSnake"])
+def test_snake_depthwise_kernel_matches_function_body(taps, dilation, padding, steps, snake_after):
     rng = np.random.default_rng(taps * 100 + dilation + steps)
     weight = (rng.standard_normal((ALPHAS.size, 1, taps)) * 0.5).astype(np.float32)
     bias = rng.standard_normal(ALPHAS.size).astype(np.float32)
     if steps + 2 * padding - dilation * (taps - 1) < 0:
         pytest.skip("no output for this length")
-    model = _snake_depthwise_model(ALPHAS, weight, bias, dilation, padding)
+    alpha_out = ALPHAS[::-1].copy() * 1.3 if snake_after else None  # other alphas, negative ones among them
+    model = _snake_depthwise_model(ALPHAS, weight, bias, dilation, padding, alpha_out)
     x = (rng.standard_normal((2, ALPHAS.size, steps)) * 3).astype(np.float32)
     fused = _session(model, fused=True).run(None, {"x": x})[0]
     plain = _session(model, fused=False).run(None, {"x": x})[0]
     assert fused.shape == plain.shape
     # the snake values differ by float rounding only; the 7-tap sums in summation order
     scale = np.abs(weight).sum(axis=2).reshape(1, -1, 1) * (np.abs(x).max() + np.abs(1 / (ALPHAS + 1e-9))).reshape(1, -1, 1) + 1
+    if alpha_out is not None:  # d snake(c)/dc = 1 + sin(2 alpha c) is at most 2 in size, plus the second Snake's rounding
+        scale = 2 * scale + np.abs(plain) + np.abs(1 / (alpha_out + 1e-9)).reshape(1, -1, 1)
     assert np.all(np.abs(fused - plain) <= 8 * EPS32 * scale)
+
+
+def _interleave_model(channels: int, stride: int, padding: int, output_padding: int, bias: np.ndarray) -> bytes:
+    """One PolyphaseInterleave node with the exporter's function body (export.fuse, onnx only: no torch)."""
+    from export.fuse import interleave_function
+
+    node = helper.make_node(
+        "PolyphaseInterleave", ["z", "bias"], ["y"], domain=SNAKE_DOMAIN,
+        stride=stride, padding=padding, output_padding=output_padding,
+    )
+    graph = helper.make_graph(
+        [node], "interleave",
+        [helper.make_tensor_value_info("z", TensorProto.FLOAT, [None, stride * channels, None])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, channels, None])],
+        [numpy_helper.from_array(bias.reshape(1, channels, 1).astype(np.float32), "bias")],
+    )
+    model = helper.make_model(
+        graph, functions=[interleave_function()],
+        opset_imports=[helper.make_opsetid("", 18), helper.make_opsetid(SNAKE_DOMAIN, 1)],
+    )
+    return model.SerializeToString()
+
+
+@pytest.mark.parametrize("stride", [2, 3, 4, 8])
+@pytest.mark.parametrize("steps", [1, 2, 7, 1000])
+def test_interleave_kernel_matches_function_body_and_numpy(stride, steps):
+    """SNAC's upsamplers: padding ceil(stride / 2), output_padding stride % 2."""
+    channels, batch = 5, 2
+    padding, output_padding = -(-stride // 2), stride % 2
+    rng = np.random.default_rng(stride * 1000 + steps)
+    bias = rng.standard_normal(channels).astype(np.float32)
+    z = rng.standard_normal((batch, stride * channels, steps)).astype(np.float32)
+    model = _interleave_model(channels, stride, padding, output_padding, bias)
+    fused = _session(model, fused=True).run(None, {"z": z})[0]
+    plain = _session(model, fused=False).run(None, {"z": z})[0]
+    # numpy: phase r of channel c is row r * channels + c; time t of the full signal is q * stride + r
+    full = z.reshape(batch, stride, channels, steps).transpose(0, 2, 3, 1).reshape(batch, channels, steps * stride)
+    expected = full[:, :, padding : steps * stride - padding + output_padding] + bias.reshape(1, -1, 1)
+    assert fused.shape == plain.shape == expected.shape == (batch, channels, steps * stride - 2 * padding + output_padding)
+    assert np.array_equal(fused, expected) and np.array_equal(plain, expected)
 
 
 @pytest.mark.parametrize("folder", [TINY_24, TINY_44], ids=["24khz", "44khz"])
