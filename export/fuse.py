@@ -131,15 +131,21 @@ DEPTHWISE_OP = "SnakeDepthwiseConv"
 _DEPTHWISE_ATTRIBUTES = ["dilation", "padding", "dilations", "pads", "group"]
 
 
+def _depthwise_conv_node(x: str, y: str) -> onnx.NodeProto:
+    """The function bodies' depthwise ``Conv(x, weight, bias)``, its attributes taken from the node's."""
+    conv = helper.make_node("Conv", [x, "weight", "bias"], [y])
+    for name, kind in (("dilations", onnx.AttributeProto.INTS), ("pads", onnx.AttributeProto.INTS), ("group", onnx.AttributeProto.INT)):
+        conv.attribute.append(helper.make_attribute_ref(name, kind))
+    return conv
+
+
 def snake_depthwise_function() -> onnx.FunctionProto:
     """``ai.snac_onnx.SnakeDepthwiseConv``: Snake, then a depthwise ``Conv`` (stride 1, bias).
 
     Attributes: ``dilations``/``pads``/``group`` as for ``Conv`` (used by the body), and the
     same as scalars ``dilation``/``padding`` (read by the fused kernel).
     """
-    conv = helper.make_node("Conv", ["s", "weight", "bias"], ["y"])
-    for name, kind in (("dilations", onnx.AttributeProto.INTS), ("pads", onnx.AttributeProto.INTS), ("group", onnx.AttributeProto.INT)):
-        conv.attribute.append(helper.make_attribute_ref(name, kind))
+    conv = _depthwise_conv_node("s", "y")
     return helper.make_function(
         SNAKE_DOMAIN,
         DEPTHWISE_OP,
@@ -211,9 +217,7 @@ DEPTHWISE_SNAKE_OP = "SnakeDepthwiseConvSnake"
 
 def snake_depthwise_snake_function() -> onnx.FunctionProto:
     """``ai.snac_onnx.SnakeDepthwiseConvSnake``: :func:`snake_depthwise_function`, then Snake with ``alpha_out``."""
-    conv = helper.make_node("Conv", ["s", "weight", "bias"], ["c"])
-    for name, kind in (("dilations", onnx.AttributeProto.INTS), ("pads", onnx.AttributeProto.INTS), ("group", onnx.AttributeProto.INT)):
-        conv.attribute.append(helper.make_attribute_ref(name, kind))
+    conv = _depthwise_conv_node("s", "c")
     return helper.make_function(
         SNAKE_DOMAIN,
         DEPTHWISE_SNAKE_OP,
