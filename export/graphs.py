@@ -180,12 +180,30 @@ class EncoderGraph(nn.Module):
         return tuple(codes)
 
 
-# Tail tiling: the last TAIL_BLOCKS decoder blocks run at the highest rates and hold the largest
-# tensors (channels * samples is largest there); their receptive field is a few samples of the
-# tail's input, so running them on TAIL_TILES time tiles with a small halo costs little and cuts
-# the decoder's peak memory.
-TAIL_BLOCKS = 2
+# Tail tiling: the last decoder blocks run at the highest rates and hold the largest tensors; their
+# receptive field is a few samples of the tail's input, so running them on TAIL_TILES time tiles with
+# a small halo costs little and cuts the decoder's peak memory (see tail_start).
 TAIL_TILES = 3
+
+
+def tail_start(blocks: list[DecoderBlock]) -> int:
+    """Index of the first block of the tail: the last blocks whose output holds more than half as many
+    values per second (channels x rate) as the largest block's.
+
+    24 kHz (channels 512..64, strides 8, 8, 4, 2): values per step of the input 4096, 16384, 32768,
+    32768: the last two blocks. 32/44 kHz (768..96, strides 8, 8, 3, 2): 6144, 24576, 36864, 36864:
+    the last three. Untiled, the block just before the tail sets the peak only if it is at most half
+    the size, so the tiles cut the peak by about half or more.
+    """
+    values, rate = [], 1
+    for block in blocks:
+        upsampler = next(m for m in block.modules() if isinstance(m, PolyphaseConvTranspose1d))
+        rate *= upsampler.stride
+        values.append(upsampler.out_channels * rate)
+    start = len(blocks)
+    while start > 0 and 2 * values[start - 1] > max(values):
+        start -= 1
+    return start
 
 
 def tail_halo(tail: list[nn.Module]) -> int:
@@ -214,7 +232,7 @@ class DecoderGraph(nn.Module):
     With noise ``n`` each NoiseBlock computes ``x + n * linear(x)``, exactly the
     official block with ``torch.randn`` replaced by the input.
 
-    The last :data:`TAIL_BLOCKS` decoder blocks and the output layers (the "tail")
+    The last decoder blocks (:func:`tail_start`) and the output layers (the "tail")
     run on ``tiles`` equal time tiles of their input, each with :func:`tail_halo`
     samples of context on both sides (none at the ends, where the convolutions'
     zero padding is the same as untiled), and only each tile's own part is kept:
@@ -231,7 +249,8 @@ class DecoderGraph(nn.Module):
         self.num_noise = sum(isinstance(m, NoiseBlock) for m in model.decoder.modules())
         layers = list(model.decoder.model)
         blocks = [i for i, layer in enumerate(layers) if isinstance(layer, DecoderBlock)]
-        split = blocks[-TAIL_BLOCKS] if tiles > 1 and len(blocks) >= TAIL_BLOCKS else len(layers)
+        first = tail_start([layers[i] for i in blocks])
+        split = blocks[first] if tiles > 1 and first < len(blocks) else len(layers)
         self.head, self.tail = layers[:split], layers[split:]
         self.tiles = tiles if self.tail else 1
         self.halo = tail_halo(self.tail)

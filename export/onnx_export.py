@@ -114,6 +114,12 @@ def export_graphs(model: SNAC, snac_config: dict[str, Any], out_dir: Path) -> di
         time_axis = 1 if name.startswith("codes_") else 2
         shapes[name] = {0: batch, time_axis: blocks * length}
     decoder = decoder_graph_with_named_inputs(prepared, dec_in)
+    shortest = config.frames_multiple * config.hop_length * config.vq_strides[0] // max(1, decoder.tail_factor)
+    if decoder.tiles > 1 and shortest // decoder.tiles < decoder.halo:  # a tile must reach past its halo
+        raise NotImplementedError(
+            f"the decoder tail's {decoder.tiles} tiles of the shortest input ({shortest} steps) are shorter than "
+            f"their halo ({decoder.halo}); this config needs fewer tail blocks or tiles"
+        )
     _export(
         decoder,
         tuple(args),
