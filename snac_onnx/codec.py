@@ -69,10 +69,10 @@ class SnacOnnx:
             ``threads=1, parallel=2``); without it, ``parallel=2`` won.
         max_chunk_seconds: longer inputs are encoded/decoded in chunks of at
             most about this many seconds (exact context, same result), so
-            memory stays bounded however long the input: one-shot decoding
-            needs about 2.5 GB per minute of 24 kHz audio. The default, 5 s,
-            is also the fastest measured on CPU (smaller tensors stay in
-            cache; 60 s at 24 kHz: decode 3.80 s vs 4.37 s with 30 s chunks).
+            memory stays bounded however long the input (60 s at 24 kHz:
+            209 MB peak for the process in 5 s chunks, 976 MB one-shot). The
+            default, 5 s, is also faster on CPU (smaller tensors stay in
+            cache; 60 s at 24 kHz: decode 3.46 s vs 3.96 s one-shot).
             All chunks of one call run with the same length, so onnxruntime's
             arena re-uses one set of buffers (10 s at 24 kHz: 174 MB peak
             for the whole process, with the decoder's tiled tail). None:

@@ -2,7 +2,7 @@
 
 Two reasons to split: speed (``parallel`` chunks run at once) and memory (no
 chunk longer than ``max_chunk``, so peak memory is bounded however long the
-input; one-shot decoding needs about 2.5 GB per minute of 24 kHz audio).
+input; one-shot decoding of 60 s at 24 kHz peaks at 976 MB, in 5 s chunks at 209 MB).
 
 Without the fused Snake kernel onnxruntime gained little from a second intra-op
 thread on this codec (about 1.36x on 2 cores; its ``Sin`` is single-threaded),
