@@ -251,13 +251,18 @@ static void interleave_row(const float *SNAKE_RESTRICT z, size_t phase_step, flo
     }
 }
 
+/* The next row of `job` for the calling thread to do (>= job->rows: none left). */
+static int64_t next_row(SnakeJob *job) {
+#if defined(_MSC_VER)
+    return job->next_row++; /* single-threaded on MSVC builds (no pool) */
+#else
+    return __atomic_fetch_add(&job->next_row, 1, __ATOMIC_RELAXED);
+#endif
+}
+
 static void interleave_take_rows(SnakeJob *job) {
     for (;;) {
-#if defined(_MSC_VER)
-        int64_t r = job->next_row++;
-#else
-        int64_t r = __atomic_fetch_add(&job->next_row, 1, __ATOMIC_RELAXED);
-#endif
+        int64_t r = next_row(job);
         if (r >= job->rows) break;
         int64_t b = r / job->channels, c = r % job->channels;
         const float *z = job->x + (size_t)((b * job->stride * job->channels + c) * job->steps);
@@ -286,11 +291,7 @@ static void snake_take_rows(SnakeJob *job) {
         memset(scratch + job->padding + job->steps, 0, (size_t)job->padding * sizeof(float));
     }
     for (;;) {
-#if defined(_MSC_VER)
-        int64_t r = job->next_row++; /* single-threaded on MSVC builds (no pool) */
-#else
-        int64_t r = __atomic_fetch_add(&job->next_row, 1, __ATOMIC_RELAXED);
-#endif
+        int64_t r = next_row(job);
         if (r >= job->rows) break;
         int64_t c = r % job->channels;
         const float *x = job->x + (size_t)(r * job->steps);

@@ -76,12 +76,17 @@ def _consumers(graph: onnx.GraphProto) -> dict[str, list[onnx.NodeProto]]:
 
 
 def _rewrite(model: onnx.ModelProto, replaced: dict[int, onnx.NodeProto], removed: set[int], function: onnx.FunctionProto) -> None:
-    """Put ``replaced[id(node)]`` in place of those nodes, drop the ``removed`` ones, add ``function``, check."""
+    """Put ``replaced[id(node)]`` in place of those nodes, drop the ``removed`` ones, add ``function``, drop
+    every function no node uses any more (e.g. ``SnakeDepthwiseConv`` once all were merged further), check."""
     graph = model.graph
     nodes = [replaced.get(id(n), n) for n in graph.node if id(n) not in removed]
     del graph.node[:]
     graph.node.extend(nodes)
     model.functions.append(function)
+    used = {(n.domain, n.op_type) for n in graph.node}
+    kept = [f for f in model.functions if (f.domain, f.name) in used]
+    del model.functions[:]
+    model.functions.extend(kept)
     onnx.checker.check_model(model)
 
 
@@ -261,10 +266,6 @@ def fuse_snake_depthwise_snake(model: onnx.ModelProto, expected: int) -> int:
     if len(replaced) != expected:
         raise FusionError(f"found {len(replaced)} SnakeDepthwiseConv + Snake pairs, expected {expected}")
     _rewrite(model, replaced, removed, snake_depthwise_snake_function())
-    used = {(n.domain, n.op_type) for n in model.graph.node}
-    unused = [i for i, f in enumerate(model.functions) if (f.domain, f.name) not in used]
-    for index in reversed(unused):  # e.g. SnakeDepthwiseConv, when every one was merged here
-        del model.functions[index]
     return len(replaced)
 
 
@@ -364,6 +365,5 @@ def fuse_interleave(model: onnx.ModelProto, expected: int) -> int:
         removed.update(id(n) for n in (interleaved, flat, crop, add))
     if len(replaced) != expected:
         raise FusionError(f"found {len(replaced)} polyphase interleaves, expected {expected}")
-    if expected:
-        _rewrite(model, replaced, removed, interleave_function())
+    _rewrite(model, replaced, removed, interleave_function())
     return len(replaced)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from snac import SNAC
@@ -38,6 +38,11 @@ def _is_depthwise_unit(module: torch.nn.Module) -> bool:
         return False
     snake, conv = module.block[0], module.block[1]
     return isinstance(snake, ExportSnake) and isinstance(conv, torch.nn.Conv1d) and conv.groups == conv.in_channels > 1
+
+
+def _fusion_counts(count: Callable[[Callable[[torch.nn.Module], bool]], int]) -> tuple[int, int, int]:
+    """What each fusion pass of :func:`_export` must find, from ``count(kind)``: modules the traced graph runs."""
+    return count(_is_snake), count(_is_depthwise_unit), count(_is_upsampler)
 
 
 def _export(
@@ -99,7 +104,7 @@ def export_graphs(model: SNAC, snac_config: dict[str, Any], out_dir: Path) -> di
         enc_in,
         enc_out,
         {AUDIO_NAME: {0: batch, 2: units * config.padding_unit}},
-        (sum(map(_is_snake, encoder.modules())), sum(map(_is_depthwise_unit, encoder.modules())), sum(map(_is_upsampler, encoder.modules()))),
+        _fusion_counts(lambda kind: sum(map(kind, encoder.modules()))),
     )
 
     dec_in, dec_out = decoder_io(config)
@@ -114,7 +119,7 @@ def export_graphs(model: SNAC, snac_config: dict[str, Any], out_dir: Path) -> di
         time_axis = 1 if name.startswith("codes_") else 2
         shapes[name] = {0: batch, time_axis: blocks * length}
     decoder = decoder_graph_with_named_inputs(prepared, dec_in)
-    shortest = config.frames_multiple * config.hop_length * config.vq_strides[0] // max(1, decoder.tail_factor)
+    shortest = config.frames_multiple * config.hop_length * config.vq_strides[0] // decoder.tail_factor
     if decoder.tiles > 1 and shortest // decoder.tiles < decoder.halo:  # a tile must reach past its halo
         raise NotImplementedError(
             f"the decoder tail's {decoder.tiles} tiles of the shortest input ({shortest} steps) are shorter than "
@@ -127,6 +132,6 @@ def export_graphs(model: SNAC, snac_config: dict[str, Any], out_dir: Path) -> di
         dec_in,
         dec_out,
         shapes,
-        (decoder.count(_is_snake), decoder.count(_is_depthwise_unit), decoder.count(_is_upsampler)),
+        _fusion_counts(decoder.count),
     )
     return {"tail_tiles": decoder.tiles, "tail_halo": decoder.halo if decoder.tiles > 1 else 0}
