@@ -10,7 +10,8 @@ import torch
 from snac import SNAC
 from torch.export import Dim
 
-from snac_onnx.manifest import AUDIO_NAME, ModelConfig, decoder_io, encoder_io
+from snac_onnx.config import ModelConfig
+from snac_onnx.manifest import AUDIO_NAME, decoder_io, encoder_io
 
 from .fuse import fuse_interleave, fuse_snake, fuse_snake_depthwise, fuse_snake_depthwise_snake
 from .graphs import EncoderGraph, ExportSnake, PolyphaseConvTranspose1d, decoder_graph_with_named_inputs, prepare_for_export

@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import snac_onnx
+from snac_onnx.config import ModelConfig
 from snac_onnx.manifest import (
     DECODER_FILE,
     ENCODER_FILE,
     FORMAT_VERSION,
     MANIFEST_FILE,
-    ModelConfig,
     decoder_io,
     encoder_io,
     sha256_file,

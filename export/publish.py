@@ -29,10 +29,10 @@ log = logging.getLogger("export.publish")
 
 def verify_folder(folder: Path) -> None:
     """Load the folder with the runtime (checksums, graph names) and require passing parity."""
-    codec = SnacOnnx(folder)
-    for role in ("encoder", "decoder"):
-        codec._session(role)
-    if not codec.manifest.raw.get("parity", {}).get("passed"):
+    with SnacOnnx(folder) as codec:
+        codec.load("encoder", "decoder")
+        passed = codec.manifest.raw.get("parity", {}).get("passed")
+    if not passed:
         raise RuntimeError(f"{folder}: no passing parity report in the manifest")
 
 

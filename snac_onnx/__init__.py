@@ -5,22 +5,33 @@
 >>> codes = codec.encode(pcm)                    # list of int64 arrays, coarse first
 >>> audio = codec.decode(codes, length=len(pcm), noise=False)
 
-The package logger is ``logging.getLogger("snac_onnx")``; the package adds no handlers to it.
+Importing the package needs NumPy only; onnxruntime is needed once a :class:`SnacOnnx` is made
+(``pip install 'snac-onnx[cpu]'`` or ``'snac-onnx[gpu]'``).
+
+The package logs on ``logging.getLogger("snac_onnx")`` and one child logger per module
+(``snac_onnx.sessions``, ``snac_onnx.planner``, ...); it adds no handlers to them.
 """
 
 from __future__ import annotations
 
 from .codec import SnacOnnx
+from .config import ModelConfig
 from .errors import (
+    InputNotFoundError,
+    InvalidArgumentError,
     InvalidAudioError,
     InvalidCodesError,
+    KernelUnavailableError,
+    MissingDependencyError,
     ModelFormatError,
     ModelNotFoundError,
+    ProviderError,
     SampleRateError,
     SnacOnnxError,
+    StreamClosedError,
 )
 from .layouts import CODEBOOK_MAJOR, INTERLEAVED, ORPHEUS, TokenLayout, codes_to_tokens, tokens_to_codes
-from .manifest import Manifest, ModelConfig, load_manifest
+from .manifest import Manifest, load_manifest
 from .orpheus import OrpheusStream
 from .sessions import SessionSettings
 from .streaming import StreamDecoder
@@ -42,10 +53,16 @@ __all__ = [
     "ModelConfig",
     "load_manifest",
     "SnacOnnxError",
+    "InvalidArgumentError",
     "InvalidAudioError",
     "InvalidCodesError",
     "SampleRateError",
     "ModelNotFoundError",
     "ModelFormatError",
+    "InputNotFoundError",
+    "ProviderError",
+    "KernelUnavailableError",
+    "StreamClosedError",
+    "MissingDependencyError",
     "__version__",
 ]

@@ -8,12 +8,14 @@ Accepted PCM, by dtype:
 * int16 / int32: scaled by 1/32768 and 1/2**31 to [-1, 1).
 * anything else (bool, unsigned, complex, object, strings): an error.
 
-Accepted shapes: ``(samples,)``, ``(batch, samples)`` or ``(batch, 1, samples)``.
+Accepted shapes: ``(samples,)``, ``(batch, samples)`` or ``(batch, 1, samples)``, or a list of
+1-D arrays of different lengths (each item is then encoded as if alone).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
@@ -30,14 +32,15 @@ class PreparedAudio:
     """Audio ready for the encoder.
 
     Attributes:
-        batch: float32, C-contiguous, shape ``(batch, 1, padded_samples)``.
-        length: samples per item before padding.
-        unbatched: the caller passed ``(samples,)``; results drop the batch axis.
+        items: per item, float32 C-contiguous 1-D PCM right-padded to whole padding units.
+        lengths: samples per item before padding.
+        form: ``"single"`` for ``(samples,)``, ``"batch"`` for ``(batch, samples)`` or
+            ``(batch, 1, samples)``, ``"list"`` for a list of 1-D arrays; results take the same form.
     """
 
-    batch: np.ndarray
-    length: int
-    unbatched: bool
+    items: list[np.ndarray]
+    lengths: list[int]
+    form: Literal["single", "batch", "list"]
 
 
 def check_sample_rate(sample_rate: int | None, expected: int) -> None:
@@ -72,9 +75,11 @@ def to_float_pcm(audio: object) -> np.ndarray:
                 f"float audio peaks at {peak:.4g}; float PCM is expected in [-1, 1] (at most {MAX_FLOAT_PEAK:g} is "
                 "accepted). If this is int16-scale audio, divide by 32768 or pass it as int16"
             )
-        return audio.astype(np.float32, copy=False)
+        converted: np.ndarray = audio.astype(np.float32, copy=False)
+        return converted
     if dtype in _INT_SCALE:
-        return audio.astype(np.float32) * np.float32(_INT_SCALE[dtype])
+        scaled: np.ndarray = audio.astype(np.float32) * np.float32(_INT_SCALE[dtype])
+        return scaled
     raise InvalidAudioError(
         f"audio dtype {dtype} is not supported; pass float32 in [-1, 1] (float64/float16 are converted) "
         "or int16/int32 PCM (scaled to [-1, 1))"
@@ -91,27 +96,52 @@ def pad_to_multiple(batch: np.ndarray, unit: int) -> np.ndarray:
     return np.pad(batch, widths)
 
 
-def prepare_audio(audio: object, padding_unit: int) -> PreparedAudio:
-    """Validate PCM and return it padded to ``padding_unit`` as ``(batch, 1, samples)`` float32."""
-    pcm = to_float_pcm(audio)
-    unbatched = pcm.ndim == 1
-    if pcm.ndim == 1:
-        pcm = pcm[None, None, :]
-    elif pcm.ndim == 2:
-        pcm = pcm[:, None, :]
-    elif pcm.ndim == 3:
+def _as_batch(pcm: np.ndarray) -> np.ndarray:
+    """``(batch, samples)`` from a 2-D or 3-D array; refuses channels and channels-last shapes."""
+    if pcm.ndim == 3:
         if pcm.shape[1] != 1:
             raise InvalidAudioError(
                 f"audio of shape {pcm.shape} has {pcm.shape[1]} channels; SNAC is mono: "
                 "pass (batch, 1, samples) or mix the channels down first"
             )
-    else:
+        return pcm[:, 0, :]
+    if pcm.ndim != 2:
         raise InvalidAudioError(
-            f"audio has shape {pcm.shape}; expected (samples,), (batch, samples) or (batch, 1, samples)"
+            f"audio has shape {pcm.shape}; expected (samples,), (batch, samples), (batch, 1, samples) "
+            "or a list of 1-D arrays"
         )
-    if pcm.shape[0] == 0:
-        raise InvalidAudioError(f"audio of shape {pcm.shape} has an empty batch")
-    length = pcm.shape[-1]
-    if length == 0:
-        raise InvalidAudioError(f"audio of shape {pcm.shape} has no samples")
-    return PreparedAudio(batch=pad_to_multiple(pcm, padding_unit), length=length, unbatched=unbatched)
+    return pcm
+
+
+def prepare_audio(audio: object, padding_unit: int) -> PreparedAudio:
+    """Validate PCM in any accepted form and pad each item to ``padding_unit`` (see the module docstring).
+
+    Raises:
+        InvalidAudioError: a dtype, shape or content the module docstring does not accept.
+    """
+    if isinstance(audio, (list, tuple)) and audio and all(isinstance(a, np.ndarray) for a in audio):
+        items = []
+        for k, item in enumerate(audio):
+            pcm = to_float_pcm(item)
+            if pcm.ndim != 1:
+                raise InvalidAudioError(
+                    f"audio[{k}] has shape {pcm.shape}; a list of items takes 1-D arrays (samples,)"
+                )
+            if pcm.shape[0] == 0:
+                raise InvalidAudioError(f"audio[{k}] has no samples")
+            items.append(pcm)
+        form: Literal["single", "batch", "list"] = "list"
+    else:
+        pcm = to_float_pcm(audio)
+        if pcm.ndim == 1:
+            items, form = [pcm], "single"
+        else:
+            batch = _as_batch(pcm)
+            if batch.shape[0] == 0:
+                raise InvalidAudioError(f"audio of shape {pcm.shape} has an empty batch")
+            items, form = list(batch), "batch"
+        if items[0].shape[0] == 0:
+            raise InvalidAudioError(f"audio of shape {pcm.shape} has no samples")
+    return PreparedAudio(
+        items=[pad_to_multiple(a, padding_unit) for a in items], lengths=[int(a.shape[0]) for a in items], form=form
+    )

@@ -5,11 +5,12 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 import numpy as np
 
-from .errors import InvalidAudioError, SampleRateError
+from .errors import InvalidArgumentError, InvalidAudioError, MissingDependencyError, SampleRateError
 
 __all__ = ["AudioReader", "write_audio_atomic", "atomic_output"]
 
@@ -18,7 +19,7 @@ def _soundfile() -> Any:
     try:
         import soundfile
     except ImportError as exc:  # pragma: no cover - depends on the install
-        raise ImportError("audio files need soundfile: pip install 'snac-onnx[audio]'") from exc
+        raise MissingDependencyError("audio files need soundfile: pip install 'snac-onnx[audio]'") from exc
     return soundfile
 
 
@@ -61,7 +62,7 @@ class AudioReader:
             try:
                 import soxr
             except ImportError as exc:  # pragma: no cover
-                raise ImportError("resampling needs soxr: pip install 'snac-onnx[audio]'") from exc
+                raise MissingDependencyError("resampling needs soxr: pip install 'snac-onnx[audio]'") from exc
             whole = self._read_file(0, self.file_frames)
             self._resampled = soxr.resample(whole, self.file_rate, self.target_rate).astype(np.float32)
 
@@ -76,8 +77,9 @@ class AudioReader:
 
     def _read_file(self, start: int, stop: int) -> np.ndarray:
         sf = _soundfile()
-        data = sf.read(str(self.path), start=start, stop=stop, dtype="float32", always_2d=True)[0]
-        return data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
+        data: np.ndarray = sf.read(str(self.path), start=start, stop=stop, dtype="float32", always_2d=True)[0]
+        mono: np.ndarray = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
+        return mono
 
     def read(self, start: int, stop: int) -> np.ndarray:
         """Mono float32 samples ``[start, stop)`` at the target rate."""
@@ -99,7 +101,9 @@ class atomic_output:
         self.tmp = Path(tmp)
         return self.tmp
 
-    def __exit__(self, exc_type, exc, tb) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         if exc_type is None:
             os.replace(self.tmp, self.path)
         else:
@@ -112,7 +116,7 @@ def write_audio_atomic(path: str | os.PathLike[str], audio: np.ndarray, rate: in
     path = Path(path)
     fmt = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG"}.get(path.suffix.lower())
     if fmt is None:
-        raise ValueError(f"output {path.name}: use a .wav, .flac or .ogg name")
+        raise InvalidArgumentError(f"output {path.name}: use a .wav, .flac or .ogg name")
     subtype = "VORBIS" if fmt == "OGG" else "PCM_16"
     with atomic_output(path) as tmp:
         sf.write(str(tmp), np.asarray(audio, np.float32), rate, format=fmt, subtype=subtype)

@@ -10,15 +10,19 @@ import contextlib
 import json
 import platform
 import sys
+from collections.abc import Iterator, Sequence
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from . import __version__
-from .errors import SnacOnnxError
+from .errors import InvalidArgumentError, MissingDependencyError, SnacOnnxError
 from .hub import DEFAULT_MODEL
+
+if TYPE_CHECKING:
+    from .codec import SnacOnnx
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
@@ -29,12 +33,16 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     def common(p: argparse.ArgumentParser, model_default: str | None = DEFAULT_MODEL) -> None:
-        p.add_argument("-m", "--model", default=model_default, help=f"folder, short name or hub repo (default {model_default})")
+        p.add_argument(
+            "-m", "--model", default=model_default, help=f"folder, short name or hub repo (default {model_default})"
+        )
         p.add_argument("--revision", help="hub revision to pin")
         p.add_argument("--offline", action="store_true", help="never use the network (also HF_HUB_OFFLINE=1)")
         p.add_argument("--providers", nargs="+", help="onnxruntime execution providers, in order (default CPU)")
         p.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads (0: automatic)")
-        p.add_argument("--parallel", type=int, default=1, help="split long inputs into this many concurrent chunks (exact)")
+        p.add_argument(
+            "--parallel", type=int, default=1, help="split long inputs into this many concurrent chunks (exact)"
+        )
         p.add_argument("--precision", default="fp32", help="graph precision from the export (fp32, int8, fp16)")
         p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
         p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -43,7 +51,7 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("input", type=Path, help="audio file (wav, flac, ogg)")
         p.add_argument("--mix", action="store_true", help="average multi-channel audio to mono")
         p.add_argument("--resample", action="store_true", help="resample to the model's rate (soxr)")
-        p.add_argument("--window-seconds", type=float, default=60.0, help="encode in windows of this length")
+        p.add_argument("--window-seconds", type=float, help="audio per encoder run (default: the codec's 5 s budget)")
 
     def noise(p: argparse.ArgumentParser) -> None:
         p.add_argument("--noise", choices=["off", "on"], default="off", help="decoder noise (on = official behaviour)")
@@ -58,7 +66,9 @@ def _parser() -> argparse.ArgumentParser:
     dec = sub.add_parser("decode", help="codes .npz -> audio file")
     dec.add_argument("input", type=Path, help="codes file written by 'snac-onnx encode'")
     dec.add_argument("-o", "--output", type=Path, required=True, help="audio file (.wav, .flac, .ogg)")
-    dec.add_argument("--force", action="store_true", help="decode even if the model's manifest differs from the encoder's")
+    dec.add_argument(
+        "--force", action="store_true", help="decode even if the model's manifest differs from the encoder's"
+    )
     noise(dec)
     common(dec, model_default=None)
 
@@ -74,13 +84,15 @@ def _parser() -> argparse.ArgumentParser:
     tok = sub.add_parser("tokenize", help="a corpus of audio files -> Parquet codes, on Ray Data")
     tok.add_argument("input", help="folder (recursive), glob, or .parquet/.jsonl manifest with a 'path' column")
     tok.add_argument("-o", "--output", type=Path, required=True, help="Parquet output folder (reruns skip done files)")
-    tok.add_argument("-m", "--model", default=DEFAULT_MODEL, help=f"folder, short name or hub repo (default {DEFAULT_MODEL})")
+    tok.add_argument(
+        "-m", "--model", default=DEFAULT_MODEL, help=f"folder, short name or hub repo (default {DEFAULT_MODEL})"
+    )
     tok.add_argument("--actors", type=int, help="encoder actors (default: cluster CPUs // threads per actor)")
     tok.add_argument("--threads-per-actor", type=int, default=1, help="onnxruntime threads and CPUs per actor")
     tok.add_argument("--address", help="Ray cluster address (default RAY_ADDRESS, else a local Ray)")
     tok.add_argument("--mix", action="store_true", help="average multi-channel audio to mono")
     tok.add_argument("--resample", action="store_true", help="resample to the model's rate (soxr)")
-    tok.add_argument("--window-seconds", type=float, default=60.0, help="encode long files in windows of this length")
+    tok.add_argument("--window-seconds", type=float, help="audio per encoder run (default: the codec's 5 s budget)")
     tok.add_argument("--layout", choices=["interleaved", "codebook_major", "orpheus"], help="also store flat tokens")
     tok.add_argument("--retry-errors", action="store_true", help="encode again files whose earlier row has an error")
     tok.add_argument("--offline", action="store_true", help="never use the network")
@@ -110,14 +122,21 @@ def _progress(total: float, unit: str, quiet: bool) -> Iterator[Any]:
             bar.close()
 
 
-def _codec(args: argparse.Namespace, model: str):
+def _codec(args: argparse.Namespace, model: str) -> SnacOnnx:
     from .codec import SnacOnnx
 
-    return SnacOnnx(model, providers=args.providers, threads=args.threads, parallel=args.parallel, revision=args.revision,
-                    offline=args.offline or None, precision=args.precision)
+    return SnacOnnx(
+        model,
+        providers=args.providers,
+        threads=args.threads,
+        parallel=args.parallel,
+        revision=args.revision,
+        offline=args.offline or None,
+        precision=args.precision,
+    )
 
 
-def _encode_file(args: argparse.Namespace, codec) -> tuple[list[np.ndarray], int]:
+def _encode_file(args: argparse.Namespace, codec: SnacOnnx) -> tuple[list[np.ndarray], int]:
     from .audio_io import AudioReader
     from .windowed import encode_reader
 
@@ -131,27 +150,32 @@ def _encode_file(args: argparse.Namespace, codec) -> tuple[list[np.ndarray], int
                 bar.update(round((samples - done) / codec.sample_rate, 2))
             done = samples
 
-        codes = encode_reader(codec, reader.read, reader.num_samples, window_seconds=args.window_seconds,
-                              on_progress=progress)
+        codes = encode_reader(
+            codec, reader.read, reader.num_samples, window_seconds=args.window_seconds, on_progress=progress
+        )
     return codes, reader.num_samples
 
 
-def _decode_to_file(args: argparse.Namespace, codec, codes: list[np.ndarray], length: int) -> None:
+def _decode_to_file(args: argparse.Namespace, codec: SnacOnnx, codes: list[np.ndarray], length: int) -> None:
     from .audio_io import write_audio_atomic
+    from .planner import budget_steps
 
     if args.seed is not None and args.noise != "on":
-        raise ValueError("--seed applies to --noise on")
-    # Decode through the stream in 4 s chunks: exact, memory flat in the length, and with the stream's
-    # context still within the codec's default 5 s max_chunk_seconds (so it is not split again).
-    frames_multiple = codec.config.frames_multiple
-    chunk = max(frames_multiple, int(4 * codec.sample_rate / codec.samples_per_frame) // frames_multiple * frames_multiple)
+        raise InvalidArgumentError("--seed applies to --noise on")
+    # Decode through a stream (exact, memory flat in the length, progress per chunk) whose window, chunk plus
+    # context, is the codec's budget for one graph run.
+    config = codec.config
+    budget = budget_steps(codec.runner.max_chunk_seconds, config.samples_per_frame, config.sample_rate)
+    frames_multiple = config.frames_multiple
+    chunk = codes[0].shape[0] if budget is None else budget - sum(config.decoder_context)
+    chunk = max(frames_multiple, chunk // frames_multiple * frames_multiple)
     stream = codec.stream(chunk_frames=chunk, noise=args.noise == "on", seed=args.seed)
-    per = [codec.vq_strides[0] // s for s in codec.vq_strides]
+    per = config.codes_per_frame
     frames = codes[0].shape[0]
     pieces = []
     with _progress(round(frames * codec.samples_per_frame / codec.sample_rate, 2), "s", args.quiet) as bar:
         for start in range(0, frames, chunk):
-            piece = stream.push_codes([c[start * p : (start + chunk) * p] for c, p in zip(codes, per)])
+            piece = stream.push_codes([c[start * p : (start + chunk) * p] for c, p in zip(codes, per, strict=True)])
             pieces.append(piece)
             if bar is not None:
                 bar.update(round(piece.size / codec.sample_rate, 2))
@@ -184,7 +208,9 @@ def cmd_encode(args: argparse.Namespace) -> int:
     tokens = codes_to_tokens(codes, codec.vq_strides, args.layout) if args.layout else None
     save_codes(args.output, codes, meta, tokens)
     summary = {**meta, "output": str(args.output), "frames": [int(c.shape[0]) for c in codes]}
-    _emit(args, summary, f"{args.input} -> {args.output}: {length / codec.sample_rate:.2f} s, codes {summary['frames']}")
+    _emit(
+        args, summary, f"{args.input} -> {args.output}: {length / codec.sample_rate:.2f} s, codes {summary['frames']}"
+    )
     return EXIT_OK
 
 
@@ -204,7 +230,12 @@ def cmd_decode(args: argparse.Namespace) -> int:
         raise SnacOnnxError(f"codes are for {data.meta['sample_rate']} Hz, the model is {codec.sample_rate} Hz")
     length = int(data.meta["length"])
     _decode_to_file(args, codec, data.codes, length)
-    summary = {"input": str(args.input), "output": str(args.output), "seconds": length / codec.sample_rate, "model": codec.name}
+    summary = {
+        "input": str(args.input),
+        "output": str(args.output),
+        "seconds": length / codec.sample_rate,
+        "model": codec.name,
+    }
     _emit(args, summary, f"{args.input} -> {args.output}: {length / codec.sample_rate:.2f} s")
     return EXIT_OK
 
@@ -213,7 +244,12 @@ def cmd_roundtrip(args: argparse.Namespace) -> int:
     codec = _codec(args, args.model)
     codes, length = _encode_file(args, codec)
     _decode_to_file(args, codec, codes, length)
-    summary = {"input": str(args.input), "output": str(args.output), "seconds": length / codec.sample_rate, "model": codec.name}
+    summary = {
+        "input": str(args.input),
+        "output": str(args.output),
+        "seconds": length / codec.sample_rate,
+        "model": codec.name,
+    }
     _emit(args, summary, f"{args.input} -> {args.output}: {length / codec.sample_rate:.2f} s through {codec.name}")
     return EXIT_OK
 
@@ -245,7 +281,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         lines.append("WARNING: several onnxruntime packages are installed; they shadow each other (often CPU only)")
     if args.model:
         codec = _codec(args, args.model)
-        codec._session("decoder")
+        codec.load("decoder")
         manifest = codec.manifest.raw
         summary["model"] = {
             "folder": str(codec.location.folder),
@@ -256,8 +292,12 @@ def cmd_info(args: argparse.Namespace) -> int:
             "parity_passed": manifest.get("parity", {}).get("passed"),
         }
         lines.append(f"model: {codec.name} at {codec.location.folder}")
-        lines.append(f"  sample rate {codec.sample_rate} Hz, vq_strides {list(codec.vq_strides)}, codebook {codec.codebook_size}")
-        lines.append(f"  providers in use: {codec.active_providers}; fused Snake kernel: {'yes' if codec.fused_snake else 'no'}")
+        lines.append(
+            f"  sample rate {codec.sample_rate} Hz, vq_strides {list(codec.vq_strides)}, codebook {codec.codebook_size}"
+        )
+        lines.append(
+            f"  providers in use: {codec.active_providers}; fused Snake kernel: {'yes' if codec.fused_snake else 'no'}"
+        )
         if codec.manifest.random_init:
             lines.append(f"  WARNING: {manifest.get('WARNING')}")
     _emit(args, summary, "\n".join(lines))
@@ -281,23 +321,45 @@ def cmd_download(args: argparse.Namespace) -> int:
 
 def cmd_tokenize(args: argparse.Namespace) -> int:
     try:
-        from .corpus import tokenize_corpus
         import ray  # noqa: F401
+
+        from .corpus import tokenize_corpus
     except ImportError as exc:
-        raise ImportError(f"snac-onnx tokenize needs Ray Data: pip install 'snac-onnx[ray]' ({exc})") from exc
+        raise MissingDependencyError(
+            f"snac-onnx tokenize needs Ray Data: pip install 'snac-onnx[ray]' ({exc})"
+        ) from exc
     summary = tokenize_corpus(
-        args.input, args.output, model=args.model, actors=args.actors, threads_per_actor=args.threads_per_actor,
-        address=args.address, resample=args.resample, mix=args.mix, window_seconds=args.window_seconds,
-        layout=args.layout, retry_errors=args.retry_errors, offline=args.offline or None,
+        args.input,
+        args.output,
+        model=args.model,
+        actors=args.actors,
+        threads_per_actor=args.threads_per_actor,
+        address=args.address,
+        resample=args.resample,
+        mix=args.mix,
+        window_seconds=args.window_seconds,
+        layout=args.layout,
+        retry_errors=args.retry_errors,
+        offline=args.offline or None,
     )
     data = summary.__dict__
-    _emit(args, data, f"{summary.processed} file(s) encoded ({summary.errors} with errors, {summary.skipped} already done) "
-                      f"-> {args.output}: {summary.audio_seconds:.1f} s of audio in {summary.wall_seconds:.1f} s")
+    _emit(
+        args,
+        data,
+        f"{summary.processed} file(s) encoded ({summary.errors} with errors, {summary.skipped} already done) "
+        f"-> {args.output}: {summary.audio_seconds:.1f} s of audio in {summary.wall_seconds:.1f} s",
+    )
     return EXIT_OK
 
 
-COMMANDS = {"encode": cmd_encode, "decode": cmd_decode, "roundtrip": cmd_roundtrip, "info": cmd_info, "download": cmd_download,
-            "tokenize": cmd_tokenize}
+COMMANDS = {
+    "encode": cmd_encode,
+    "decode": cmd_decode,
+    "roundtrip": cmd_roundtrip,
+    "info": cmd_info,
+    "download": cmd_download,
+    "tokenize": cmd_tokenize,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,48 +1,47 @@
-"""SnacOnnx: encode PCM to SNAC codes and decode codes to PCM with onnxruntime."""
+"""SnacOnnx: the public face of a model; checks arguments and inputs, then hands them to the runner."""
 
 from __future__ import annotations
 
-import threading
-from concurrent.futures import ThreadPoolExecutor
+import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
-import onnxruntime as ort
 
 from .audio import check_sample_rate, prepare_audio
-from .codes import PreparedCodes, prepare_codes
-from .errors import InvalidCodesError, ModelFormatError, SnacOnnxError
+from .codes import NoiseArg, PreparedCodes, prepare_codes, prepare_noise
+from .config import ModelConfig
+from .errors import InvalidArgumentError, InvalidCodesError
 from .hub import DEFAULT_MODEL, ModelLocation, resolve_model
-from .layouts import TokenLayout, codes_to_tokens, tokens_to_codes
-from .manifest import (
-    AUDIO_NAME,
-    MANIFEST_FILE,
-    Manifest,
-    ModelConfig,
-    code_names,
-    decoder_io,
-    encoder_io,
-    load_manifest,
-    noise_names,
-    sha256_file,
-)
+from .layouts import TokenLayout, codes_to_tokens, resolve_layout, tokens_to_codes
+from .manifest import MANIFEST_FILE, Manifest, load_manifest, sha256_file
 from .orpheus import END_OF_SPEECH, OrpheusStream
-from .parallel import decode_in_chunks, encode_in_chunks
-from .sessions import (
-    ProviderSpec,
-    SessionSettings,
-    create_session,
-    fused_snake_library,
-    normalize_providers,
-    provider_names,
-    uses_fused_snake,
-)
+from .runner import Runner
+from .sessions import ROLES, ModelSessions, ProviderSpec, SessionSettings, normalize_providers, onnxruntime
 from .streaming import StreamDecoder
+
+if TYPE_CHECKING:
+    import onnxruntime as ort
 
 __all__ = ["SnacOnnx"]
 
-NoiseArg = bool | Sequence[np.ndarray]
+Codes = list[np.ndarray]
+
+
+def _check_model(model: object) -> str | Path:
+    if isinstance(model, (str, Path)) and str(model):
+        return model
+    raise InvalidArgumentError(
+        f"model must be a folder path, a short name (e.g. 'snac_24khz') or a hub repo id, got {model!r}"
+    )
+
+
+def _check_int(name: str, value: object, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or int(value) < low:
+        raise InvalidArgumentError(f"{name} must be an int >= {low}, got {value!r}")
+    return int(value)
 
 
 class SnacOnnx:
@@ -58,27 +57,24 @@ class SnacOnnx:
             name, a ``(name, options)`` pair, or a list of them, in order of
             preference. None means ``["CPUExecutionProvider"]``. A requested
             provider that onnxruntime does not use is reported with a warning on
-            the ``snac_onnx`` logger; :attr:`active_providers` tells what runs.
+            the ``snac_onnx.sessions`` logger; :attr:`active_providers` tells what runs.
         threads: onnxruntime intra-op threads; 0 lets onnxruntime choose.
             Ignored when ``settings`` is given.
-        parallel: split each long encode/decode into up to this many time
-            chunks, with exact context, run concurrently (see
-            :mod:`snac_onnx.parallel`); short inputs are never split. Default 1.
-            With the fused Snake kernel, one run with 2 threads is the faster
-            choice on 2 cores (10 s at 24 kHz: decode 0.65 s vs 0.73 s for
-            ``threads=1, parallel=2``); without it, ``parallel=2`` won.
-        max_chunk_seconds: longer inputs are encoded/decoded in chunks of at
-            most about this many seconds (exact context, same result), so
-            memory stays bounded however long the input (60 s at 24 kHz:
-            209 MB peak for the process in 5 s chunks, 976 MB one-shot). The
-            default, 5 s, is also faster on CPU (smaller tensors stay in
-            cache; 60 s at 24 kHz: decode 3.46 s vs 3.96 s one-shot).
-            All chunks of one call run with the same length, so onnxruntime's
-            arena re-uses one set of buffers (10 s at 24 kHz: 174 MB peak
-            for the whole process, with the decoder's tiled tail). None:
+        parallel: graph runs at once (a thread pool); a long input is split into
+            at least this many chunks with exact context, a batch or a list of
+            items into its planned runs. Default 1.
+        max_chunk_seconds: the most audio one graph run holds, summed over its
+            batch, in seconds. Longer inputs are split into chunks with exact
+            context (the receptive field; same result), and batches into runs of
+            fewer items, so memory stays bounded whatever the input's length and
+            batch size. Default 5 s (see the README's measured notes). None:
             never split.
         settings: full session settings (threads, graph optimisation, memory
-            pattern, arena); see :class:`~snac_onnx.sessions.SessionSettings`.
+            pattern, arena, fused kernel); see :class:`~snac_onnx.sessions.SessionSettings`.
+        session_options: your own ``onnxruntime.SessionOptions`` (profiling, logging,
+            custom ops...), used for every session instead of those ``settings``
+            makes; ``settings.fused_snake`` still decides whether the fused kernel
+            is registered on it.
         verify: check each graph file's sha256 against the manifest before its
             session is built (about 0.1-0.5 s per file).
         precision: ``"fp32"`` (default) or a variant the export holds
@@ -88,8 +84,15 @@ class SnacOnnx:
         offline: never use the network (None follows ``HF_HUB_OFFLINE``).
         cache_dir: huggingface_hub cache folder (None: its default).
 
-    Sessions are created lazily and separately: a decode-only user never loads
-    (or downloads) the encoder. One instance may be shared by threads; it holds no per-call state.
+    Sessions are created lazily and separately (a decode-only user never loads or downloads the
+    encoder), or now with :meth:`load`. One instance may be shared by threads; it holds no
+    per-call state. :meth:`close` (or ``with SnacOnnx(...) as codec:``) frees the sessions and
+    the thread pool.
+
+    Raises:
+        InvalidArgumentError: an argument of the wrong type or outside its range.
+        MissingDependencyError: onnxruntime is not installed.
+        ModelNotFoundError, ModelFormatError: the model cannot be found or read.
     """
 
     def __init__(
@@ -101,29 +104,76 @@ class SnacOnnx:
         parallel: int = 1,
         max_chunk_seconds: float | None = 5.0,
         settings: SessionSettings | None = None,
+        session_options: ort.SessionOptions | None = None,
         verify: bool = True,
         precision: str = "fp32",
         revision: str | None = None,
         offline: bool | None = None,
         cache_dir: str | Path | None = None,
     ) -> None:
+        ort = onnxruntime()  # fail now, with the extra to install, not at the first call
+        model = _check_model(model)
+        parallel = _check_int("parallel", parallel, 1)
+        if max_chunk_seconds is not None and (
+            isinstance(max_chunk_seconds, bool)
+            or not isinstance(max_chunk_seconds, (int, float))
+            or not math.isfinite(max_chunk_seconds)
+            or max_chunk_seconds <= 0
+        ):
+            raise InvalidArgumentError(f"max_chunk_seconds must be > 0 and finite, or None; got {max_chunk_seconds!r}")
+        if settings is None:
+            settings = SessionSettings(intra_op_threads=threads)
+        elif not isinstance(settings, SessionSettings):
+            raise InvalidArgumentError(f"settings must be a SessionSettings, got {type(settings).__name__}")
+        if session_options is not None and not isinstance(session_options, ort.SessionOptions):
+            raise InvalidArgumentError(
+                f"session_options must be an onnxruntime.SessionOptions, got {type(session_options).__name__}"
+            )
+        if not isinstance(precision, str):
+            raise InvalidArgumentError(f"precision must be a string such as 'fp32', got {precision!r}")
+        normalized = normalize_providers(providers)
         self._location: ModelLocation = resolve_model(model, revision=revision, offline=offline, cache_dir=cache_dir)
         self._manifest = load_manifest(self._location.folder)
-        self._manifest_sha256: str | None = None
         self._manifest.file_entry("decoder", precision)  # raises if the export lacks this precision
-        self._precision = precision
-        self._providers = normalize_providers(providers)
-        self._settings = settings if settings is not None else SessionSettings(intra_op_threads=threads)
-        self._verify = verify
-        self._sessions: dict[str, ort.InferenceSession] = {}
-        self._lock = threading.Lock()
-        if isinstance(parallel, bool) or not isinstance(parallel, int) or parallel < 1:
-            raise ValueError(f"parallel must be an int >= 1, got {parallel!r}")
-        self._parallel = parallel
-        if max_chunk_seconds is not None and not max_chunk_seconds > 0:
-            raise ValueError(f"max_chunk_seconds must be > 0 or None, got {max_chunk_seconds!r}")
-        self._max_chunk_seconds = max_chunk_seconds
-        self._executor: ThreadPoolExecutor | None = None
+        self._manifest_sha256: str | None = None
+        self._sessions = ModelSessions(
+            self._location,
+            self._manifest,
+            precision=precision,
+            providers=normalized,
+            settings=settings,
+            verify=bool(verify),
+            session_options=session_options,
+        )
+        self._runner = Runner(self._sessions, parallel=parallel, max_chunk_seconds=max_chunk_seconds)
+
+    # ------------------------------------------------------------------ lifecycle
+    def load(self, *roles: str) -> SnacOnnx:
+        """Build (and check) the sessions of ``roles`` now (default both); returns self.
+
+        Use it to warm up a server or to check a model folder: each graph's sha256 is verified,
+        its names compared with the contract, its providers and kernel decided.
+        """
+        for role in roles or ROLES:
+            self._sessions.get(role)
+        return self
+
+    def session(self, role: str) -> ort.InferenceSession:
+        """The onnxruntime session of ``role`` (``"encoder"`` or ``"decoder"``), built now if needed."""
+        return self._sessions.get(role).session
+
+    def close(self) -> None:
+        """Free the sessions and the thread pool; using the codec afterwards is an error."""
+        self._runner.close()
+        self._sessions.close()
+
+    def __enter__(self) -> SnacOnnx:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
 
     # ------------------------------------------------------------------ properties
     @property
@@ -137,20 +187,21 @@ class SnacOnnx:
         return self._location
 
     @property
+    def runner(self) -> Runner:
+        """The planner and executor behind this codec (what streams and windowed encoders run on)."""
+        return self._runner
+
+    @property
     def fused_snake(self) -> bool:
         """Whether Snake runs on snac_onnx's fused kernel (:mod:`snac_onnx.kernels`).
 
         For sessions already built, what they do; before that, what they will do
         given ``settings.fused_snake``, the providers and the installed library.
         """
-        with self._lock:
-            built = list(self._sessions.values())
+        built = self._sessions.built
         if built:
-            return all(uses_fused_snake(s) for s in built)
-        try:
-            return fused_snake_library(self._settings.fused_snake, provider_names(self._providers)) is not None
-        except SnacOnnxError:
-            return False
+            return all(s.fused_snake for s in built.values())
+        return self._sessions.predicted_fused_snake()
 
     @property
     def manifest_sha256(self) -> str:
@@ -162,10 +213,11 @@ class SnacOnnx:
     @property
     def precision(self) -> str:
         """The precision of the graphs in use (``fp32``, ``int8``, ``fp16``)."""
-        return self._precision
+        return self._sessions.precision
 
     @property
     def config(self) -> ModelConfig:
+        """The model's configuration and every count derived from it."""
         return self._manifest.config
 
     @property
@@ -203,79 +255,44 @@ class SnacOnnx:
     @property
     def samples_per_frame(self) -> int:
         """Audio samples per coarse code (one frame of the coarsest codebook)."""
-        return self.config.hop_length * self.config.vq_strides[0]
+        return self.config.samples_per_frame
 
     @property
     def active_providers(self) -> dict[str, list[str]]:
         """Providers in use per created session (``{"encoder": [...], ...}``)."""
-        return {role: s.get_providers() for role, s in self._sessions.items()}
-
-    # ------------------------------------------------------------------ sessions
-    def _session(self, role: str) -> ort.InferenceSession:
-        session = self._sessions.get(role)
-        if session is not None:
-            return session
-        with self._lock:
-            session = self._sessions.get(role)
-            if session is None:
-                session = self._build_session(role)
-                self._sessions[role] = session
-        return session
-
-    def _build_session(self, role: str) -> ort.InferenceSession:
-        manifest = self._manifest
-        entry = manifest.file_entry(role, self._precision)
-        path = self._location.fetch(entry["path"])
-        if self._verify and path.is_file():
-            actual = sha256_file(path)
-            expected = entry["sha256"]
-            if actual != expected:
-                raise ModelFormatError(
-                    f"{str(path)!r} has sha256 {actual[:16]}..., the manifest expects {expected[:16]}...: "
-                    "the file is corrupt or from another export; re-export or re-download the model"
-                )
-        inputs, outputs = (encoder_io if role == "encoder" else decoder_io)(manifest.config)
-        tiled = role == "decoder" and manifest.decoder_tail_tiles > 1
-        return create_session(path, self._providers, self._settings, inputs, outputs, tiled)
-
-    def _mapper(self):
-        """``map`` over chunks: builtin (one at a time) or the shared pool's (``parallel`` at a time)."""
-        if self._parallel == 1:
-            return map
-        if self._executor is None:
-            with self._lock:
-                if self._executor is None:
-                    self._executor = ThreadPoolExecutor(max_workers=self._parallel, thread_name_prefix="snac_onnx")
-        return self._executor.map
+        return {role: list(s.providers) for role, s in self._sessions.built.items()}
 
     # ------------------------------------------------------------------ encode
-    def encode(self, audio: np.ndarray, sample_rate: int | None = None) -> list[np.ndarray]:
+    @overload
+    def encode(self, audio: list[np.ndarray], sample_rate: int | None = None) -> list[Codes]: ...
+    @overload
+    def encode(self, audio: np.ndarray, sample_rate: int | None = None) -> Codes: ...
+
+    def encode(self, audio: Any, sample_rate: int | None = None) -> Codes | list[Codes]:
         """Encode PCM to codes.
 
         Args:
-            audio: mono PCM at :attr:`sample_rate`, shape ``(samples,)``,
-                ``(batch, samples)`` or ``(batch, 1, samples)``; float in [-1, 1]
-                (float32; float64/float16 converted) or int16/int32 (scaled).
-                It is right-padded with zeros to :attr:`padding_unit` like SNAC's
+            audio: mono PCM at :attr:`sample_rate`: ``(samples,)``, ``(batch, samples)``,
+                ``(batch, 1, samples)``, or a list of 1-D arrays of different lengths; float
+                in [-1, 1] (float32; float64/float16 converted) or int16/int32 (scaled). Each
+                item is right-padded with zeros to :attr:`padding_unit` like SNAC's
                 ``preprocess``; decode with ``length=`` to trim back.
-            sample_rate: the audio's rate in Hz, checked against the model's.
+            sample_rate: the audio's rate in Hz, checked against the model's. Without it the
+                caller is trusted to pass audio at :attr:`sample_rate`.
 
         Returns:
-            One int64 array per codebook, coarse first: ``(frames_i,)`` for 1-D
-            input, ``(batch, frames_i)`` otherwise.
+            One int64 array per codebook, coarse first: ``(frames_i,)`` for 1-D input,
+            ``(batch, frames_i)`` for a batch; for a list of items, a list of such 1-D code
+            lists, each equal to what encoding the item alone returns.
         """
         check_sample_rate(sample_rate, self.sample_rate)
         prepared = prepare_audio(audio, self.padding_unit)
-        names = code_names(self.num_codebooks)
-        session = self._session("encoder")
-        results = encode_in_chunks(
-            lambda feeds: session.run(names, feeds), prepared.batch, self.config, self._parallel,
-            self._mapper(), AUDIO_NAME, self._max_chunk_seconds,
-        )
-        codes = [np.asarray(r, dtype=np.int64) for r in results]
-        if prepared.unbatched:
-            codes = [c[0] for c in codes]
-        return codes
+        items = self._runner.encode(prepared.items)
+        if prepared.form == "list":
+            return items
+        if prepared.form == "single":
+            return items[0]
+        return [np.stack([item[i] for item in items]) for i in range(self.num_codebooks)]
 
     # ------------------------------------------------------------------ decode
     def noise_shapes(self, batch: int, coarse_frames: int) -> list[tuple[int, int, int]]:
@@ -284,72 +301,75 @@ class SnacOnnx:
 
     def decode(
         self,
-        codes: Sequence[np.ndarray],
+        codes: Sequence[Any],
         *,
         length: int | None = None,
+        lengths: Sequence[int | None] | None = None,
         noise: NoiseArg = True,
         seed: int | None = None,
-    ) -> np.ndarray:
+    ) -> Any:
         """Decode codes to PCM.
 
         Args:
-            codes: one integer array per codebook, coarse first, each
-                ``(frames_i,)`` or ``(batch, frames_i)``; values in
-                ``[0, codebook_size)``; ``frames_i = frames_0 * vq_strides[0] / vq_strides[i]``.
-            length: trim the output to this many samples (the original length
-                given to :meth:`encode`); None keeps the padded length
-                ``frames_0 * samples_per_frame``.
-            noise: SNAC's decoder adds Gaussian noise in each NoiseBlock.
-                True (default, the official behaviour): fresh noise, from ``seed``
-                when given. False: no noise, deterministic output. A list of
-                float arrays (shapes from :meth:`noise_shapes`): that noise.
+            codes: one integer array per codebook, coarse first, each ``(frames_i,)`` or
+                ``(batch, frames_i)``; or a list of items of different lengths, each such a
+                list of 1-D arrays. Values in ``[0, codebook_size)``;
+                ``frames_i = frames_0 * vq_strides[0] / vq_strides[i]``.
+            length: trim the output to this many samples (the original length given to
+                :meth:`encode`); None keeps the padded length ``frames_0 * samples_per_frame``.
+            lengths: for a list of items, one such length (or None) per item.
+            noise: SNAC's decoder adds Gaussian noise in each NoiseBlock. True (default, the
+                official behaviour): fresh noise, from ``seed`` when given (for a list of
+                items, item ``i``'s from ``default_rng([seed, i])``). False: no noise,
+                deterministic output. Arrays (shapes from :meth:`noise_shapes`; for a list,
+                one list per item): that noise. See :func:`snac_onnx.codes.prepare_noise`.
             seed: seed for the noise when ``noise`` is True.
 
         Returns:
-            float32 PCM in [-1, 1]: ``(samples,)`` for 1-D codes, ``(batch, samples)`` otherwise.
+            float32 PCM in [-1, 1]: ``(samples,)`` for 1-D codes, ``(batch, samples)`` for a
+            batch, a list of 1-D arrays for a list of items (each equal to decoding it alone).
         """
         prepared = prepare_codes(codes, self.config)
-        total = prepared.coarse_frames * self.samples_per_frame
-        if length is not None:
-            if isinstance(length, bool) or not isinstance(length, (int, np.integer)) or not 0 < length <= total:
-                raise InvalidCodesError(
-                    f"length must be an int in [1, {total}] (the samples these codes decode to), got {length!r}"
-                )
-        code_feeds = dict(zip(code_names(self.num_codebooks), prepared.arrays))
-        noise_feeds = dict(zip(noise_names(self.config.num_noise_blocks), self._noise(prepared, noise, seed)))
-        session = self._session("decoder")
-        audio = decode_in_chunks(
-            lambda feeds: session.run([AUDIO_NAME], feeds), code_feeds, noise_feeds, self.config,
-            self._parallel, self._mapper(), self._max_chunk_seconds,
-        )
-        audio = audio[:, 0, : total if length is None else int(length)]
-        if not np.isfinite(audio).all():  # never hand out silently broken audio
-            raise ModelFormatError(
-                "the decoder produced NaN or infinite samples from valid codes: the model files or the fused "
-                "Snake kernel are damaged; re-download the model, or pass SessionSettings(fused_snake=False)"
-            )
-        return audio[0] if prepared.unbatched else audio
+        return self._decode(prepared, length, lengths, noise, seed)
 
-    def _noise(self, prepared: PreparedCodes, noise: NoiseArg, seed: int | None) -> list[np.ndarray]:
-        shapes = self.noise_shapes(prepared.batch_size, prepared.coarse_frames)
-        if noise is True:
-            rng = np.random.default_rng(seed)
-            return [rng.standard_normal(shape, dtype=np.float32) for shape in shapes]
-        if seed is not None:
-            raise ValueError("seed applies to generated noise only; pass noise=True with seed, or drop seed")
-        if noise is False:
-            return [np.zeros(shape, dtype=np.float32) for shape in shapes]
-        if isinstance(noise, np.ndarray) or not isinstance(noise, Sequence) or len(noise) != len(shapes):
-            raise ValueError(f"noise must be True, False, or a list of {len(shapes)} arrays of shapes {shapes}")
-        out = []
-        for j, (arr, shape) in enumerate(zip(noise, shapes)):
-            arr = np.ascontiguousarray(arr, dtype=np.float32)
-            if arr.shape != shape:
-                raise ValueError(f"noise[{j}] has shape {arr.shape}; expected {shape}")
-            if not np.isfinite(arr).all():
-                raise ValueError(f"noise[{j}] contains NaN or infinite values")
-            out.append(arr)
-        return out
+    def _decode(
+        self,
+        prepared: PreparedCodes,
+        length: int | None,
+        lengths: Sequence[int | None] | None,
+        noise: NoiseArg,
+        seed: int | None,
+    ) -> Any:
+        spf = self.samples_per_frame
+        if prepared.form == "list":
+            if length is not None:
+                raise InvalidArgumentError("a list of items takes lengths=[...] (one per item), not length=")
+            if lengths is None:
+                lengths = [None] * prepared.batch_size
+            if (
+                isinstance(lengths, (str, bytes))
+                or not isinstance(lengths, Sequence)
+                or len(lengths) != prepared.batch_size
+            ):
+                raise InvalidArgumentError(
+                    f"lengths must be a list of {prepared.batch_size} ints (or None), got {lengths!r}"
+                )
+            trims = [
+                _check_length(n, f * spf, f"lengths[{i}]")
+                for i, (n, f) in enumerate(zip(lengths, prepared.frames, strict=True))
+            ]
+        else:
+            if lengths is not None:
+                raise InvalidArgumentError("lengths= is for a list of items; pass length= for one item or a batch")
+            trims = [_check_length(length, prepared.frames[0] * spf, "length")] * prepared.batch_size
+        noise_items = prepare_noise(noise, seed, prepared, self.config)
+        audio = self._runner.decode(prepared.items, noise_items)
+        trimmed = [a[:n] for a, n in zip(audio, trims, strict=True)]
+        if prepared.form == "list":
+            return trimmed
+        if prepared.form == "single":
+            return trimmed[0]
+        return np.stack(trimmed)
 
     # ------------------------------------------------------------------ tokens
     def encode_tokens(
@@ -359,6 +379,7 @@ class SnacOnnx:
 
         Returns int64 ``(frames * frame_size,)`` for 1-D audio, ``(batch, ...)`` otherwise.
         """
+        layout = resolve_layout(layout)
         return codes_to_tokens(self.encode(audio, sample_rate=sample_rate), self.vq_strides, layout)
 
     def decode_tokens(
@@ -372,7 +393,10 @@ class SnacOnnx:
     ) -> np.ndarray:
         """Decode flat token ids (a whole number of frames) to PCM; arguments as :meth:`decode`."""
         codes = tokens_to_codes(tokens, self.vq_strides, self.codebook_size, layout)
-        return self.decode(codes, length=length, noise=noise, seed=seed)
+        result: np.ndarray = self._decode(
+            prepare_codes(codes, self.config, check_values=False), length, None, noise, seed
+        )
+        return result
 
     # ------------------------------------------------------------------ streaming
     def stream(
@@ -392,7 +416,7 @@ class SnacOnnx:
         of the whole sequence (noise off).
         """
         return StreamDecoder(
-            self,
+            self._runner,
             chunk_frames=chunk_frames,
             left_context=left_context,
             lookahead=lookahead,
@@ -401,9 +425,19 @@ class SnacOnnx:
             seed=seed,
         )
 
-    def orpheus_stream(self, *, end_of_speech: int = END_OF_SPEECH, **stream_args: object) -> OrpheusStream:
+    def orpheus_stream(self, *, end_of_speech: int = END_OF_SPEECH, **stream_args: Any) -> OrpheusStream:
         """A stream that takes Orpheus LLM output (ids or ``<custom_token_N>`` text); see :mod:`snac_onnx.orpheus`.
 
         ``stream_args`` go to :meth:`stream` (``chunk_frames``, ``lookahead``, ``noise``, ``seed``...).
         """
-        return OrpheusStream(self, end_of_speech=end_of_speech, **stream_args)
+        return OrpheusStream(self.stream(layout="orpheus", **stream_args), end_of_speech=end_of_speech)
+
+
+def _check_length(length: object, total: int, name: str) -> int:
+    if length is None:
+        return total
+    if isinstance(length, bool) or not isinstance(length, (int, np.integer)) or not 0 < int(length) <= total:
+        raise InvalidCodesError(
+            f"{name} must be an int in [1, {total}] (the samples these codes decode to), got {length!r}"
+        )
+    return int(length)

@@ -32,15 +32,16 @@ class CodesFile:
     tokens: np.ndarray | None = None
 
 
-def save_codes(path: str | os.PathLike[str], codes: list[np.ndarray], meta: dict[str, Any], tokens: np.ndarray | None = None) -> None:
-    arrays = {f"codes_{i}": np.asarray(c, np.int64) for i, c in enumerate(codes)}
+def save_codes(
+    path: str | os.PathLike[str], codes: list[np.ndarray], meta: dict[str, Any], tokens: np.ndarray | None = None
+) -> None:
+    arrays: dict[str, np.ndarray] = {f"codes_{i}": np.asarray(c, np.int64) for i, c in enumerate(codes)}
     if tokens is not None:
         arrays["tokens"] = np.asarray(tokens, np.int64)
     full_meta = {"format": FORMAT, "version": VERSION, "num_codebooks": len(codes), **meta}
     arrays["meta"] = np.array(json.dumps(full_meta))
-    with atomic_output(path) as tmp:
-        with open(tmp, "wb") as handle:
-            np.savez(handle, **arrays)
+    with atomic_output(path) as tmp, open(tmp, "wb") as handle:
+        np.savez(handle, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds as allow_pickle
 
 
 def load_codes(path: str | os.PathLike[str]) -> CodesFile:

@@ -28,6 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from .errors import InputNotFoundError
+
 __all__ = ["AUDIO_SUFFIXES", "list_inputs", "done_paths", "EncodeFiles", "tokenize_corpus", "TokenizeSummary"]
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
@@ -48,7 +50,7 @@ def list_inputs(source: str | os.PathLike[str]) -> list[str]:
     else:
         files = [Path(p) for p in glob.glob(text, recursive=True) if Path(p).suffix.lower() in AUDIO_SUFFIXES]
         if not files and not any(ch in text for ch in "*?["):
-            raise FileNotFoundError(f"{text!r} is not a folder, a glob, or a .parquet/.jsonl manifest")
+            raise InputNotFoundError(f"{text!r} is not a folder, a glob, or a .parquet/.jsonl manifest")
     return sorted({str(p.resolve()) for p in files})
 
 
@@ -62,13 +64,13 @@ def done_paths(output_dir: str | os.PathLike[str], include_errors: bool = True) 
     done: set[str] = set()
     for file in sorted(out.glob("*.parquet")):
         table = pq.read_table(file, columns=["path", "error"])
-        for p, err in zip(table.column("path").to_pylist(), table.column("error").to_pylist()):
+        for p, err in zip(table.column("path").to_pylist(), table.column("error").to_pylist(), strict=True):
             if include_errors or err is None:
                 done.add(p)
     return done
 
 
-def _schema(num_codebooks: int, with_tokens: bool):
+def _schema(num_codebooks: int, with_tokens: bool) -> Any:
     import pyarrow as pa
 
     fields = [
@@ -99,7 +101,7 @@ class EncodeFiles:
         threads: int = 1,
         resample: bool = False,
         mix: bool = False,
-        window_seconds: float = 60.0,
+        window_seconds: float | None = None,
         layout: str | None = None,
         offline: bool | None = None,
     ) -> None:
@@ -117,8 +119,13 @@ class EncodeFiles:
 
         codec = self.codec
         row: dict[str, Any] = {
-            "path": path, "duration": None, "sample_rate": codec.sample_rate, "source_sample_rate": None,
-            "model": codec.name, "manifest_sha256": codec.manifest_sha256, "error": None,
+            "path": path,
+            "duration": None,
+            "sample_rate": codec.sample_rate,
+            "source_sample_rate": None,
+            "model": codec.name,
+            "manifest_sha256": codec.manifest_sha256,
+            "error": None,
         }
         empty: list[int] = []
         try:
@@ -130,7 +137,7 @@ class EncodeFiles:
                 row[f"codes_{i}"] = c
             if self.layout is not None:
                 row["tokens"] = codes_to_tokens(codes, codec.vq_strides, self.layout)
-        except Exception as exc:  # a bad file is a row, never a failed job
+        except Exception as exc:  # noqa: BLE001 - a bad file is a row, never a failed job
             row["error"] = f"{type(exc).__name__}: {exc}"
             for i in range(codec.num_codebooks):
                 row[f"codes_{i}"] = empty
@@ -138,7 +145,7 @@ class EncodeFiles:
                 row["tokens"] = empty
         return row
 
-    def __call__(self, batch: dict[str, np.ndarray]):
+    def __call__(self, batch: dict[str, np.ndarray]) -> Any:
         import pyarrow as pa
 
         rows = [self.encode_path(str(p)) for p in batch["path"]]
@@ -169,7 +176,7 @@ def tokenize_corpus(
     address: str | None = None,
     resample: bool = False,
     mix: bool = False,
-    window_seconds: float = 60.0,
+    window_seconds: float | None = None,
     layout: str | None = None,
     retry_errors: bool = False,
     files_per_batch: int = 4,
@@ -202,14 +209,19 @@ def tokenize_corpus(
             ray.init(address=address, log_to_driver=False)
         else:
             ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
-    cpus = int(ray.cluster_resources().get("CPU", 1))
+    cpus = int(ray.cluster_resources().get("CPU", 1))  # type: ignore[no-untyped-call]
     actors = actors or max(1, cpus // threads_per_actor)
-    ds = ray.data.from_items([{"path": p} for p in todo], override_num_blocks=max(1, min(len(todo), 4 * actors)))
-    ds = ds.map_batches(
+    items = ray.data.from_items([{"path": p} for p in todo], override_num_blocks=max(1, min(len(todo), 4 * actors)))
+    ds = items.map_batches(
         EncodeFiles,
         fn_constructor_kwargs={
-            "model": str(model), "threads": threads_per_actor, "resample": resample, "mix": mix,
-            "window_seconds": window_seconds, "layout": layout, "offline": offline,
+            "model": str(model),
+            "threads": threads_per_actor,
+            "resample": resample,
+            "mix": mix,
+            "window_seconds": window_seconds,
+            "layout": layout,
+            "offline": offline,
         },
         batch_size=files_per_batch,
         batch_format="numpy",
@@ -226,7 +238,7 @@ def tokenize_corpus(
     seconds = 0.0
     for file in set(out.glob("*.parquet")) - before:  # the rows written by this run
         table = pq.read_table(file, columns=["duration", "error"])
-        for dur, err in zip(table.column("duration").to_pylist(), table.column("error").to_pylist()):
+        for dur, err in zip(table.column("duration").to_pylist(), table.column("error").to_pylist(), strict=True):
             errors += err is not None
             seconds += dur or 0.0
     return TokenizeSummary(len(files), len(files) - len(todo), len(todo), errors, seconds, time.perf_counter() - start)

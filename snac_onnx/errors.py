@@ -2,23 +2,34 @@
 
 Every error raised on purpose by this package derives from :class:`SnacOnnxError`
 and also from the builtin that fits it, so ``except ValueError`` keeps working
-for callers that do not know this package.
+for callers that do not know this package. ``tests/runtime/test_error_contract.py``
+walks the package's ``raise`` statements and holds it to this.
 """
 
 from __future__ import annotations
 
 __all__ = [
     "SnacOnnxError",
+    "InvalidArgumentError",
     "InvalidAudioError",
     "SampleRateError",
     "InvalidCodesError",
     "ModelNotFoundError",
     "ModelFormatError",
+    "InputNotFoundError",
+    "ProviderError",
+    "KernelUnavailableError",
+    "StreamClosedError",
+    "MissingDependencyError",
 ]
 
 
 class SnacOnnxError(Exception):
     """Base class of every error raised on purpose by snac_onnx."""
+
+
+class InvalidArgumentError(SnacOnnxError, ValueError):
+    """An argument of a constructor or method outside what it allows (threads, noise, seeds, layouts...)."""
 
 
 class InvalidAudioError(SnacOnnxError, ValueError):
@@ -30,7 +41,7 @@ class SampleRateError(SnacOnnxError, ValueError):
 
 
 class InvalidCodesError(SnacOnnxError, ValueError):
-    """Codes of the wrong count, dtype, range or per-codebook lengths."""
+    """Codes or tokens of the wrong count, dtype, range or per-codebook lengths."""
 
 
 class ModelNotFoundError(SnacOnnxError, FileNotFoundError):
@@ -39,3 +50,23 @@ class ModelNotFoundError(SnacOnnxError, FileNotFoundError):
 
 class ModelFormatError(SnacOnnxError, ValueError):
     """A manifest or graph that is corrupt, of an unknown version, or inconsistent."""
+
+
+class InputNotFoundError(SnacOnnxError, FileNotFoundError):
+    """An input file, folder or glob (audio, codes, corpus) that does not exist."""
+
+
+class ProviderError(SnacOnnxError, ValueError):
+    """Execution providers given in a form onnxruntime does not take."""
+
+
+class KernelUnavailableError(SnacOnnxError, RuntimeError):
+    """The fused Snake kernel was required but cannot be used (not installed, damaged, or not CPU)."""
+
+
+class StreamClosedError(SnacOnnxError, RuntimeError):
+    """A stream used after :meth:`flush` ended it, or a codec used after :meth:`close`."""
+
+
+class MissingDependencyError(SnacOnnxError, ImportError):
+    """An optional dependency (onnxruntime, soundfile, soxr, huggingface_hub, Ray) is not installed."""

@@ -15,14 +15,17 @@ is first needed, so a decode-only user never downloads the encoder.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
 
-from .errors import ModelNotFoundError
+from .errors import MissingDependencyError, ModelNotFoundError
 from .manifest import MANIFEST_FILE
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["MODEL_REPOS", "DEFAULT_MODEL", "ModelLocation", "resolve_model"]
 
@@ -103,7 +106,7 @@ def _hub_file(repo_id: str, filename: str, revision: str | None, offline: bool, 
         from huggingface_hub import hf_hub_download
         from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError
     except ImportError as exc:  # pragma: no cover - depends on the install
-        raise ModelNotFoundError(
+        raise MissingDependencyError(
             f"loading {repo_id!r} from the hub needs huggingface_hub: pip install huggingface_hub, "
             "or pass a local model folder"
         ) from exc
@@ -130,14 +133,16 @@ def _hub_file(repo_id: str, filename: str, revision: str | None, offline: bool, 
             "Pass a local model folder, or download it on a connected machine with 'snac-onnx download'"
         ) from None
     except (EntryNotFoundError, HfHubHTTPError, OSError) as exc:
-        raise ModelNotFoundError(f"cannot fetch {repo_id}/{filename} (revision {revision or 'default'}): {exc}") from None
+        raise ModelNotFoundError(
+            f"cannot fetch {repo_id}/{filename} (revision {revision or 'default'}): {exc}"
+        ) from None
 
 
 def _looks_like_path(model: str | os.PathLike[str]) -> bool:
     """A Path object, or a string that can only be a path (``./x``, ``/x``, ``~/x``, ``a/b/c``, ``models/x``)."""
     if not isinstance(model, str):
         return True
-    if model.startswith((".", "/", "~", "\\")) or model.count("/") > 1 or os.sep != "/" and os.sep in model:
+    if model.startswith((".", "/", "~", "\\")) or model.count("/") > 1 or (os.sep != "/" and os.sep in model):
         return True
     first = model.split("/", 1)[0]
     return "/" in model and Path(first).is_dir()

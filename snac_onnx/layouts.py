@@ -20,12 +20,15 @@ position ``k`` of a frame (interleaved) or of codebook ``k`` (codebook-major) is
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Sequence
+from typing import Literal
 
 import numpy as np
 
-from .errors import InvalidCodesError
+from .codes import check_codes
+from .config import check_vq_strides, codes_per_frame
+from .errors import InvalidArgumentError, InvalidCodesError
 
 __all__ = [
     "TokenLayout",
@@ -58,9 +61,11 @@ class TokenLayout:
 
     def __post_init__(self) -> None:
         if self.order not in ("interleaved", "codebook_major"):
-            raise ValueError(f"order must be 'interleaved' or 'codebook_major', got {self.order!r}")
-        if self.offset < 0 or self.position_stride < 0:
-            raise ValueError("offset and position_stride must be >= 0")
+            raise InvalidArgumentError(f"order must be 'interleaved' or 'codebook_major', got {self.order!r}")
+        for name in ("offset", "position_stride"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise InvalidArgumentError(f"{name} must be an int >= 0, got {value!r}")
 
 
 INTERLEAVED = TokenLayout("interleaved")
@@ -76,19 +81,12 @@ def resolve_layout(layout: TokenLayout | str) -> TokenLayout:
         return layout
     if isinstance(layout, str) and layout in _NAMED:
         return _NAMED[layout]
-    raise ValueError(f"layout must be a TokenLayout or one of {sorted(_NAMED)}, got {layout!r}")
-
-
-def _check_strides(vq_strides: Sequence[int]) -> tuple[int, ...]:
-    strides = tuple(int(s) for s in vq_strides)
-    if not strides or any(s <= 0 for s in strides) or any(strides[0] % s for s in strides):
-        raise ValueError(f"vq_strides {list(strides)} must be positive divisors of the first")
-    return strides
+    raise InvalidArgumentError(f"layout must be a TokenLayout or one of {sorted(_NAMED)}, got {layout!r}")
 
 
 def frame_pattern(vq_strides: Sequence[int]) -> list[int]:
     """Codebook index of each position of one interleaved frame (depth-first)."""
-    strides = _check_strides(vq_strides)
+    strides = check_vq_strides(vq_strides)
 
     def subtree(level: int) -> list[int]:
         if level == len(strides) - 1:
@@ -101,12 +99,7 @@ def frame_pattern(vq_strides: Sequence[int]) -> list[int]:
 
 def frame_size(vq_strides: Sequence[int]) -> int:
     """Tokens per frame: ``sum(s0 / s_i)``."""
-    strides = _check_strides(vq_strides)
-    return sum(strides[0] // s for s in strides)
-
-
-def _per_frame(strides: tuple[int, ...]) -> list[int]:
-    return [strides[0] // s for s in strides]
+    return sum(codes_per_frame(vq_strides))
 
 
 def codes_to_tokens(
@@ -124,24 +117,9 @@ def codes_to_tokens(
         int64 ids, ``(frames * frame_size,)`` or ``(batch, frames * frame_size)``.
     """
     layout = resolve_layout(layout)
-    strides = _check_strides(vq_strides)
-    per = _per_frame(strides)
-    if len(codes) != len(strides):
-        raise InvalidCodesError(f"expected {len(strides)} codebooks (vq_strides {list(strides)}), got {len(codes)}")
-    arrays = [np.asarray(c) for c in codes]
-    if any(a.dtype.kind not in "iu" for a in arrays):
-        raise InvalidCodesError(f"codes must be integers, got dtypes {[str(a.dtype) for a in arrays]}")
-    if len({a.ndim for a in arrays}) != 1 or arrays[0].ndim not in (1, 2):
-        raise InvalidCodesError(f"codes must all be 1-D or all 2-D, got shapes {[a.shape for a in arrays]}")
-    unbatched = arrays[0].ndim == 1
-    batched = [a[None] if unbatched else a for a in arrays]
-    frames = batched[0].shape[1]
-    expected = [frames * p for p in per]
-    if [a.shape[1] for a in batched] != expected or len({a.shape[0] for a in batched}) != 1:
-        raise InvalidCodesError(
-            f"code shapes {[a.shape for a in arrays]} do not fit vq_strides {list(strides)} "
-            f"(with {frames} frames the lengths must be {expected})"
-        )
+    strides = check_vq_strides(vq_strides)
+    per = codes_per_frame(strides)
+    batched, frames, unbatched = check_codes(codes, strides, None, allow_empty=True)
     batch = batched[0].shape[0]
     if layout.order == "codebook_major":
         parts = [a.astype(np.int64) + layout.offset + k * layout.position_stride for k, a in enumerate(batched)]
@@ -180,8 +158,8 @@ def tokens_to_codes(
             non-integer dtype, or an id outside its position's range.
     """
     layout = resolve_layout(layout)
-    strides = _check_strides(vq_strides)
-    per = _per_frame(strides)
+    strides = check_vq_strides(vq_strides)
+    per = codes_per_frame(strides)
     step = sum(per)
     arr = np.asarray(tokens)
     if arr.dtype.kind not in "iu":

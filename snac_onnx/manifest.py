@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
+from .config import ModelConfig
 from .errors import ModelFormatError, ModelNotFoundError
 
 __all__ = [
@@ -35,7 +36,6 @@ __all__ = [
     "ENCODER_FILE",
     "DECODER_FILE",
     "AUDIO_NAME",
-    "ModelConfig",
     "Manifest",
     "code_names",
     "noise_names",
@@ -51,6 +51,8 @@ ENCODER_FILE = "encoder.onnx"
 DECODER_FILE = "decoder.onnx"
 AUDIO_NAME = "audio"
 
+logger = logging.getLogger(__name__)
+
 
 def code_names(num_codebooks: int) -> list[str]:
     """Names of the code tensors, coarse first: ``codes_0`` .. ``codes_{n-1}``."""
@@ -60,115 +62,6 @@ def code_names(num_codebooks: int) -> list[str]:
 def noise_names(num_noise_blocks: int) -> list[str]:
     """Names of the decoder's noise inputs, one per NoiseBlock, in graph order."""
     return [f"noise_{j}" for j in range(num_noise_blocks)]
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """The parts of a SNAC configuration the runtime needs.
-
-    Attributes:
-        sample_rate: audio sample rate in Hz.
-        encoder_rates: strides of the encoder blocks; their product is the hop.
-        decoder_rates: strides of the decoder blocks, in order.
-        vq_strides: temporal stride of each codebook, coarse first.
-        codebook_size: number of entries per codebook; codes lie in ``[0, size)``.
-        codebook_dim: dimension of each codebook entry.
-        attn_window_size: local attention window in latent steps, or None.
-        noise: whether the decoder has NoiseBlocks (and so noise inputs).
-    """
-
-    sample_rate: int
-    encoder_rates: tuple[int, ...]
-    decoder_rates: tuple[int, ...]
-    vq_strides: tuple[int, ...]
-    codebook_size: int
-    codebook_dim: int
-    attn_window_size: int | None
-    noise: bool
-
-    @property
-    def hop_length(self) -> int:
-        """Audio samples per latent step (the finest codebook's frame)."""
-        return math.prod(self.encoder_rates)
-
-    @property
-    def num_codebooks(self) -> int:
-        return len(self.vq_strides)
-
-    @property
-    def latent_multiple(self) -> int:
-        """Latent steps must be a multiple of this (coarsest stride and attention window)."""
-        return math.lcm(self.vq_strides[0], self.attn_window_size or 1)
-
-    @property
-    def padding_unit(self) -> int:
-        """Audio is right-padded to a multiple of this many samples, as SNAC's ``preprocess``."""
-        return self.hop_length * self.latent_multiple
-
-    @property
-    def frames_multiple(self) -> int:
-        """The coarse code count must be a multiple of this (1 without attention)."""
-        return self.latent_multiple // self.vq_strides[0]
-
-    @property
-    def num_noise_blocks(self) -> int:
-        return len(self.decoder_rates) if self.noise else 0
-
-    def code_lengths(self, coarse_frames: int) -> list[int]:
-        """Per-codebook lengths for ``coarse_frames`` frames of the coarsest codebook."""
-        top = self.vq_strides[0]
-        return [coarse_frames * top // s for s in self.vq_strides]
-
-    def noise_lengths(self, coarse_frames: int) -> list[int]:
-        """Time length of each decoder noise input for ``coarse_frames`` coarse frames."""
-        if not self.noise:
-            return []
-        steps = coarse_frames * self.vq_strides[0]
-        lengths = []
-        for rate in self.decoder_rates:
-            steps *= rate
-            lengths.append(steps)
-        return lengths
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "sampling_rate": self.sample_rate,
-            "encoder_rates": list(self.encoder_rates),
-            "decoder_rates": list(self.decoder_rates),
-            "vq_strides": list(self.vq_strides),
-            "codebook_size": self.codebook_size,
-            "codebook_dim": self.codebook_dim,
-            "attn_window_size": self.attn_window_size,
-            "noise": self.noise,
-            "hop_length": self.hop_length,
-            "padding_unit": self.padding_unit,
-        }
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> "ModelConfig":
-        """Build from a manifest's ``config`` (or an official SNAC ``config.json``)."""
-        try:
-            window = data.get("attn_window_size")
-            cfg = cls(
-                sample_rate=int(data["sampling_rate"]),
-                encoder_rates=tuple(int(r) for r in data["encoder_rates"]),
-                decoder_rates=tuple(int(r) for r in data["decoder_rates"]),
-                vq_strides=tuple(int(s) for s in data["vq_strides"]),
-                codebook_size=int(data["codebook_size"]),
-                codebook_dim=int(data.get("codebook_dim", 8)),
-                attn_window_size=None if window is None else int(window),
-                noise=bool(data.get("noise", True)),
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ModelFormatError(f"model config is incomplete or malformed: {exc!r}") from exc
-        strides = cfg.vq_strides
-        if not strides or any(s <= 0 for s in strides) or any(strides[0] % s for s in strides):
-            raise ModelFormatError(f"vq_strides {list(strides)} must be positive divisors of the first")
-        if "hop_length" in data and int(data["hop_length"]) != cfg.hop_length:
-            raise ModelFormatError(
-                f"config hop_length {data['hop_length']} differs from prod(encoder_rates) = {cfg.hop_length}"
-            )
-        return cfg
 
 
 def encoder_io(config: ModelConfig) -> tuple[list[str], list[str]]:
@@ -220,7 +113,7 @@ class Manifest:
 
     def file_path(self, role: str, precision: str = "fp32") -> Path:
         """Path of the graph file for ``role`` (``"encoder"`` or ``"decoder"``)."""
-        return self.folder / self.file_entry(role, precision)["path"]
+        return self.folder / str(self.file_entry(role, precision)["path"])
 
 
 def sha256_file(path: Path, chunk_bytes: int = 1 << 20) -> str:
@@ -272,7 +165,7 @@ def load_manifest(folder: str | Path) -> Manifest:
             str(p): {role: dict(v[role]) for role in ("encoder", "decoder")} for p, v in raw.get("variants", {}).items()
         }
         for entry in [*files.values(), *(e for v in variants.values() for e in v.values())]:
-            entry["path"], entry["sha256"]  # noqa: B018 - presence check
+            entry["path"], entry["sha256"]
         name = str(raw["name"])
     except (KeyError, TypeError) as exc:
         raise ModelFormatError(f"{str(path)!r} lacks a required field: {exc!r}; re-export the model") from exc

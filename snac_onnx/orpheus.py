@@ -12,15 +12,13 @@ full context (see :mod:`snac_onnx.streaming`).
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Iterable
+from collections.abc import Iterable
 
 import numpy as np
 
-from .errors import InvalidCodesError
-from .layouts import ORPHEUS, frame_size
-
-if TYPE_CHECKING:
-    from .codec import SnacOnnx
+from .errors import InvalidArgumentError, InvalidCodesError
+from .layouts import ORPHEUS
+from .streaming import StreamDecoder
 
 __all__ = ["OrpheusStream", "CUSTOM_TOKEN_BASE", "END_OF_SPEECH", "parse_custom_tokens"]
 
@@ -44,10 +42,19 @@ class OrpheusStream:
     further pushes return nothing.
     """
 
-    def __init__(self, codec: "SnacOnnx", *, end_of_speech: int = END_OF_SPEECH, **stream_args: object) -> None:
-        if frame_size(codec.vq_strides) != 7:
-            raise ValueError(f"Orpheus layout is for 3-codebook (24 kHz) models; this one has vq_strides {codec.vq_strides}")
-        self._stream = codec.stream(layout=ORPHEUS, **stream_args)  # type: ignore[arg-type]
+    def __init__(self, stream: StreamDecoder, *, end_of_speech: int = END_OF_SPEECH) -> None:
+        config = stream.config
+        if config.frame_tokens != 7:
+            raise InvalidArgumentError(
+                f"Orpheus layout is for 3-codebook (24 kHz) models; this one has vq_strides {config.vq_strides}"
+            )
+        if stream.layout != ORPHEUS:
+            raise InvalidArgumentError(
+                f"an Orpheus stream needs a StreamDecoder with layout ORPHEUS, got {stream.layout}"
+            )
+        if isinstance(end_of_speech, bool) or not isinstance(end_of_speech, (int, np.integer)):
+            raise InvalidArgumentError(f"end_of_speech must be a token id (int), got {end_of_speech!r}")
+        self._stream = stream
         self._end = int(end_of_speech)
         self._low = ORPHEUS.offset
         self._high = ORPHEUS.offset + 7 * ORPHEUS.position_stride
@@ -55,7 +62,7 @@ class OrpheusStream:
         self.done = False
 
     @property
-    def stream(self):
+    def stream(self) -> StreamDecoder:
         """The underlying :class:`~snac_onnx.streaming.StreamDecoder`."""
         return self._stream
 
@@ -65,12 +72,18 @@ class OrpheusStream:
         if isinstance(item, str):
             text = self._text_tail + item
             match = _PARTIAL_TAG.search(text)
-            self._text_tail = text[match.start():] if match else ""
+            self._text_tail = text[match.start() :] if match else ""
             ids = parse_custom_tokens(text[: match.start()] if match else text)
-        elif isinstance(item, (int, np.integer)):
+        elif isinstance(item, (int, np.integer)) and not isinstance(item, bool):
             ids = [int(item)]
         else:
-            ids = [int(i) for i in item]
+            try:
+                arr = np.asarray(list(item))  # type: ignore[arg-type]  # anything iterable is checked below
+            except TypeError:
+                raise InvalidCodesError(f"push takes token ids or generated text, got {type(item).__name__}") from None
+            if arr.size and (arr.dtype.kind not in "iu" or arr.ndim != 1):
+                raise InvalidCodesError(f"token ids must be a 1-D sequence of integers, got {arr.dtype} {arr.shape}")
+            ids = [int(i) for i in arr]
         pieces = []
         audio_ids: list[int] = []
         for token in ids:

@@ -1,79 +1,123 @@
-"""onnxruntime sessions: execution providers, session options, name checks.
+"""Loading: a model's graph files become checked onnxruntime sessions.
 
-Providers are given in onnxruntime's own forms: a name
-(``"CUDAExecutionProvider"``), a ``(name, options)`` pair, or a list of those.
-After a session is created, :func:`create_session` compares
-``session.get_providers()`` with what was asked and logs a warning for every
-requested provider that is not in use (a classic cause: ``onnxruntime`` and
-``onnxruntime-gpu`` installed side by side, which silently gives CPU only).
+:func:`load_session` turns (location, manifest, role, precision, providers, settings, verify)
+into a :class:`LoadedSession`: the graph fetched (hub models) and its sha256 checked against
+the manifest, session options from :class:`SessionSettings` (or the caller's own
+``onnxruntime.SessionOptions``), the fused Snake kernel registered where it applies, the
+providers in use compared with those asked for, and the graph's input/output names compared
+with the contract. :class:`ModelSessions` holds the sessions of one model, built lazily and
+once per role, thread-safe.
+
+Providers are given in onnxruntime's own forms: a name (``"CUDAExecutionProvider"``), a
+``(name, options)`` pair, or a list of those. A requested provider that is not in use is
+logged as a warning (a classic cause: ``onnxruntime`` and ``onnxruntime-gpu`` installed side
+by side, which silently gives CPU only).
+
+onnxruntime is imported on first use, not with this module, so ``import snac_onnx`` works
+without it; :func:`onnxruntime` raises :class:`MissingDependencyError` naming the extra.
 """
 
 from __future__ import annotations
 
 import logging
-import weakref
+import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence, Union
+from typing import TYPE_CHECKING, Any
 
-try:
+from . import kernels
+from .errors import (
+    InvalidArgumentError,
+    KernelUnavailableError,
+    MissingDependencyError,
+    ModelFormatError,
+    ModelNotFoundError,
+    ProviderError,
+    StreamClosedError,
+)
+from .hub import ModelLocation
+from .manifest import Manifest, decoder_io, encoder_io, sha256_file
+
+if TYPE_CHECKING:
     import onnxruntime as ort
-except ImportError as exc:  # pragma: no cover - depends on the install
-    raise ImportError(
-        "snac_onnx needs onnxruntime: pip install 'snac-onnx[cpu]' (or '[gpu]' for onnxruntime-gpu; never both)"
-    ) from exc
-
-from .errors import ModelFormatError, ModelNotFoundError, SnacOnnxError
-from .kernels import set_snake_threads, snake_library
 
 __all__ = [
+    "ROLES",
     "ProviderSpec",
     "SessionSettings",
+    "LoadedSession",
+    "ModelSessions",
+    "load_session",
+    "onnxruntime",
     "normalize_providers",
     "provider_names",
     "conflicting_runtime_packages",
-    "create_session",
     "fused_snake_library",
-    "uses_fused_snake",
 ]
 
-logger = logging.getLogger("snac_onnx")
+logger = logging.getLogger(__name__)
 
-ProviderSpec = Union[str, tuple[str, dict[str, Any]]]
+ProviderSpec = str | tuple[str, dict[str, Any]]
+ROLES = ("encoder", "decoder")
 
 _CPU = "CPUExecutionProvider"
-_FUSED_SESSIONS: "weakref.WeakSet[ort.InferenceSession]" = weakref.WeakSet()
+_LEVELS = ("all", "extended", "basic", "disable")
+MAX_THREADS_PER_CPU = 8  # more intra-op threads than this per usable CPU only thrash (1000 on 2 cores hung)
+
+
+def onnxruntime() -> Any:
+    """The ``onnxruntime`` module, or :class:`MissingDependencyError` saying which extra installs it."""
+    try:
+        import onnxruntime as ort
+    except ImportError as exc:
+        raise MissingDependencyError(
+            "snac_onnx needs onnxruntime: pip install 'snac-onnx[cpu]' (or 'snac-onnx[gpu]' for onnxruntime-gpu; "
+            f"never both) ({exc})"
+        ) from exc
+    return ort
+
+
+def _check_threads(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidArgumentError(f"{name} must be an int >= 0 (0 lets onnxruntime choose), got {value!r}")
+    limit = MAX_THREADS_PER_CPU * kernels.default_threads()
+    if not 0 <= value <= limit:
+        raise InvalidArgumentError(
+            f"{name}={value} is outside [0, {limit}]: this process may use {kernels.default_threads()} CPU(s), "
+            f"and more than {MAX_THREADS_PER_CPU} threads per CPU only thrash; 0 lets onnxruntime choose"
+        )
+    return value
 
 
 @dataclass(frozen=True)
 class SessionSettings:
-    """Session options chosen on purpose for a codec fed variable lengths.
+    """Session options chosen on purpose for a codec fed variable lengths; checked when made.
 
     Attributes:
-        intra_op_threads: threads inside one operator; 0 lets onnxruntime pick
-            (one per physical core).
+        intra_op_threads: threads inside one operator; 0 lets onnxruntime pick (one per
+            physical core). At most :data:`MAX_THREADS_PER_CPU` per usable CPU.
         inter_op_threads: threads across operators (sequential mode uses 1).
         graph_optimization: ``"all"``, ``"extended"``, ``"basic"`` or ``"disable"``.
-        memory_pattern: onnxruntime's memory-pattern planner. Off by default:
-            it plans for one input shape and re-plans (growing memory) when
-            lengths vary, which is the normal case for a codec.
-        cpu_arena: onnxruntime's CPU memory arena. On by default (fast
-            re-use of buffers); turn off to return memory to the OS between calls.
-        memory_reuse: onnxruntime's planned re-use of one tensor's buffer for a
-            later tensor of the same shape (``enable_mem_reuse``). None (default):
-            off for a decoder whose high-rate tail runs in time tiles (the
-            manifest's ``graphs.decoder.tail_tiles`` > 1), on otherwise. The
-            planner pairs tensors of equal shape across tiles and keeps each
-            buffer from the first tile until the last, which defeats the tiling:
-            a 43-frame run at 24 kHz held 134 MB of tensors with re-use, 35 MB
-            without (68 MB for the untiled graph either way). The encoder keeps
-            it (4% faster, 8 MB more).
-        fused_snake: use the fused Snake kernel (:mod:`snac_onnx.kernels`).
-            None (default): when it is installed and the session runs on the
-            CPU execution provider only. True: require it (an error if it is
-            not installed or another provider is asked for). False: never; the
-            graphs then run Snake as plain ONNX nodes (same results within
-            float rounding, about 2x slower on CPU).
+        memory_pattern: onnxruntime's memory-pattern planner. Off by default: it plans for one
+            input shape and re-plans (growing memory) when lengths vary, which is the normal
+            case for a codec.
+        cpu_arena: onnxruntime's CPU memory arena. On by default (fast re-use of buffers);
+            turn off to return memory to the OS between calls.
+        memory_reuse: onnxruntime's planned re-use of one tensor's buffer for a later tensor
+            of the same shape (``enable_mem_reuse``). None (default): off for a decoder whose
+            high-rate tail runs in time tiles (the manifest's ``graphs.decoder.tail_tiles`` >
+            1), on otherwise. The planner pairs tensors of equal shape across tiles and keeps
+            each buffer from the first tile until the last, which defeats the tiling (see the
+            README's tiling notes). The encoder keeps it.
+        fused_snake: use the fused Snake kernel (:mod:`snac_onnx.kernels`). None (default):
+            when it is installed and the session runs on the CPU execution provider only.
+            True: require it (an error if it is not installed or another provider is asked
+            for). False: never; the graphs then run Snake as plain ONNX nodes (same results
+            within float rounding, slower on CPU).
+
+    Raises:
+        InvalidArgumentError: a value of the wrong type or outside its range.
     """
 
     intra_op_threads: int = 0
@@ -84,18 +128,29 @@ class SessionSettings:
     memory_reuse: bool | None = None
     fused_snake: bool | None = None
 
+    def __post_init__(self) -> None:
+        _check_threads("intra_op_threads", self.intra_op_threads)
+        _check_threads("inter_op_threads", self.inter_op_threads)
+        if self.graph_optimization not in _LEVELS:
+            raise InvalidArgumentError(
+                f"graph_optimization must be one of {list(_LEVELS)}, got {self.graph_optimization!r}"
+            )
+        for name in ("memory_pattern", "cpu_arena"):
+            if not isinstance(getattr(self, name), bool):
+                raise InvalidArgumentError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        for name in ("memory_reuse", "fused_snake"):
+            if getattr(self, name) not in (None, True, False):
+                raise InvalidArgumentError(f"{name} must be None, True or False, got {getattr(self, name)!r}")
+
     def to_session_options(self, tiled: bool = False) -> ort.SessionOptions:
         """onnxruntime options for these settings; ``tiled``: the graph runs part of itself in time tiles."""
+        ort = onnxruntime()
         levels = {
             "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
             "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
             "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
             "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
         }
-        if self.graph_optimization not in levels:
-            raise ValueError(f"graph_optimization must be one of {sorted(levels)}, got {self.graph_optimization!r}")
-        if self.intra_op_threads < 0 or self.inter_op_threads < 0:
-            raise ValueError("thread counts must be >= 0 (0 lets onnxruntime choose)")
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = self.intra_op_threads
         opts.inter_op_num_threads = self.inter_op_threads
@@ -112,32 +167,35 @@ def normalize_providers(providers: ProviderSpec | Sequence[ProviderSpec] | None)
     """Return providers as a list of names or ``(name, options)`` pairs; None means CPU.
 
     Raises:
-        SnacOnnxError (ValueError): a malformed entry.
+        ProviderError: a malformed entry, or an empty list.
     """
     if providers is None:
         return [_CPU]
+    entries: Sequence[object]
     if isinstance(providers, str) or (
         isinstance(providers, tuple) and len(providers) == 2 and isinstance(providers[1], dict)
     ):
-        providers = [providers]  # type: ignore[list-item]
+        entries = [providers]
+    elif isinstance(providers, (list, tuple)):
+        entries = providers
+    else:
+        raise ProviderError(
+            f"providers must be a name, a (name, options) pair or a list of them, got {type(providers).__name__}"
+        )
     out: list[ProviderSpec] = []
-    for entry in providers:  # type: ignore[union-attr]
-        if isinstance(entry, str):
+    for entry in entries:
+        if isinstance(entry, str) and entry:
             out.append(entry)
         elif isinstance(entry, tuple) and len(entry) == 2 and isinstance(entry[0], str) and isinstance(entry[1], dict):
             out.append((entry[0], dict(entry[1])))
         else:
-            raise _ProviderValueError(
-                f"provider {entry!r} is not a name or a (name, options) pair; "
-                f"available here: {ort.get_available_providers()}"
+            raise ProviderError(
+                f"provider {entry!r} is not a name or a (name, options) pair, such as 'CPUExecutionProvider' or "
+                "('CUDAExecutionProvider', {'device_id': 0})"
             )
     if not out:
-        raise _ProviderValueError("providers is empty; pass None for CPU")
+        raise ProviderError("providers is empty; pass None for CPU")
     return out
-
-
-class _ProviderValueError(SnacOnnxError, ValueError):
-    pass
 
 
 def provider_names(providers: Sequence[ProviderSpec]) -> list[str]:
@@ -148,6 +206,7 @@ def provider_names(providers: Sequence[ProviderSpec]) -> list[str]:
 def conflicting_runtime_packages() -> list[str]:
     """Installed onnxruntime distributions; more than one means they shadow each other."""
     from importlib import metadata  # here, not at import: about 3 MB of modules only this check needs
+
     names = ["onnxruntime", "onnxruntime-gpu", "onnxruntime-directml", "onnxruntime-openvino", "onnxruntime-silicon"]
     found = []
     for name in names:
@@ -159,105 +218,221 @@ def conflicting_runtime_packages() -> list[str]:
     return found
 
 
-class _KernelUnavailableError(SnacOnnxError, RuntimeError):
-    pass
-
-
-def uses_fused_snake(session: ort.InferenceSession) -> bool:
-    """True when ``session`` was created by :func:`create_session` with the fused Snake kernel registered."""
-    return session in _FUSED_SESSIONS
-
-
 def fused_snake_library(wanted: bool | None, providers: Sequence[str]) -> Path | None:
     """The kernel library to register for a session on ``providers``, or None (see SessionSettings.fused_snake).
 
     Raises:
-        SnacOnnxError (RuntimeError): ``wanted`` is True but the library is not
-            installed or a provider other than CPU is asked for.
+        KernelUnavailableError: ``wanted`` is True but the library is not installed or a
+            provider other than CPU is asked for.
     """
     if wanted is False:
         return None
     cpu_only = all(name == _CPU for name in providers)
-    library = snake_library()
+    library = kernels.snake_library()
     if wanted is True:
         if library is None:
-            raise _KernelUnavailableError(
+            raise KernelUnavailableError(
                 "fused_snake=True, but the fused Snake kernel (snac_onnx._snake) is not installed: "
                 "reinstall snac-onnx from source with a C compiler present, or pass fused_snake=None"
             )
         if not cpu_only:
-            raise _KernelUnavailableError(
+            raise KernelUnavailableError(
                 f"fused_snake=True needs the CPU execution provider alone; providers are {list(providers)}"
             )
     return library if cpu_only else None
 
 
-def create_session(
-    path: Path,
+@dataclass(frozen=True)
+class LoadedSession:
+    """A checked onnxruntime session of one graph.
+
+    Attributes:
+        role: ``"encoder"`` or ``"decoder"``.
+        session: the onnxruntime session.
+        path: the graph file it was built from.
+        fused_snake: whether the fused Snake kernel is registered for it.
+        providers: the execution providers it runs on (``session.get_providers()``).
+    """
+
+    role: str
+    session: ort.InferenceSession
+    path: Path
+    fused_snake: bool
+    providers: tuple[str, ...]
+
+
+def _options(
+    settings: SessionSettings, session_options: ort.SessionOptions | None, tiled: bool, library: Path | None
+) -> tuple[ort.SessionOptions, Path | None]:
+    options = settings.to_session_options(tiled) if session_options is None else session_options
+    if library is None:
+        return options, None
+    threads = settings.intra_op_threads if session_options is None else session_options.intra_op_num_threads
+    try:
+        options.register_custom_ops_library(str(library))
+        kernels.set_snake_threads(library, threads)
+    except Exception as exc:
+        if settings.fused_snake:
+            raise KernelUnavailableError(f"could not load the fused Snake kernel {str(library)!r}: {exc}") from exc
+        logger.warning("fused Snake kernel %s not loaded (%s); running unfused", library, exc)
+        if session_options is not None:
+            raise KernelUnavailableError(
+                f"could not register the fused Snake kernel {str(library)!r} on the given session_options: {exc}; "
+                "pass SessionSettings(fused_snake=False)"
+            ) from exc
+        return settings.to_session_options(tiled), None
+    return options, library
+
+
+def load_session(
+    location: ModelLocation,
+    manifest: Manifest,
+    role: str,
+    *,
+    precision: str,
     providers: Sequence[ProviderSpec],
     settings: SessionSettings,
-    expected_inputs: Sequence[str],
-    expected_outputs: Sequence[str],
-    tiled: bool = False,
-) -> ort.InferenceSession:
-    """Create a session for ``path``, then check its providers and its input/output names.
-
-    ``tiled``: the graph runs part of itself in time tiles (see ``SessionSettings.memory_reuse``).
+    verify: bool,
+    session_options: ort.SessionOptions | None = None,
+) -> LoadedSession:
+    """Fetch, check and load ``role``'s graph; see the module docstring for what is checked.
 
     Raises:
-        ModelNotFoundError: ``path`` does not exist.
-        ModelFormatError: onnxruntime cannot load the file, or its graph names
-            differ from ``expected_inputs`` / ``expected_outputs``.
+        ModelNotFoundError: the graph file is missing (or cannot be fetched).
+        ModelFormatError: its sha256 differs from the manifest's, onnxruntime cannot load it,
+            or its input/output names differ from the contract.
+        KernelUnavailableError: ``settings.fused_snake`` is True and the kernel cannot be used.
     """
+    ort = onnxruntime()
+    entry = manifest.file_entry(role, precision)
+    path = location.fetch(str(entry["path"]))
     if not path.is_file():
         raise ModelNotFoundError(f"graph file {str(path)!r} is missing; re-export or re-download the model")
+    if verify:
+        actual, expected = sha256_file(path), str(entry["sha256"])
+        if actual != expected:
+            raise ModelFormatError(
+                f"{str(path)!r} has sha256 {actual[:16]}..., the manifest expects {expected[:16]}...: "
+                "the file is corrupt or from another export; re-export or re-download the model"
+            )
     requested = provider_names(providers)
     available = ort.get_available_providers()
-    usable = [p for p in providers if (p if isinstance(p, str) else p[0]) in available]
-    if not usable:
-        usable = [_CPU]
-    options = settings.to_session_options(tiled)
+    usable = [p for p in providers if (p if isinstance(p, str) else p[0]) in available] or [_CPU]
+    tiled = role == "decoder" and manifest.decoder_tail_tiles > 1
     library = fused_snake_library(settings.fused_snake, provider_names(usable))
-    if library is not None:
-        try:
-            options.register_custom_ops_library(str(library))
-            set_snake_threads(library, settings.intra_op_threads)
-        except Exception as exc:  # a damaged or foreign build of the library
-            if settings.fused_snake:
-                raise _KernelUnavailableError(f"could not load the fused Snake kernel {str(library)!r}: {exc}") from exc
-            logger.warning("fused Snake kernel %s not loaded (%s); running unfused", library, exc)
-            options = settings.to_session_options(tiled)
-            library = None
+    options, library = _options(settings, session_options, tiled, library)
     try:
         session = ort.InferenceSession(str(path), sess_options=options, providers=usable)
-    except Exception as exc:  # onnxruntime raises its own Fail/InvalidProtobuf types
+    except Exception as exc:
         raise ModelFormatError(
             f"onnxruntime could not load {str(path)!r}: {exc}. The file may be truncated or corrupt; "
             "re-export or re-download it"
         ) from exc
-    if library is not None:
-        _FUSED_SESSIONS.add(session)
-    used = session.get_providers()
+    used = tuple(session.get_providers())
     missing = [name for name in requested if name not in used]
     if missing:
-        hint = ""
         runtimes = conflicting_runtime_packages()
-        if len(runtimes) > 1:
-            hint = f" Several onnxruntime packages are installed ({', '.join(runtimes)}); keep only one."
+        hint = (
+            f" Several onnxruntime packages are installed ({', '.join(runtimes)}); keep only one."
+            if len(runtimes) > 1
+            else ""
+        )
         logger.warning(
             "requested execution provider(s) %s are not in use for %s; running on %s (available: %s).%s",
             missing,
             path.name,
-            used,
+            list(used),
             available,
             hint,
         )
     inputs = [i.name for i in session.get_inputs()]
     outputs = [o.name for o in session.get_outputs()]
+    expected_inputs, expected_outputs = (encoder_io if role == "encoder" else decoder_io)(manifest.config)
     if sorted(inputs) != sorted(expected_inputs) or sorted(outputs) != sorted(expected_outputs):
         raise ModelFormatError(
             f"{str(path)!r} has inputs {inputs} and outputs {outputs}; the manifest promises "
             f"inputs {list(expected_inputs)} and outputs {list(expected_outputs)}. "
             "The graph and manifest come from different exports"
         )
-    return session
+    logger.debug(
+        "session %s (%s, %s): providers %s, fused Snake kernel %s, tiled tail %s",
+        role,
+        path.name,
+        precision,
+        list(used),
+        "yes" if library is not None else "no",
+        tiled,
+    )
+    return LoadedSession(role=role, session=session, path=path, fused_snake=library is not None, providers=used)
+
+
+class ModelSessions:
+    """The sessions of one model, one per role, built on first use (or by :meth:`load`) and once.
+
+    Thread-safe. Arguments as :func:`load_session`.
+    """
+
+    def __init__(
+        self,
+        location: ModelLocation,
+        manifest: Manifest,
+        *,
+        precision: str,
+        providers: Sequence[ProviderSpec],
+        settings: SessionSettings,
+        verify: bool,
+        session_options: ort.SessionOptions | None = None,
+    ) -> None:
+        self.location = location
+        self.manifest = manifest
+        self.precision = precision
+        self.providers = list(providers)
+        self.settings = settings
+        self.verify = verify
+        self.session_options = session_options
+        self._built: dict[str, LoadedSession] = {}
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def get(self, role: str) -> LoadedSession:
+        """The session of ``role``, built now if needed."""
+        loaded = self._built.get(role)
+        if loaded is not None:
+            return loaded
+        if role not in ROLES:
+            raise InvalidArgumentError(f"role must be one of {list(ROLES)}, got {role!r}")
+        with self._lock:
+            if self._closed:
+                raise StreamClosedError("this model was closed; create a new SnacOnnx")
+            loaded = self._built.get(role)
+            if loaded is None:
+                loaded = load_session(
+                    self.location,
+                    self.manifest,
+                    role,
+                    precision=self.precision,
+                    providers=self.providers,
+                    settings=self.settings,
+                    verify=self.verify,
+                    session_options=self.session_options,
+                )
+                self._built[role] = loaded
+        return loaded
+
+    @property
+    def built(self) -> dict[str, LoadedSession]:
+        """The sessions built so far, by role."""
+        return dict(self._built)
+
+    def predicted_fused_snake(self) -> bool:
+        """Whether sessions built now would use the fused kernel (what :func:`fused_snake_library` says)."""
+        try:
+            return fused_snake_library(self.settings.fused_snake, provider_names(self.providers)) is not None
+        except KernelUnavailableError:
+            return False
+
+    def close(self) -> None:
+        """Drop the sessions (onnxruntime frees them when the last reference goes); later use is an error."""
+        with self._lock:
+            self._closed = True
+            self._built.clear()

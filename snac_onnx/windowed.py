@@ -1,102 +1,106 @@
-"""Encode long audio in fixed windows with overlap: memory flat in length, codes equal to one-shot.
+"""Encode a signal read window by window: memory flat in its length, codes equal to one-shot.
 
-Each window of ``window_units`` padding units is encoded with ``context_units``
-of real audio on each side (zeros only where one-shot encoding has them too:
-past the end, padded to the unit). Windows are aligned to the padding unit, so
-the encoder's attention windows and the quantiser's pooling line up with a
-one-shot encode. With the default context (the encoder's receptive field,
-:func:`encoder_context_units`) the codes equal one-shot codes except where
-float rounding flips a near-tie.
+The planner lays windows of whole padding units on a grid over the signal
+(:func:`snac_onnx.planner.grid_chunks`), each read with ``context_units`` of real audio on
+each side (zeros only where one-shot encoding has them too: past the end, padded to the
+unit), and the runner encodes each window as one graph run and keeps its own part. Windows
+are aligned to the padding unit, so the encoder's attention windows and the quantiser's
+pooling line up with a one-shot encode. With the default context (the encoder's receptive
+field, :attr:`snac_onnx.config.ModelConfig.encoder_context`) the codes equal one-shot codes.
 """
 
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .audio import to_float_pcm
-from .errors import InvalidAudioError
-from .manifest import ModelConfig
+from .audio import pad_to_multiple, to_float_pcm
+from .errors import InvalidArgumentError, InvalidAudioError
+from .planner import Chunk, Run, budget_steps, grid_chunks
 
 if TYPE_CHECKING:
     from .codec import SnacOnnx
 
-__all__ = ["encoder_context_units", "iter_encode_windows", "encode_reader", "encode_windowed"]
-
-# SNAC's encoder (snac/layers.py): a kernel-7 conv, blocks of three kernel-7 residual units
-# (dilations 1, 3, 9) and a strided conv of kernel 2 * stride, optional attention, a kernel-7 conv.
-_RESIDUAL_REACH = sum(3 * d for d in (1, 3, 9))
-_CONV_REACH = 3
+__all__ = ["Reader", "iter_encode_windows", "encode_reader", "encode_windowed"]
 
 Reader = Callable[[int, int], np.ndarray]
 
 
-def encoder_context_units(config: ModelConfig) -> int:
-    """Padding units of context per side that cover the encoder's receptive field (an upper bound)."""
-    before_attention = _CONV_REACH
-    step = 1
-    for stride in config.encoder_rates:
-        before_attention += (_RESIDUAL_REACH + stride) * step
-        step *= stride
-    after = _CONV_REACH * config.hop_length
-    unit = config.padding_unit
-    if config.attn_window_size is None:
-        return math.ceil((before_attention + after) / unit)
-    # Windows are whole units: the last conv reaches into neighbouring windows, whose
-    # attention reads their whole window, which reaches ``before_attention`` further.
-    return math.ceil(after / unit) + math.ceil(before_attention / unit)
+def _window_units(codec: SnacOnnx, window_seconds: float | None, total_units: int) -> int:
+    if window_seconds is None:
+        window_seconds = codec.runner.max_chunk_seconds
+        if window_seconds is None:
+            return total_units
+    elif (
+        isinstance(window_seconds, bool)
+        or not isinstance(window_seconds, (int, float))
+        or not (math.isfinite(window_seconds) and window_seconds > 0)
+    ):
+        raise InvalidArgumentError(f"window_seconds must be > 0 and finite, or None; got {window_seconds!r}")
+    units = budget_steps(window_seconds, codec.padding_unit, codec.sample_rate)
+    assert units is not None
+    return units
 
 
 def iter_encode_windows(
-    codec: "SnacOnnx",
+    codec: SnacOnnx,
     read: Reader,
     total_samples: int,
     *,
-    window_seconds: float = 60.0,
+    window_seconds: float | None = None,
     context_units: int | None = None,
 ) -> Iterator[tuple[list[np.ndarray], int]]:
     """Yield ``(codes, samples_done)`` window by window.
 
     Args:
         codec: the model.
-        read: ``read(start, stop)`` returns mono PCM samples ``[start, stop)``
-            (fewer only at the end of the signal).
+        read: ``read(start, stop)`` returns mono PCM samples ``[start, stop)`` (float in
+            [-1, 1] or int16/int32; fewer only at the end of the signal).
         total_samples: length of the signal.
-        window_seconds: audio encoded per window (rounded to whole padding units).
-        context_units: overlap per side in padding units (default: receptive field).
+        window_seconds: audio kept per window, one graph run each (rounded down to whole
+            padding units, at least one); None: the codec's ``max_chunk_seconds``.
+        context_units: overlap per side in padding units (default: the receptive field).
 
     The codes of all windows, concatenated per codebook, equal the one-shot codes.
     """
+    if isinstance(total_samples, bool) or not isinstance(total_samples, (int, np.integer)):
+        raise InvalidArgumentError(f"total_samples must be an int, got {total_samples!r}")
     if total_samples <= 0:
         raise InvalidAudioError("audio has no samples")
     config = codec.config
     unit = config.padding_unit
-    context = encoder_context_units(config) if context_units is None else int(context_units)
-    window = max(1, int(window_seconds * config.sample_rate) // unit)
+    if context_units is None:
+        context = config.encoder_context
+    elif isinstance(context_units, bool) or not isinstance(context_units, (int, np.integer)) or context_units < 0:
+        raise InvalidArgumentError(f"context_units must be an int >= 0 or None, got {context_units!r}")
+    else:
+        context = int(context_units)
     total_units = math.ceil(total_samples / unit)
-    frames_per_unit = [config.latent_multiple // s for s in config.vq_strides]
-    for start in range(0, total_units, window):
-        end = min(start + window, total_units)
-        seg_start, seg_end = max(0, start - context), min(total_units, end + context)
-        pcm = to_float_pcm(read(seg_start * unit, min(seg_end * unit, total_samples)))
+    window = _window_units(codec, window_seconds, total_units)
+    for a, b, s, e in grid_chunks(0, total_units, window, context, context, complete=True):
+        start, stop = s * unit, min(e * unit, total_samples)
+        pcm = to_float_pcm(read(start, stop))
         if pcm.ndim != 1:
             raise InvalidAudioError(f"read() must return mono 1-D PCM, got shape {pcm.shape}")
-        codes = codec.encode(pcm)
-        offset = start - seg_start
-        yield (
-            [c[offset * n : (offset + end - start) * n] for c, n in zip(codes, frames_per_unit)],
-            min(end * unit, total_samples),
-        )
+        if pcm.shape[0] != stop - start:
+            raise InvalidAudioError(
+                f"read({start}, {stop}) returned {pcm.shape[0]} samples; expected {stop - start} "
+                "(the file may be shorter than its header says)"
+            )
+        run = Run(0, Chunk(a - s, b - s, 0, e - s))
+        (codes,) = codec.runner.encode([pad_to_multiple(pcm, unit)], batches=[[run]])
+        yield codes, min(b * unit, total_samples)
 
 
 def encode_reader(
-    codec: "SnacOnnx",
+    codec: SnacOnnx,
     read: Reader,
     total_samples: int,
     *,
-    window_seconds: float = 60.0,
+    window_seconds: float | None = None,
     context_units: int | None = None,
     on_progress: Callable[[int], None] | None = None,
 ) -> list[np.ndarray]:
@@ -115,7 +119,7 @@ def encode_reader(
 
 
 def encode_windowed(
-    codec: "SnacOnnx", audio: np.ndarray, *, window_seconds: float = 60.0, context_units: int | None = None
+    codec: SnacOnnx, audio: np.ndarray, *, window_seconds: float | None = None, context_units: int | None = None
 ) -> list[np.ndarray]:
     """Windowed encode of 1-D PCM held in memory; returns one-shot-equal codes."""
     pcm = to_float_pcm(audio)

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import TINY_24
+from tests.support import TINY_24
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -11,7 +11,7 @@ pytest.importorskip("snac")
 from export.checkpoint import load_random_init  # noqa: E402
 from export.pipeline import export_model  # noqa: E402
 from snac_onnx import ModelNotFoundError, SnacOnnx  # noqa: E402
-from tests.conftest import FIXTURES, pcm  # noqa: E402
+from tests.support import FIXTURES, pcm  # noqa: E402
 
 
 def test_int8_and_fp16_variants(tmp_path):

@@ -10,8 +10,8 @@ torch = pytest.importorskip("torch")
 snac = pytest.importorskip("snac")
 
 from export.graphs import TAIL_TILES, DecoderGraph, ExportSnake, prepare_for_export  # noqa: E402
-from snac_onnx.manifest import ModelConfig  # noqa: E402
-from tests.conftest import FIXTURES  # noqa: E402
+from snac_onnx.config import ModelConfig  # noqa: E402
+from tests.support import FIXTURES  # noqa: E402
 
 CONFIGS = ["tiny_24khz", "tiny_44khz"]
 

@@ -117,7 +117,7 @@ def test_parallel_chunks_equal_one_shot_on_official_config(exported):
 
     from export.signals import speech_like
     from snac_onnx import SnacOnnx
-    from snac_onnx.streaming import receptive_field_frames
+    from snac_onnx.config import decoder_context_frames as receptive_field_frames
 
     _, out, _ = exported
     one, par = SnacOnnx(out), SnacOnnx(out, threads=1, parallel=2)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from snac_onnx import SnacOnnx
-from tests.conftest import TINY_24, TINY_44, pcm
+from tests.support import TINY_24, TINY_44, pcm
 
 
 def test_properties_come_from_the_manifest(tiny24, tiny44):
@@ -122,4 +122,4 @@ def test_sessions_are_lazy_and_separate():
 def test_threads_argument_reaches_the_session():
     codec = SnacOnnx(TINY_24, threads=1)
     codec.encode(pcm(100))
-    assert codec._session("encoder").get_session_options().intra_op_num_threads == 1
+    assert codec.session("encoder").get_session_options().intra_op_num_threads == 1

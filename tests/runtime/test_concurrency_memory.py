@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from snac_onnx import ModelFormatError, SnacOnnx
-from tests.conftest import TINY_24, TINY_44, pcm
+from tests.support import TINY_24, TINY_44, pcm
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -16,7 +16,7 @@ from snac_onnx import SnacOnnx  # noqa: E402
 from snac_onnx.audio_io import AudioReader  # noqa: E402
 from snac_onnx.cli import main as cli_main  # noqa: E402
 from snac_onnx.corpus import list_inputs, tokenize_corpus  # noqa: E402
-from tests.conftest import TINY_24  # noqa: E402
+from tests.support import TINY_24  # noqa: E402
 
 
 @pytest.fixture(scope="module")

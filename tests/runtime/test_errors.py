@@ -17,7 +17,7 @@ from snac_onnx import (
     SnacOnnx,
     SnacOnnxError,
 )
-from tests.conftest import TINY_24, pcm
+from tests.support import TINY_24, pcm
 
 
 def test_error_classes_inherit_builtins():

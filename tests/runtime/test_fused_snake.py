@@ -7,6 +7,7 @@ SNAC_ONNX_ALLOW_NO_KERNEL=1 to run these tests on an install without it (they th
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 
@@ -20,7 +21,7 @@ from snac_onnx import SnacOnnx, SnacOnnxError
 from snac_onnx import kernels, sessions
 from snac_onnx.kernels import SNAKE_DOMAIN, fused_snake_available, snake_library
 from snac_onnx.sessions import SessionSettings
-from tests.conftest import TINY_24, TINY_44, pcm
+from tests.support import TINY_24, TINY_44, pcm
 
 if not fused_snake_available():
     if os.environ.get("SNAC_ONNX_ALLOW_NO_KERNEL"):
@@ -251,7 +252,7 @@ def test_auto_uses_the_kernel_on_cpu_only():
 def test_required_kernel_errors_clearly(monkeypatch):
     with pytest.raises(SnacOnnxError, match="CPU execution provider alone"):
         sessions.fused_snake_library(True, ["CUDAExecutionProvider", "CPUExecutionProvider"])
-    monkeypatch.setattr(sessions, "snake_library", lambda: None)
+    monkeypatch.setattr(kernels, "snake_library", lambda: None)
     with pytest.raises(SnacOnnxError, match="not installed"):
         SnacOnnx(TINY_24, settings=SessionSettings(fused_snake=True)).encode(pcm(2048))
     # auto without the kernel: the same graphs run their function bodies
@@ -263,7 +264,7 @@ def test_required_kernel_errors_clearly(monkeypatch):
 def test_broken_kernel_library_falls_back_with_a_warning(monkeypatch, tmp_path, caplog):
     bogus = tmp_path / "_snake.so"
     bogus.write_bytes(b"not a shared library")
-    monkeypatch.setattr(sessions, "snake_library", lambda: bogus)
+    monkeypatch.setattr(kernels, "snake_library", lambda: bogus)
     codec = SnacOnnx(TINY_24)
     with caplog.at_level(logging.WARNING, logger="snac_onnx"):
         out = codec.decode(codec.encode(pcm(2048)), noise=False)
@@ -342,7 +343,8 @@ def test_pool_survives_fork():
 def test_non_finite_decoder_output_is_an_error(monkeypatch):
     codec = SnacOnnx(TINY_24)
     codes = codec.encode(pcm(2048))
-    session = codec._session("decoder")
+    loaded = codec.runner.sessions.get("decoder")
+    session = loaded.session
 
     class NaNSession:
         def run(self, names, feeds):
@@ -350,6 +352,6 @@ def test_non_finite_decoder_output_is_an_error(monkeypatch):
             audio[..., 5] = np.nan  # what the kernel writes for inputs it cannot handle
             return [audio]
 
-    monkeypatch.setitem(codec._sessions, "decoder", NaNSession())
+    monkeypatch.setitem(codec.runner.sessions._built, "decoder", dataclasses.replace(loaded, session=NaNSession()))
     with pytest.raises(SnacOnnxError, match="NaN or infinite"):
         codec.decode(codes, noise=False)

@@ -12,7 +12,7 @@ import pytest
 
 from snac_onnx import ModelNotFoundError, SnacOnnx
 from snac_onnx.hub import MODEL_REPOS, resolve_model
-from tests.conftest import TINY_24, pcm
+from tests.support import TINY_24, pcm
 
 COMMIT = "a" * 40
 OTHER = "b" * 40

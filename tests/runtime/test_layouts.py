@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from snac_onnx import CODEBOOK_MAJOR, INTERLEAVED, ORPHEUS, InvalidCodesError, TokenLayout
 from snac_onnx.layouts import codes_to_tokens, frame_pattern, frame_size, tokens_to_codes
-from tests.conftest import pcm
+from tests.support import pcm
 
 STRIDES = [(4, 2, 1), (8, 4, 2, 1)]
 

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import snac_onnx
-from tests.conftest import TINY_24, TINY_44
+from tests.support import TINY_24, TINY_44
 
 SCRIPT = r"""
 import sys, importlib.abc

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from snac_onnx import SnacOnnx
-from snac_onnx.parallel import Chunk, chunk_spans
-from snac_onnx.streaming import receptive_field_frames
-from snac_onnx.windowed import encoder_context_units
-from tests.conftest import TINY_24, TINY_44, pcm
+from snac_onnx.planner import Chunk, chunk_spans
+from snac_onnx.config import decoder_context_frames as receptive_field_frames
+from snac_onnx.config import encoder_context_units
+from tests.support import TINY_24, TINY_44, pcm
 
 
 def _check_spans(chunks: list[Chunk], total: int, multiple: int, left: int, right: int) -> None:

@@ -21,7 +21,7 @@ from hypothesis.extra import numpy as hnp
 from snac_onnx import SnacOnnxError
 from snac_onnx.cli import main as cli_main
 from snac_onnx.layouts import codes_to_tokens, tokens_to_codes
-from tests.conftest import TINY_24, TINY_44
+from tests.support import TINY_24, TINY_44
 
 CASES: collections.Counter = collections.Counter()
 SETTINGS = settings(max_examples=150, deadline=5000, suppress_health_check=[HealthCheck.function_scoped_fixture])

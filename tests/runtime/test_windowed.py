@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from snac_onnx import InvalidAudioError
-from snac_onnx.windowed import encode_windowed, encoder_context_units, iter_encode_windows
-from tests.conftest import pcm
+from snac_onnx.config import encoder_context_units
+from snac_onnx.windowed import encode_windowed, iter_encode_windows
+from tests.support import pcm
 
 
 @pytest.mark.parametrize("model", ["tiny24", "tiny44"])

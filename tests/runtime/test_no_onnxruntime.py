@@ -1,0 +1,66 @@
+"""``import snac_onnx`` and its NumPy-only modules work without onnxruntime; making a model says what to install.
+
+Proven in a fresh interpreter where onnxruntime (and huggingface_hub) are import-blocked.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from tests.support import TINY_24
+
+SCRIPT = r"""
+import sys, importlib.abc
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("onnxruntime", "huggingface_hub", "torch", "snac"):
+            raise ImportError(f"blocked import of {name}")
+sys.meta_path.insert(0, Block())
+import numpy as np
+import snac_onnx
+from snac_onnx import ORPHEUS, MissingDependencyError, SnacOnnx, SessionSettings, codes_to_tokens, tokens_to_codes
+from snac_onnx import audio, codes, config, layouts, planner, manifest
+# the NumPy-only modules work
+cfg = manifest.load_manifest(sys.argv[1]).config
+assert cfg.samples_per_frame == 2048 and cfg.decoder_context == (3, 3)
+c = [np.arange(n) % 4096 for n in cfg.code_lengths(3)]
+back = tokens_to_codes(codes_to_tokens(c, cfg.vq_strides, ORPHEUS), cfg.vq_strides, 4096, ORPHEUS)
+assert all((a == b).all() for a, b in zip(c, back))
+assert audio.prepare_audio(np.zeros(100, np.float32), 2048).items[0].shape == (2048,)
+assert planner.chunk_spans(100, 2, 1, 5, 5)[0] == planner.Chunk(0, 50, 0, 55)
+SessionSettings(intra_op_threads=1)  # settings are checked without onnxruntime too
+try:
+    SnacOnnx(sys.argv[1])
+except MissingDependencyError as exc:
+    assert "snac-onnx[cpu]" in str(exc) and "snac-onnx[gpu]" in str(exc), exc
+    assert isinstance(exc, ImportError)
+else:
+    raise AssertionError("SnacOnnx without onnxruntime did not raise")
+assert not [m for m in sys.modules if m.split(".")[0] in ("onnxruntime", "huggingface_hub")]
+print("OK")
+"""
+
+
+def test_import_and_numpy_modules_without_onnxruntime():
+    result = subprocess.run([sys.executable, "-c", SCRIPT, str(TINY_24)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "OK"
+
+
+def test_version_without_onnxruntime():
+    script = (
+        "import sys, importlib.abc\n"
+        "class Block(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] == 'onnxruntime':\n"
+        "            raise ImportError('blocked')\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "from snac_onnx.cli import main\n"
+        "sys.exit(main(['--version']))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    import snac_onnx
+
+    assert result.stdout.strip() == f"snac-onnx {snac_onnx.__version__}"
