@@ -22,10 +22,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from export.checkpoint import load_from_folder, load_from_hub, load_random_init  # noqa: E402
-from export.precision import median_seconds  # noqa: E402
-from export.signals import speech_like  # noqa: E402
-from snac_onnx import SnacOnnx  # noqa: E402
+from export.checkpoint import load_from_folder, load_from_hub, load_random_init
+from export.precision import median_seconds
+from export.signals import speech_like
+from snac_onnx import SnacOnnx
 
 
 def reference_for(folder: Path) -> torch.nn.Module:
@@ -51,9 +51,9 @@ def time_encode_decode(
     for key, runner in (("onnx", codec), ("unfused", unfused)):
         if runner is None:
             continue
-        times[f"{key}_encode"] = median_seconds(lambda: runner.encode(pcm), reps)
+        times[f"{key}_encode"] = median_seconds(lambda: runner.encode(pcm), reps)  # noqa: B023
         codes = runner.encode(pcm)
-        times[f"{key}_decode"] = median_seconds(lambda: runner.decode(codes, length=pcm.shape[-1]), reps)
+        times[f"{key}_decode"] = median_seconds(lambda: runner.decode(codes, length=pcm.shape[-1]), reps)  # noqa: B023
     return times
 
 

@@ -22,8 +22,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from export.signals import speech_like  # noqa: E402
-from snac_onnx.corpus import EncodeFiles, list_inputs, tokenize_corpus  # noqa: E402
+from export.signals import speech_like
+from snac_onnx.corpus import EncodeFiles, list_inputs, tokenize_corpus
 
 
 def main() -> int:

@@ -18,9 +18,9 @@ import onnxruntime as ort
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from snac_onnx import SnacOnnx  # noqa: E402
-from snac_onnx.kernels import snake_library  # noqa: E402
-from snac_onnx.manifest import code_names, noise_names  # noqa: E402
+from snac_onnx import SnacOnnx
+from snac_onnx.manifest import code_names, noise_names
+from snac_onnx.sessions import SessionSettings
 
 
 def main() -> int:
@@ -32,7 +32,12 @@ def main() -> int:
     parser.add_argument("--plain", action="store_true", help="run Snake as plain ONNX nodes (no fused kernel)")
     args = parser.parse_args()
 
-    codec = SnacOnnx(args.model)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = args.threads
+    opts.enable_profiling = True
+    opts.profile_file_prefix = str(Path(tempfile.mkdtemp()) / "prof")
+    settings = SessionSettings(intra_op_threads=args.threads, fused_snake=False if args.plain else None)
+    codec = SnacOnnx(args.model, settings=settings, session_options=opts)
     frames = int(args.seconds * codec.sample_rate / codec.samples_per_frame)
     frames -= frames % codec.config.frames_multiple
     if args.graph == "decoder":
@@ -41,14 +46,8 @@ def main() -> int:
         feeds.update(zip(noise_names(codec.config.num_noise_blocks), [np.zeros(s, np.float32) for s in codec.noise_shapes(1, frames)]))
     else:
         feeds = {"audio": (0.1 * np.random.default_rng(0).standard_normal((1, 1, frames * codec.samples_per_frame))).astype(np.float32)}
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = args.threads
-    opts.enable_profiling = True
-    fused = not args.plain and snake_library() is not None
-    if fused:
-        opts.register_custom_ops_library(str(snake_library()))
-    opts.profile_file_prefix = str(Path(tempfile.mkdtemp()) / "prof")
-    session = ort.InferenceSession(str(codec.manifest.file_path(args.graph)), opts)
+    session = codec.session(args.graph)  # the public API: hub models and checks included
+    fused = codec.fused_snake
     session.run(None, feeds)
     session.run(None, feeds)
     events = json.loads(Path(session.end_profiling()).read_text())

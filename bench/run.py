@@ -84,7 +84,7 @@ def run_fresh(script: str, *args: str) -> tuple[float, float, float]:
     wall = time.perf_counter() - start
     if out.returncode != 0:
         raise RuntimeError(out.stderr[-2000:])
-    line = next(l for l in out.stdout.splitlines() if l.startswith("RESULT"))
+    line = next(l for l in out.stdout.splitlines() if l.startswith("RESULT"))  # noqa: E741
     _, inner, peak, _ = line.split()
     return float(inner), float(peak), wall
 
@@ -121,9 +121,11 @@ def main() -> int:
     lines = [
         "# snac_onnx vs PyTorch snac",
         "",
-        f"CPU: {cpu_name()} ({os.cpu_count()} cores); Python {platform.python_version()}; torch {torch.__version__}; "
-        f"onnxruntime {ort.__version__}; fused Snake kernel {'installed' if fused_snake_available() else 'NOT installed'}; "
-        f"`python bench/run.py {' '.join(sys.argv[1:])}`",
+        (
+            f"CPU: {cpu_name()} ({os.cpu_count()} cores); Python {platform.python_version()}; torch {torch.__version__}; "
+            f"onnxruntime {ort.__version__}; fused Snake kernel {'installed' if fused_snake_available() else 'NOT installed'}; "
+            f"`python bench/run.py {' '.join(sys.argv[1:])}`"
+        ),
         "",
         f"Times: median of {args.reps} after a warm-up, seconds; ratio = PyTorch / snac_onnx (above 1: snac_onnx faster).",
         "",

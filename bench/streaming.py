@@ -20,12 +20,11 @@ import sys
 import time
 from pathlib import Path
 
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from export.signals import speech_like  # noqa: E402
-from snac_onnx import SnacOnnx  # noqa: E402
-from snac_onnx.layouts import codes_to_tokens, frame_size  # noqa: E402
+from export.signals import speech_like
+from snac_onnx import SnacOnnx
+from snac_onnx.layouts import codes_to_tokens, frame_size
 
 
 def main() -> int:

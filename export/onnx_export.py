@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from snac import SNAC
@@ -14,7 +15,13 @@ from snac_onnx.config import ModelConfig
 from snac_onnx.manifest import AUDIO_NAME, decoder_io, encoder_io
 
 from .fuse import fuse_interleave, fuse_snake, fuse_snake_depthwise, fuse_snake_depthwise_snake
-from .graphs import EncoderGraph, ExportSnake, PolyphaseConvTranspose1d, decoder_graph_with_named_inputs, prepare_for_export
+from .graphs import (
+    EncoderGraph,
+    ExportSnake,
+    PolyphaseConvTranspose1d,
+    decoder_graph_with_named_inputs,
+    prepare_for_export,
+)
 
 OPSET = 18
 MAX_BATCH = 4096

@@ -18,8 +18,9 @@ from __future__ import annotations
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -81,7 +82,7 @@ def measure_variant(folder: Path, precision: str, providers: list[str] | None = 
         ref_audio = base.decode(codes, noise=False)
         var_audio = variant.decode(codes, noise=False)
         var_codes = variant.encode(pcm)
-    except Exception as exc:  # e.g. no float16 kernels on this provider
+    except Exception as exc:  # e.g. no float16 kernels on this provider  # noqa: BLE001
         return {"runs": False, "providers": providers or ["CPUExecutionProvider"], "error": f"{type(exc).__name__}: {exc}"[:500],
                 "recommended": {"encoder": False, "decoder": False}}
     err = var_audio.astype(np.float64) - ref_audio

@@ -14,7 +14,7 @@ def speech_like(sample_rate: int, seconds: float, seed: int) -> np.ndarray:
     white noise or a sine.
     """
     rng = np.random.default_rng(seed)
-    total = int(round(seconds * sample_rate))
+    total = round(seconds * sample_rate)
     out = np.zeros(total, dtype=np.float64)
     pos = 0
     nyquist = sample_rate / 2

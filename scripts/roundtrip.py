@@ -16,8 +16,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from export.signals import speech_like  # noqa: E402 - a checkout script; the runtime never imports export
-from snac_onnx import SnacOnnx  # noqa: E402
+from export.signals import speech_like
+from snac_onnx import SnacOnnx
 
 
 def read_wav(path: Path) -> tuple[np.ndarray, int]:

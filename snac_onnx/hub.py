@@ -111,7 +111,9 @@ def _hub_file(repo_id: str, filename: str, revision: str | None, offline: bool, 
             "or pass a local model folder"
         ) from exc
     try:
-        return hf_hub_download(repo_id, filename, revision=revision, cache_dir=cache_dir, local_files_only=True)
+        cached: str = hf_hub_download(repo_id, filename, revision=revision, cache_dir=cache_dir, local_files_only=True)
+        logger.debug("hub: %s/%s (revision %s) from the local cache: %s", repo_id, filename, revision, cached)
+        return cached
     except LocalEntryNotFoundError:
         if offline:
             raise ModelNotFoundError(
@@ -125,8 +127,11 @@ def _hub_file(repo_id: str, filename: str, revision: str | None, offline: bool, 
             f"{repo_id}/{filename} is not in the local cache and the hub cannot be reached: {reason}. "
             "Pass a local model folder, or run 'snac-onnx download' on a connected machine and copy the cache"
         )
+    logger.debug("hub: downloading %s/%s (revision %s)", repo_id, filename, revision)
     try:
-        return hf_hub_download(repo_id, filename, revision=revision, cache_dir=cache_dir)
+        downloaded: str = hf_hub_download(repo_id, filename, revision=revision, cache_dir=cache_dir)
+        logger.debug("hub: downloaded %s", downloaded)
+        return downloaded
     except LocalEntryNotFoundError as exc:
         raise ModelNotFoundError(
             f"cannot download {repo_id}/{filename}: the hub is unreachable and the file is not cached ({exc}). "
@@ -167,6 +172,7 @@ def resolve_model(
     """
     path = Path(model)
     if path.is_dir():
+        logger.debug("model %s: a local folder", path)
         return ModelLocation(folder=path)
     name = str(model)
     if _looks_like_path(model):
@@ -182,5 +188,6 @@ def resolve_model(
         )
     offline = _env_offline() if offline is None else bool(offline)
     cache = None if cache_dir is None else str(cache_dir)
+    logger.debug("model %r: hub repo %s (revision %s, offline %s)", name, repo_id, revision, offline)
     manifest = Path(_hub_file(repo_id, MANIFEST_FILE, revision, offline, cache))
     return ModelLocation(folder=manifest.parent, repo_id=repo_id, revision=revision, offline=offline, cache_dir=cache)

@@ -24,7 +24,7 @@ def tiny44():
     return SnacOnnx(TINY_44)
 
 
-@pytest.fixture()
+@pytest.fixture
 def tiny24_copy(tmp_path: Path) -> Path:
     """A writable copy of the tiny 24 kHz model, for corrupting."""
     dest = tmp_path / "tiny_24khz"

@@ -8,10 +8,10 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("snac")
 
-from export.checkpoint import load_random_init  # noqa: E402
-from export.pipeline import export_model  # noqa: E402
-from snac_onnx import ModelNotFoundError, SnacOnnx  # noqa: E402
-from tests.support import FIXTURES, pcm  # noqa: E402
+from export.checkpoint import load_random_init
+from export.pipeline import export_model
+from snac_onnx import ModelNotFoundError, SnacOnnx
+from tests.support import FIXTURES, pcm
 
 
 def test_int8_and_fp16_variants(tmp_path):
@@ -19,7 +19,7 @@ def test_int8_and_fp16_variants(tmp_path):
     manifest = export_model(loaded, tmp_path / "m", precisions=("int8", "fp16"))
     folder = tmp_path / "m"
     assert set(manifest["variants"]) == {"int8", "fp16"}
-    for precision, variant in manifest["variants"].items():
+    for _precision, variant in manifest["variants"].items():
         for role in ("encoder", "decoder"):
             assert (folder / variant[role]["path"]).is_file()
         measured = variant["measured"]

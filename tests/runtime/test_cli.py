@@ -17,7 +17,7 @@ from snac_onnx.layouts import tokens_to_codes  # noqa: E402
 from tests.support import TINY_24, TINY_44, pcm  # noqa: E402
 
 
-@pytest.fixture()
+@pytest.fixture
 def wav(tmp_path):
     path = tmp_path / "speech.wav"
     sf.write(path, pcm(24000 * 5 + 123, seed=4), 24000, subtype="FLOAT")

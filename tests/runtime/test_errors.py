@@ -188,7 +188,7 @@ def test_manifest_tail_tiles(tiny24_copy: Path):
     """graphs.decoder.tail_tiles: checked at load; absent (exports before tiling) means 1."""
     assert SnacOnnx(tiny24_copy).manifest.decoder_tail_tiles == 3
     for bad in (0, "3", 2.5, True):
-        _edit_manifest(tiny24_copy, lambda d: d["graphs"]["decoder"].update(tail_tiles=bad))
+        _edit_manifest(tiny24_copy, lambda d: d["graphs"]["decoder"].update(tail_tiles=bad))  # noqa: B023
         with pytest.raises(ModelFormatError, match="tail_tiles must be an int >= 1"):
             SnacOnnx(tiny24_copy)
     _edit_manifest(tiny24_copy, lambda d: d["graphs"]["decoder"].pop("tail_tiles"))

@@ -33,7 +33,7 @@ def _cache(root: Path, repo: str, files=("manifest.json", "encoder.onnx", "decod
     return snapshot
 
 
-@pytest.fixture()
+@pytest.fixture
 def no_network(monkeypatch):
     calls = []
 

@@ -6,15 +6,15 @@ import numpy as np
 import pytest
 
 from snac_onnx import SnacOnnx
-from snac_onnx.planner import Chunk, chunk_spans
 from snac_onnx.config import decoder_context_frames as receptive_field_frames
 from snac_onnx.config import encoder_context_units
+from snac_onnx.planner import Chunk, chunk_spans
 from tests.support import TINY_24, TINY_44, pcm
 
 
 def _check_spans(chunks: list[Chunk], total: int, multiple: int, left: int, right: int) -> None:
     assert chunks[0].a == 0 and chunks[-1].b == total
-    assert all(c1.b == c2.a for c1, c2 in zip(chunks, chunks[1:]))
+    assert all(c1.b == c2.a for c1, c2 in zip(chunks, chunks[1:]))  # noqa: RUF007
     assert len({c.e - c.s for c in chunks}) == 1  # one run shape per call: the arena re-uses its buffers
     for c in chunks:
         assert c.a < c.b and c.a % multiple == 0 and c.s % multiple == 0

@@ -52,7 +52,7 @@ def _outcome(name, fn):
     try:
         result = fn()
     except SnacOnnxError as exc:
-        assert str(exc), "errors must say what was wrong"
+        assert str(exc), "errors must say what was wrong"  # noqa: PT017
         CASES[f"{name}: clear error"] += 1
         return None
     CASES[f"{name}: worked"] += 1
@@ -175,7 +175,7 @@ def test_stream_any_pushes(tiny24, pushes):
     stream = tiny24.stream()
     pieces = []
     for item in pushes:
-        out = _outcome("stream push", lambda: stream.push(item))
+        out = _outcome("stream push", lambda: stream.push(item))  # noqa: B023
         if out is not None:
             pieces.append(out)
     final = _outcome("stream flush", stream.flush)

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from snac_onnx import InvalidCodesError, StreamDecoder
-from snac_onnx.layouts import codes_to_tokens, frame_size
 from snac_onnx.config import decoder_context_frames as receptive_field_frames
+from snac_onnx.layouts import codes_to_tokens, frame_size
 
 FRAMES = 26  # not a multiple of the default chunk, so the last chunk is partial
 
