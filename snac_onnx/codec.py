@@ -19,7 +19,15 @@ from .layouts import TokenLayout, codes_to_tokens, resolve_layout, tokens_to_cod
 from .manifest import MANIFEST_FILE, Manifest, load_manifest, sha256_file
 from .orpheus import END_OF_SPEECH, OrpheusStream
 from .runner import Runner
-from .sessions import ROLES, ModelSessions, ProviderSpec, SessionSettings, normalize_providers, onnxruntime
+from .sessions import (
+    ROLES,
+    ModelSessions,
+    ProviderSpec,
+    SessionSettings,
+    check_threads,
+    normalize_providers,
+    onnxruntime,
+)
 from .streaming import StreamDecoder
 
 if TYPE_CHECKING:
@@ -122,7 +130,7 @@ class SnacOnnx:
         ):
             raise InvalidArgumentError(f"max_chunk_seconds must be > 0 and finite, or None; got {max_chunk_seconds!r}")
         if settings is None:
-            settings = SessionSettings(intra_op_threads=threads)
+            settings = SessionSettings(intra_op_threads=check_threads("threads", threads))
         elif not isinstance(settings, SessionSettings):
             raise InvalidArgumentError(f"settings must be a SessionSettings, got {type(settings).__name__}")
         if session_options is not None and not isinstance(session_options, ort.SessionOptions):

@@ -49,6 +49,7 @@ __all__ = [
     "LoadedSession",
     "ModelSessions",
     "load_session",
+    "check_threads",
     "onnxruntime",
     "normalize_providers",
     "provider_names",
@@ -78,7 +79,8 @@ def onnxruntime() -> Any:
     return ort
 
 
-def _check_threads(name: str, value: object) -> int:
+def check_threads(name: str, value: object) -> int:
+    """``value`` as a thread count (0: onnxruntime chooses), or :class:`InvalidArgumentError` naming ``name``."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise InvalidArgumentError(f"{name} must be an int >= 0 (0 lets onnxruntime choose), got {value!r}")
     limit = MAX_THREADS_PER_CPU * kernels.default_threads()
@@ -129,8 +131,8 @@ class SessionSettings:
     fused_snake: bool | None = None
 
     def __post_init__(self) -> None:
-        _check_threads("intra_op_threads", self.intra_op_threads)
-        _check_threads("inter_op_threads", self.inter_op_threads)
+        check_threads("intra_op_threads", self.intra_op_threads)
+        check_threads("inter_op_threads", self.inter_op_threads)
         if self.graph_optimization not in _LEVELS:
             raise InvalidArgumentError(
                 f"graph_optimization must be one of {list(_LEVELS)}, got {self.graph_optimization!r}"

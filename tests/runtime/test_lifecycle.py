@@ -70,7 +70,8 @@ def test_session_settings_are_checked_when_made(kwargs, pattern):
     [
         ({"model": None}, "model must be a folder path"),
         ({"model": 3}, "model must be a folder path"),
-        ({"threads": -2}, "intra_op_threads"),
+        ({"threads": -2}, "threads=-2 is outside"),
+        ({"threads": "2"}, "threads must be an int"),
         ({"parallel": 0}, "parallel must be an int >= 1"),
         ({"parallel": 1.5}, "parallel must be an int >= 1"),
         ({"max_chunk_seconds": float("nan")}, "max_chunk_seconds must be > 0"),
