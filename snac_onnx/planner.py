@@ -126,6 +126,9 @@ def plan_runs(
 def batch_runs(runs: Sequence[Run], max_steps: int | None) -> list[list[Run]]:
     """Group runs of equal length into batches of at most ``max_steps`` steps in all (a lone run may exceed it).
 
+    Each group takes as few batches as the budget allows, split as evenly as possible (8 runs that fit 5 to
+    a batch run as 4 + 4, not 5 + 3).
+
     Batches keep the order in which their first run appears; None puts all runs of one length in one batch.
     """
     by_length: dict[int, list[Run]] = {}
@@ -133,7 +136,9 @@ def batch_runs(runs: Sequence[Run], max_steps: int | None) -> list[list[Run]]:
         by_length.setdefault(run.length, []).append(run)
     batches: list[list[Run]] = []
     for length, group in by_length.items():
-        per_batch = len(group) if max_steps is None else max(1, max_steps // max(1, length))
+        most = len(group) if max_steps is None else max(1, max_steps // max(1, length))
+        # as few batches as the budget allows, of sizes as equal as possible (the arena re-uses one shape)
+        per_batch = -(-len(group) // -(-len(group) // most))
         batches.extend(group[i : i + per_batch] for i in range(0, len(group), per_batch))
     if logger.isEnabledFor(logging.DEBUG):
         logger.debug(

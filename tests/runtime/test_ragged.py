@@ -61,7 +61,8 @@ def test_equal_length_batches_are_chunked_in_the_batch_dimension():
     # a batch of 64 short items under a budget of about 4 padding units per run: runs of 4 items
     runs = plan_runs([1] * 64, parts=1, multiple=1, left=3, right=3, max_size=4)
     batches = batch_runs(runs, 4 + 6)
-    assert [len(b) for b in batches] == [10] * 6 + [4]
+    assert [len(b) for b in batches] == [10] * 6 + [4]  # 7 batches at most 10 each: 10 per batch
+    assert [len(b) for b in batch_runs(runs[:8], 5)] == [4, 4]  # 5 fit, 8 runs: two even batches
     assert all(len({r.length for r in b}) == 1 for b in batches)
     assert sorted(r.item for b in batches for r in b) == list(range(64))
     # one batch when unbounded
