@@ -51,9 +51,9 @@ def time_encode_decode(
     for key, runner in (("onnx", codec), ("unfused", unfused)):
         if runner is None:
             continue
-        times[f"{key}_encode"] = median_seconds(lambda: runner.encode(pcm), reps)  # noqa: B023
+        times[f"{key}_encode"] = median_seconds(lambda: runner.encode(pcm), reps)
         codes = runner.encode(pcm)
-        times[f"{key}_decode"] = median_seconds(lambda: runner.decode(codes, length=pcm.shape[-1]), reps)  # noqa: B023
+        times[f"{key}_decode"] = median_seconds(lambda: runner.decode(codes, length=pcm.shape[-1]), reps)
     return times
 
 

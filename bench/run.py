@@ -35,11 +35,11 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.compare_torch import cpu_name, reference_for, time_encode_decode  # noqa: E402
-from export.signals import speech_like  # noqa: E402
-from snac_onnx import SnacOnnx  # noqa: E402
-from snac_onnx.kernels import fused_snake_available  # noqa: E402
-from snac_onnx.sessions import SessionSettings  # noqa: E402
+from bench.compare_torch import cpu_name, reference_for, time_encode_decode
+from export.signals import speech_like
+from snac_onnx import SnacOnnx
+from snac_onnx.kernels import fused_snake_available
+from snac_onnx.sessions import SessionSettings
 
 ONNX_DECODE_ONLY = r"""
 import sys, time, numpy as np
