@@ -21,9 +21,18 @@ import numpy as np
 
 from .errors import InvalidAudioError, SampleRateError
 
-__all__ = ["MAX_FLOAT_PEAK", "PreparedAudio", "to_float_pcm", "prepare_audio", "pad_to_multiple", "check_sample_rate"]
+__all__ = [
+    "MAX_FLOAT_PEAK",
+    "MAX_CHANNELS",
+    "PreparedAudio",
+    "to_float_pcm",
+    "prepare_audio",
+    "pad_to_multiple",
+    "check_sample_rate",
+]
 
 MAX_FLOAT_PEAK = 4.0
+MAX_CHANNELS = 8  # a 2-D (n, c) array with c <= 8 < n is (samples, channels), not n clips of c samples
 _INT_SCALE = {np.dtype(np.int16): 1.0 / 32768.0, np.dtype(np.int32): 1.0 / 2147483648.0}
 
 
@@ -109,6 +118,13 @@ def _as_batch(pcm: np.ndarray) -> np.ndarray:
         raise InvalidAudioError(
             f"audio has shape {pcm.shape}; expected (samples,), (batch, samples), (batch, 1, samples) "
             "or a list of 1-D arrays"
+        )
+    items, samples = pcm.shape
+    if samples <= MAX_CHANNELS < items:
+        raise InvalidAudioError(
+            f"audio of shape {pcm.shape} reads as {items} clips of {samples} sample(s): that is almost certainly "
+            f"(samples, channels), as soundfile.read returns it. SNAC is mono: pass audio.mean(axis=1) "
+            f"(or one channel, audio[:, 0]); for a batch of clips pass (batch, samples)"
         )
     return pcm
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from snac_onnx import InvalidArgumentError, InvalidAudioError, InvalidCodesError, SnacOnnx
+from snac_onnx.layouts import tokens_to_codes
 from snac_onnx.planner import batch_runs, plan_runs
 from tests.support import TINY_24, TINY_44, pcm
 
@@ -108,3 +109,29 @@ def test_list_forms_are_checked(tiny24):
         tiny24.decode(codes[0], lengths=[5])
     with pytest.raises(InvalidCodesError, match=r"lengths\[1\] must be an int in \[1, 6144\]"):
         tiny24.decode(codes, lengths=[5, 7000], noise=False)
+
+
+@pytest.mark.parametrize("shape", [(88200, 2), (200, 2), (48000, 6), (9, 8)])
+def test_channels_last_audio_is_refused(tiny24, shape):
+    with pytest.raises(InvalidAudioError, match=r"almost certainly \(samples, channels\).*mean\(axis=1\)"):
+        tiny24.encode(np.zeros(shape, np.float32))
+
+
+def test_small_real_batches_are_not_mistaken_for_channels(tiny24):
+    assert [c.shape for c in tiny24.encode(pcm(8, batch=8))] == [(8, 1), (8, 2), (8, 4)]
+    assert [c.shape for c in tiny24.encode(pcm(9, batch=3))] == [(3, 1), (3, 2), (3, 4)]
+
+
+def test_codes_pushed_while_a_tokens_frame_is_pending_are_refused(tiny24):
+    stream = tiny24.stream()
+    tokens = np.arange(7) * 3  # one interleaved frame
+    frame = [np.zeros(1, np.int64), np.full(2, 5, np.int64), np.full(4, 9, np.int64)]
+    pieces = [stream.push_tokens(tokens[:3])]  # 3 of a 7-token frame
+    with pytest.raises(InvalidCodesError, match="never reorders"):
+        stream.push_codes(frame)
+    pieces.append(stream.push_tokens(tokens[3:]))  # the rest of the frame: codes may follow now
+    pieces.append(stream.push_codes(frame))
+    pieces.append(stream.flush())
+    first = tokens_to_codes(tokens, tiny24.vq_strides, 4096)
+    offline = tiny24.decode([np.concatenate([a, b]) for a, b in zip(first, frame)], noise=False)
+    np.testing.assert_allclose(np.concatenate(pieces), offline, atol=1e-4)
