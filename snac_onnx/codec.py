@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
@@ -18,6 +17,7 @@ from .hub import DEFAULT_MODEL, ModelLocation, resolve_model
 from .layouts import TokenLayout, codes_to_tokens, resolve_layout, tokens_to_codes
 from .manifest import MANIFEST_FILE, Manifest, load_manifest, sha256_file
 from .orpheus import END_OF_SPEECH, OrpheusStream
+from .planner import check_seconds
 from .runner import Runner
 from .sessions import (
     ROLES,
@@ -122,13 +122,7 @@ class SnacOnnx:
         ort = onnxruntime()  # fail now, with the extra to install, not at the first call
         model = _check_model(model)
         parallel = _check_int("parallel", parallel, 1)
-        if max_chunk_seconds is not None and (
-            isinstance(max_chunk_seconds, bool)
-            or not isinstance(max_chunk_seconds, (int, float))
-            or not math.isfinite(max_chunk_seconds)
-            or max_chunk_seconds <= 0
-        ):
-            raise InvalidArgumentError(f"max_chunk_seconds must be > 0 and finite, or None; got {max_chunk_seconds!r}")
+        max_chunk_seconds = check_seconds("max_chunk_seconds", max_chunk_seconds)
         if settings is None:
             settings = SessionSettings(intra_op_threads=check_threads("threads", threads))
         elif not isinstance(settings, SessionSettings):

@@ -22,7 +22,7 @@ import numpy as np
 from .config import ModelConfig, check_vq_strides
 from .errors import InvalidArgumentError, InvalidCodesError
 
-__all__ = ["Form", "PreparedCodes", "check_codes", "prepare_codes", "is_item_list", "prepare_noise"]
+__all__ = ["Form", "PreparedCodes", "check_codes", "prepare_codes", "is_item_list", "check_seed", "prepare_noise"]
 
 Form = Literal["single", "batch", "list"]
 
@@ -173,6 +173,15 @@ def prepare_codes(codes: object, config: ModelConfig, *, check_values: bool = Tr
     return PreparedCodes(items=items, frames=[n] * batch, form="single" if unbatched else "batch")
 
 
+def check_seed(seed: object) -> int | None:
+    """``seed`` as an int, or None; :class:`InvalidArgumentError` unless it is a non-negative int or None."""
+    if seed is None:
+        return None
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or int(seed) < 0:
+        raise InvalidArgumentError(f"seed must be a non-negative int or None, got {seed!r}")
+    return int(seed)
+
+
 NoiseArg = bool | Sequence[np.ndarray] | Sequence[Sequence[np.ndarray]]
 
 
@@ -210,21 +219,20 @@ def prepare_noise(noise: object, seed: object, prepared: PreparedCodes, config: 
         InvalidArgumentError: a seed that is not a non-negative int, a seed with noise that is
             not generated, or arrays of the wrong count, dtype, shape or with NaN/inf.
     """
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or int(seed) < 0):
-        raise InvalidArgumentError(f"seed must be a non-negative int or None, got {seed!r}")
+    checked = check_seed(seed)
     lengths = [config.noise_lengths(f) for f in prepared.frames]
     batch = prepared.batch_size
     if noise is True:
         if prepared.form == "list":
             out = []
             for i, per_block in enumerate(lengths):
-                rng = np.random.default_rng(None if seed is None else [int(seed), i])
+                rng = np.random.default_rng(None if checked is None else [checked, i])
                 out.append([rng.standard_normal(n, dtype=np.float32) for n in per_block])
             return out
-        rng = np.random.default_rng(None if seed is None else int(seed))
+        rng = np.random.default_rng(checked)
         blocks = [rng.standard_normal((batch, 1, n), dtype=np.float32) for n in lengths[0]]
         return [[b[i, 0] for b in blocks] for i in range(batch)]
-    if seed is not None:
+    if checked is not None:
         raise InvalidArgumentError("seed applies to generated noise only; pass noise=True with seed, or drop seed")
     if noise is False:
         return [[np.zeros(n, np.float32) for n in per_block] for per_block in lengths]

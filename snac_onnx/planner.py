@@ -18,7 +18,9 @@ import math
 from collections.abc import Sequence
 from typing import NamedTuple
 
-__all__ = ["Chunk", "Run", "chunk_spans", "grid_chunks", "plan_runs", "batch_runs", "budget_steps"]
+from .errors import InvalidArgumentError
+
+__all__ = ["Chunk", "Run", "chunk_spans", "grid_chunks", "plan_runs", "batch_runs", "check_seconds", "budget_steps"]
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +47,15 @@ class Run(NamedTuple):
 
 def _round_up(value: int, multiple: int) -> int:
     return -(-value // multiple) * multiple
+
+
+def check_seconds(name: str, value: object) -> float | None:
+    """``value`` as seconds (> 0 and finite), or None; :class:`InvalidArgumentError` naming ``name`` otherwise."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise InvalidArgumentError(f"{name} must be > 0 and finite, or None; got {value!r}")
+    return float(value)
 
 
 def budget_steps(seconds: float | None, samples_per_step: int, sample_rate: int) -> int | None:

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .codes import check_codes
+from .codes import check_codes, check_seed
 from .config import ModelConfig
 from .errors import InvalidArgumentError, InvalidCodesError, StreamClosedError
 from .layouts import TokenLayout, resolve_layout, tokens_to_codes
@@ -85,9 +85,8 @@ class StreamDecoder:
         self.noise = noise
         if seed is not None and not self.noise:
             raise InvalidArgumentError("seed applies to noise; pass noise=True with seed")
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
-            raise InvalidArgumentError(f"seed must be a non-negative int or None, got {seed!r}")
-        self.seed = 0 if seed is None else int(seed)
+        checked = check_seed(seed)
+        self.seed = 0 if checked is None else checked
         self._per_frame = config.codes_per_frame
         self._frame_tokens = config.frame_tokens
         self._codes = [np.zeros(0, np.int64) for _ in config.vq_strides]
@@ -151,13 +150,11 @@ class StreamDecoder:
                 f"{self._pending_tokens.size} token(s) of an incomplete frame are pending; push the rest of that "
                 "frame's tokens before pushing codes (a stream never reorders its input)"
             )
-        if (
-            isinstance(codes, (list, tuple))
-            and len(codes) == len(self._per_frame)
-            and all(np.asarray(c).size == 0 for c in codes)
-        ):
+        arrays, frames, unbatched = check_codes(
+            codes, self._config.vq_strides, self._config.codebook_size, allow_empty=True
+        )
+        if frames == 0:
             return _EMPTY
-        arrays, _, unbatched = check_codes(codes, self._config.vq_strides, self._config.codebook_size)
         if not unbatched:
             raise InvalidCodesError("a stream takes 1-D arrays, one per codebook; decode batches with SnacOnnx.decode")
         return self._append([a[0] for a in arrays])

@@ -19,7 +19,7 @@ import numpy as np
 
 from .audio import pad_to_multiple, to_float_pcm
 from .errors import InvalidArgumentError, InvalidAudioError
-from .planner import Chunk, Run, budget_steps, grid_chunks
+from .planner import Chunk, Run, budget_steps, check_seconds, grid_chunks
 
 if TYPE_CHECKING:
     from .codec import SnacOnnx
@@ -30,17 +30,12 @@ Reader = Callable[[int, int], np.ndarray]
 
 
 def _window_units(codec: SnacOnnx, window_seconds: float | None, total_units: int) -> int:
-    if window_seconds is None:
-        window_seconds = codec.runner.max_chunk_seconds
-        if window_seconds is None:
+    seconds = check_seconds("window_seconds", window_seconds)
+    if seconds is None:
+        seconds = codec.runner.max_chunk_seconds
+        if seconds is None:
             return total_units
-    elif (
-        isinstance(window_seconds, bool)
-        or not isinstance(window_seconds, (int, float))
-        or not (math.isfinite(window_seconds) and window_seconds > 0)
-    ):
-        raise InvalidArgumentError(f"window_seconds must be > 0 and finite, or None; got {window_seconds!r}")
-    units = budget_steps(window_seconds, codec.padding_unit, codec.sample_rate)
+    units = budget_steps(seconds, codec.padding_unit, codec.sample_rate)
     assert units is not None
     return units
 
