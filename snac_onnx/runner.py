@@ -19,6 +19,7 @@ from typing import TypeVar
 
 import numpy as np
 
+from . import forks
 from .config import ModelConfig
 from .errors import ModelFormatError
 from .manifest import AUDIO_NAME, code_names, noise_names
@@ -58,6 +59,8 @@ class Runner:
             split into at least this many chunks.
         max_chunk_seconds: the most audio one graph run holds, summed over its batch (None:
             no bound; one run per equal-length group).
+
+    Fork-safe: a child forked after the thread pool was made starts a new one.
     """
 
     def __init__(self, sessions: ModelSessions, *, parallel: int, max_chunk_seconds: float | None) -> None:
@@ -81,6 +84,12 @@ class Runner:
         ]
         self._decoder_out = [Port(AUDIO_NAME, config.samples_per_frame, True)]
         self._pool: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
+        forks.register(self)
+
+    def after_fork_in_child(self) -> None:
+        """Forget the parent's thread pool (its threads are gone); a new one is made on next use."""
+        self._pool = None
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ planning

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import kernels
+from . import forks, kernels
 from .errors import (
     InvalidArgumentError,
     KernelUnavailableError,
@@ -371,7 +371,9 @@ def load_session(
 class ModelSessions:
     """The sessions of one model, one per role, built on first use (or by :meth:`load`) and once.
 
-    Thread-safe. Arguments as :func:`load_session`.
+    Thread-safe and fork-safe: in a child forked after sessions were built, the next use builds
+    them anew (the parent's are kept, never destroyed there; see :mod:`snac_onnx.forks`).
+    Arguments as :func:`load_session`.
     """
 
     def __init__(
@@ -395,6 +397,14 @@ class ModelSessions:
         self._built: dict[str, LoadedSession] = {}
         self._lock = threading.Lock()
         self._closed = False
+        forks.register(self)
+
+    def after_fork_in_child(self) -> None:
+        """Forget the parent's sessions (their onnxruntime threads are gone); rebuild on next use."""
+        for loaded in self._built.values():
+            forks.keep_forever(loaded.session)
+        self._built = {}
+        self._lock = threading.Lock()
 
     def get(self, role: str) -> LoadedSession:
         """The session of ``role``, built now if needed."""
@@ -437,4 +447,4 @@ class ModelSessions:
         """Drop the sessions (onnxruntime frees them when the last reference goes); later use is an error."""
         with self._lock:
             self._closed = True
-            self._built.clear()
+            self._built = {}
