@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -12,7 +13,7 @@ from snac import SNAC
 from torch.export import Dim
 
 from snac_onnx.config import ModelConfig
-from snac_onnx.manifest import AUDIO_NAME, decoder_io, encoder_io
+from snac_onnx.manifest import AUDIO_NAME, CONFIG_METADATA_KEY, decoder_io, encoder_io
 
 from .fuse import fuse_interleave, fuse_snake, fuse_snake_depthwise, fuse_snake_depthwise_snake
 from .graphs import (
@@ -54,13 +55,22 @@ def _fusion_counts(count: Callable[[Callable[[torch.nn.Module], bool]], int]) ->
 
 
 def _export(
-    module: torch.nn.Module, args: tuple, path: Path, inputs: list[str], outputs: list[str], shapes, counts: tuple[int, int, int]
+    module: torch.nn.Module,
+    args: tuple,
+    path: Path,
+    inputs: list[str],
+    outputs: list[str],
+    shapes,
+    counts: tuple[int, int, int],
+    config: ModelConfig,
 ) -> None:
     """torch.onnx.export to ``path``; then every Snake chain becomes one ``ai.snac_onnx.Snake`` node, and
     every residual unit's Snake, depthwise Conv and Snake one ``ai.snac_onnx.SnakeDepthwiseConvSnake`` (export.fuse).
 
     ``counts``: the Snakes, the depthwise residual units and the polyphase upsamplers the traced graph runs
-    (each fusion must find exactly these).
+    (each fusion must find exactly these). The graph keeps its own copy of ``config`` in its metadata
+    (``snac_onnx.config``), so the runtime can tell an edited manifest from the graph it describes. Per-node
+    debug metadata is dropped, so the same checkpoint always gives byte-identical graphs.
     """
     import onnx
 
@@ -83,6 +93,11 @@ def _export(
     fuse_snake_depthwise(model, expected=counts[1])
     fuse_snake_depthwise_snake(model, expected=counts[1])  # each depthwise unit's second Snake
     fuse_interleave(model, expected=counts[2])
+    for nodes in [model.graph.node, *(function.node for function in model.functions)]:
+        for node in nodes:  # torch's per-node debug notes hold memory addresses: they made exports differ
+            del node.metadata_props[:]
+    entry = model.metadata_props.add()
+    entry.key, entry.value = CONFIG_METADATA_KEY, json.dumps(config.to_json(), sort_keys=True)
     onnx.save(model, str(path))
 
 
@@ -113,6 +128,7 @@ def export_graphs(model: SNAC, snac_config: dict[str, Any], out_dir: Path) -> di
         enc_out,
         {AUDIO_NAME: {0: batch, 2: units * config.padding_unit}},
         _fusion_counts(lambda kind: sum(map(kind, encoder.modules()))),
+        config,
     )
 
     dec_in, dec_out = decoder_io(config)
@@ -141,5 +157,6 @@ def export_graphs(model: SNAC, snac_config: dict[str, Any], out_dir: Path) -> di
         dec_out,
         shapes,
         _fusion_counts(decoder.count),
+        config,
     )
     return {"tail_tiles": decoder.tiles, "tail_halo": decoder.halo if decoder.tiles > 1 else 0}

@@ -4,6 +4,7 @@
 >>> codec = SnacOnnx("models/snac_24khz")
 >>> codes = codec.encode(pcm)                    # list of int64 arrays, coarse first
 >>> audio = codec.decode(codes, length=len(pcm), noise=False)
+>>> pcm = load_audio("talk.flac", codec.sample_rate, mix=True, resample=True)  # needs the [audio] extra
 
 Importing the package needs NumPy only; onnxruntime is needed once a :class:`SnacOnnx` is made
 (``pip install 'snac-onnx[cpu]'`` or ``'snac-onnx[gpu]'``).
@@ -14,7 +15,9 @@ The package logs on ``logging.getLogger("snac_onnx")`` and one child logger per 
 
 from __future__ import annotations
 
+from .audio_io import load_audio
 from .codec import SnacOnnx
+from .codes_file import CodesFile, load_codes, save_codes
 from .config import ModelConfig
 from .errors import (
     InputNotFoundError,
@@ -42,6 +45,10 @@ __all__ = [
     "SnacOnnx",
     "SessionSettings",
     "StreamDecoder",
+    "load_audio",
+    "load_codes",
+    "save_codes",
+    "CodesFile",
     "OrpheusStream",
     "TokenLayout",
     "INTERLEAVED",

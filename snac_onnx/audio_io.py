@@ -1,18 +1,30 @@
-"""Audio files (soundfile) and resampling (soxr) for the CLI; both from the ``[audio]`` extra."""
+"""Audio files: reading any format libsndfile knows (soundfile), resampling (soxr), writing.
+
+Both libraries come from the ``[audio]`` extra. :func:`load_audio` is the API's way to do
+what the CLI does with a file; :class:`AudioReader` reads long files window by window.
+A path of ``-`` reads standard input (the whole stream; any format soundfile can sniff).
+"""
 
 from __future__ import annotations
 
+import io
+import logging
 import os
-import tempfile
+import struct
+import sys
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import numpy as np
 
-from .errors import InvalidArgumentError, InvalidAudioError, MissingDependencyError, SampleRateError
+from .errors import InputNotFoundError, InvalidArgumentError, InvalidAudioError, MissingDependencyError, SampleRateError
+from .outputs import STDIO, atomic_output
 
-__all__ = ["AudioReader", "write_audio_atomic", "atomic_output"]
+__all__ = ["AudioReader", "load_audio", "write_audio", "resample_audio", "OUTPUT_FORMATS"]
+
+logger = logging.getLogger(__name__)
+
+OUTPUT_FORMATS = {".wav": ("WAV", "PCM_16"), ".flac": ("FLAC", "PCM_16"), ".ogg": ("OGG", "VORBIS")}
 
 
 def _soundfile() -> Any:
@@ -23,48 +35,87 @@ def _soundfile() -> Any:
     return soundfile
 
 
+def _wav_shortfall(head: bytes, size: int) -> tuple[int, int] | None:
+    """(bytes the header's data chunk declares, bytes present) of a RIFF/WAVE file cut short; None otherwise."""
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return None
+    offset = 12
+    while offset + 8 <= len(head):
+        chunk, length = head[offset : offset + 4], struct.unpack("<I", head[offset + 4 : offset + 8])[0]
+        if chunk == b"data":
+            present = size - (offset + 8)
+            # 0 and 0xFFFFFFFF: streamed WAVs whose writer never knew the length
+            return (length, present) if 0 < length < 0xFFFFFFFF and present < length else None
+        offset += 8 + length + (length & 1)
+    return None
+
+
 class AudioReader:
     """Random-access mono reader of an audio file at a target rate.
 
     Args:
-        path: wav, flac, ogg or anything libsndfile reads.
-        target_rate: the model's sample rate.
+        path: any file libsndfile reads (wav, flac, ogg, mp3 with libsndfile >= 1.1, ...), or
+            ``-`` for standard input.
+        target_rate: the model's sample rate, Hz.
         mix: average multi-channel audio to mono (otherwise it is an error).
         resample: resample to ``target_rate`` with soxr when the file's rate
             differs (otherwise it is an error). Resampling reads the whole file
             into memory; without it, reads are windowed and memory stays flat.
+
+    Raises:
+        InputNotFoundError: ``path`` does not exist.
+        InvalidAudioError: not audio, no samples, several channels without ``mix``, or a
+            WAV file cut short (its header declares more data than it holds).
+        SampleRateError: another rate without ``resample``.
     """
 
     def __init__(self, path: str | os.PathLike[str], target_rate: int, *, mix: bool = False, resample: bool = False):
         sf = _soundfile()
-        self.path = Path(path)
+        self.name = "standard input" if str(path) == STDIO else repr(str(path))
+        self._source: str | io.BytesIO
+        if str(path) == STDIO:
+            self._source = io.BytesIO(sys.stdin.buffer.read())
+            head, size = self._source.getvalue()[:4096], len(self._source.getvalue())
+        else:
+            file = Path(path)
+            if not file.is_file():
+                raise InputNotFoundError(
+                    f"input {self.name} {'is a folder' if file.is_dir() else 'does not exist'}; give an audio file"
+                )
+            self._source = str(file)
+            with open(file, "rb") as handle:
+                head, size = handle.read(4096), file.stat().st_size
         try:
-            info = sf.info(str(self.path))
+            info = sf.info(self._source)
         except Exception as exc:  # soundfile raises LibsndfileError / RuntimeError
-            raise InvalidAudioError(f"cannot read {str(self.path)!r} as audio: {exc}") from exc
+            raise InvalidAudioError(f"cannot read {self.name} as audio: {exc}") from exc
+        finally:
+            if isinstance(self._source, io.BytesIO):
+                self._source.seek(0)
+        shortfall = _wav_shortfall(head, size)
+        if shortfall is not None:
+            raise InvalidAudioError(
+                f"{self.name} is cut short: its header declares {shortfall[0]} bytes of samples, the file holds "
+                f"{shortfall[1]}; re-copy it, or rewrite what is there (e.g. 'sox in.wav out.wav') to encode that"
+            )
         self.file_rate = int(info.samplerate)
         self.channels = int(info.channels)
         self.file_frames = int(info.frames)
         self.target_rate = int(target_rate)
         if self.channels > 1 and not mix:
             raise InvalidAudioError(
-                f"{self.path.name} has {self.channels} channels; SNAC is mono: pass --mix to average them"
+                f"{self.name} has {self.channels} channels; SNAC is mono: pass --mix (mix=True) to average them"
             )
-        if self.file_frames == 0:
-            raise InvalidAudioError(f"{self.path.name} has no samples")
+        if self.file_frames <= 0:
+            raise InvalidAudioError(f"{self.name} has no samples")
         self._resampled: np.ndarray | None = None
         if self.file_rate != self.target_rate:
             if not resample:
                 raise SampleRateError(
-                    f"{self.path.name} is {self.file_rate} Hz but the model expects {self.target_rate} Hz; "
-                    "pass --resample to convert it (soxr)"
+                    f"{self.name} is {self.file_rate} Hz but the model expects {self.target_rate} Hz; "
+                    "pass --resample (resample=True) to convert it (soxr)"
                 )
-            try:
-                import soxr
-            except ImportError as exc:  # pragma: no cover
-                raise MissingDependencyError("resampling needs soxr: pip install 'snac-onnx[audio]'") from exc
-            whole = self._read_file(0, self.file_frames)
-            self._resampled = soxr.resample(whole, self.file_rate, self.target_rate).astype(np.float32)
+            self._resampled = resample_audio(self._read_file(0, self.file_frames), self.file_rate, self.target_rate)
 
     @property
     def num_samples(self) -> int:
@@ -77,7 +128,9 @@ class AudioReader:
 
     def _read_file(self, start: int, stop: int) -> np.ndarray:
         sf = _soundfile()
-        data: np.ndarray = sf.read(str(self.path), start=start, stop=stop, dtype="float32", always_2d=True)[0]
+        if isinstance(self._source, io.BytesIO):
+            self._source.seek(0)
+        data: np.ndarray = sf.read(self._source, start=start, stop=stop, dtype="float32", always_2d=True)[0]
         mono: np.ndarray = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
         return mono
 
@@ -88,35 +141,52 @@ class AudioReader:
         return self._read_file(start, min(stop, self.file_frames))
 
 
-class atomic_output:
-    """Context manager yielding a temporary path beside ``path``; renamed onto it only on success."""
+def load_audio(
+    path: str | os.PathLike[str], sample_rate: int, *, mix: bool = False, resample: bool = False
+) -> np.ndarray:
+    """The whole of an audio file as mono float32 ``(samples,)`` at ``sample_rate`` Hz (what the CLI reads).
 
-    def __init__(self, path: str | os.PathLike[str]):
-        self.path = Path(path)
+    >>> pcm = load_audio("speech.flac", codec.sample_rate, mix=True, resample=True)
+    >>> codes = codec.encode(pcm, sample_rate=codec.sample_rate)
 
-    def __enter__(self) -> Path:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=self.path.suffix, dir=self.path.parent)
-        os.close(handle)
-        self.tmp = Path(tmp)
-        return self.tmp
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if exc_type is None:
-            os.replace(self.tmp, self.path)
-        else:
-            self.tmp.unlink(missing_ok=True)
+    Args and errors as :class:`AudioReader`.
+    """
+    reader = AudioReader(path, sample_rate, mix=mix, resample=resample)
+    return reader.read(0, reader.num_samples)
 
 
-def write_audio_atomic(path: str | os.PathLike[str], audio: np.ndarray, rate: int) -> None:
-    """Write mono float audio (format from the suffix; 16-bit PCM for wav) atomically."""
-    sf = _soundfile()
-    path = Path(path)
-    fmt = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG"}.get(path.suffix.lower())
+def write_audio(path: str | os.PathLike[str], audio: np.ndarray, rate: int, *, raw: bool = False) -> None:
+    """Write mono float audio atomically: format from the suffix (16-bit PCM for wav and flac), ``-`` for stdout.
+
+    ``raw``: headerless signed 16-bit little-endian PCM instead (any name, or ``-``).
+
+    Raises:
+        InvalidArgumentError: a suffix that is not .wav, .flac or .ogg (and not ``raw``, or ``-``: WAV).
+    """
+    samples = np.asarray(audio, np.float32)
+    name = str(path)
+    if raw:
+        pcm = (np.clip(samples, -1.0, 1.0) * 32767.0).round().astype("<i2")
+        with atomic_output(path) as handle:
+            handle.write(pcm.tobytes())
+        return
+    fmt, subtype = OUTPUT_FORMATS.get(".wav" if name == STDIO else Path(name).suffix.lower(), (None, None))
     if fmt is None:
-        raise InvalidArgumentError(f"output {path.name}: use a .wav, .flac or .ogg name")
-    subtype = "VORBIS" if fmt == "OGG" else "PCM_16"
-    with atomic_output(path) as tmp:
-        sf.write(str(tmp), np.asarray(audio, np.float32), rate, format=fmt, subtype=subtype)
+        raise InvalidArgumentError(
+            f"output {name!r}: use a name ending in {', '.join(OUTPUT_FORMATS)} (or '-' for WAV on stdout, "
+            "or --raw for headerless 16-bit PCM)"
+        )
+    sf = _soundfile()
+    with atomic_output(path) as handle:
+        sf.write(handle, samples, rate, format=fmt, subtype=subtype)
+
+
+def resample_audio(audio: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
+    """Mono float32 ``audio`` from ``from_rate`` to ``to_rate`` Hz (soxr; returned as is when equal)."""
+    if from_rate == to_rate:
+        return audio
+    try:
+        import soxr
+    except ImportError as exc:  # pragma: no cover
+        raise MissingDependencyError("resampling needs soxr: pip install 'snac-onnx[audio]'") from exc
+    return np.asarray(soxr.resample(audio, from_rate, to_rate), np.float32)

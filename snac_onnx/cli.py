@@ -1,6 +1,8 @@
 """``snac-onnx``: encode, decode, round-trip audio files, inspect and download models.
 
-Exit codes: 0 ok, 1 failure (one line on stderr), 2 usage.
+Exit codes: 0 ok; 2 refused (bad options or input: one line on stderr saying what and what to
+do, and no output file); 1 any other failure (one line on stderr). ``-`` as an input reads
+standard input, as an output writes standard output (the summary then goes to stderr).
 """
 
 from __future__ import annotations
@@ -8,118 +10,230 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
+import os
 import platform
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import numpy as np
 
 from . import __version__
-from .errors import InvalidArgumentError, MissingDependencyError, SnacOnnxError
+from .errors import InvalidArgumentError, InvalidCodesError, MissingDependencyError, SnacOnnxError
 from .hub import DEFAULT_MODEL
+from .outputs import STDIO
 
 if TYPE_CHECKING:
     from .codec import SnacOnnx
 
-EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAILURE, EXIT_REFUSED = 0, 1, 2
+LAYOUTS = ["interleaved", "codebook_major", "orpheus"]
+PRECISIONS = ["fp32", "int8", "fp16"]
+
+
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults shown after each option's help; the examples in the epilog kept as written."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # one line, not usage + message
+        self.exit(EXIT_REFUSED, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: seconds must be > 0 and finite")
+    return value
+
+
+def _int_at_least(low: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{text!r} must be >= {low}")
+        return value
+
+    parse.__name__ = f"int >= {low}"
+    return parse
+
+
+def _output_rate(text: str) -> str | int:
+    if text in ("model", "source"):
+        return text
+    rate = _int_at_least(1)(text)
+    return rate
+
+
+EXAMPLES = {
+    "encode": """examples:
+  snac-onnx encode speech.wav -o speech.npz -m models/snac_24khz
+  snac-onnx encode talk.flac -o talk.npz -m models/snac_24khz --mix --resample --layout orpheus""",
+    "decode": """examples:
+  snac-onnx decode speech.npz -o speech.wav            (the model recorded in the codes file)
+  snac-onnx decode speech.npz -o - --raw | aplay -f S16_LE -r 24000 -c 1""",
+    "roundtrip": """examples:
+  snac-onnx roundtrip speech.wav -o through_snac.wav -m models/snac_24khz
+  cat talk.flac | snac-onnx roundtrip - -o - -m models/snac_24khz --resample --mix --output-rate source > out.wav""",
+    "info": """examples:
+  snac-onnx info
+  snac-onnx info -m models/snac_24khz --json""",
+    "tokenize": """examples:
+  snac-onnx tokenize corpus/ -o tokens/ -m models/snac_24khz --resample --mix
+  snac-onnx tokenize 'corpus/**/*.mp3' -o tokens/ -m models/snac_24khz --layout orpheus --retry-errors""",
+    "download": """examples:
+  snac-onnx download snac_24khz
+  snac-onnx download someone/snac_custom --revision v1""",
+}
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="snac-onnx", description="SNAC neural audio codec on onnxruntime.")
+    parser = _Parser(
+        prog="snac-onnx", description="SNAC neural audio codec on onnxruntime.", formatter_class=_Formatter
+    )
     parser.add_argument("--version", action="version", version=f"snac-onnx {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    def common(p: argparse.ArgumentParser, model_default: str | None = DEFAULT_MODEL) -> None:
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help, description=help, epilog=EXAMPLES[name], formatter_class=_Formatter)
+
+    def model_options(p: argparse.ArgumentParser, default: str | None, default_help: str | None = None) -> None:
         p.add_argument(
-            "-m", "--model", default=model_default, help=f"folder, short name or hub repo (default {model_default})"
+            "-m",
+            "--model",
+            default=default,
+            help="model folder (e.g. models/snac_24khz, written by 'python -m export'), short name or hub repo"
+            + (f"; default: {default_help}" if default_help else ""),
         )
         p.add_argument("--revision", help="hub revision to pin")
         p.add_argument("--offline", action="store_true", help="never use the network (also HF_HUB_OFFLINE=1)")
-        p.add_argument("--providers", nargs="+", help="onnxruntime execution providers, in order (default CPU)")
-        p.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads (0: automatic)")
+        p.add_argument("--providers", nargs="+", help="onnxruntime execution providers, in order (default: CPU)")
+        p.add_argument("--precision", default="fp32", choices=PRECISIONS, help="graph precision from the export")
+        p.add_argument("--json", action="store_true", help="print a JSON summary")
+
+    def run_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--threads", type=_int_at_least(0), default=0, help="onnxruntime threads (0: automatic)")
         p.add_argument(
-            "--parallel", type=int, default=1, help="split long inputs into this many concurrent chunks (exact)"
+            "--parallel", type=_int_at_least(1), default=1, help="split long inputs into this many concurrent chunks"
         )
-        p.add_argument("--precision", default="fp32", help="graph precision from the export (fp32, int8, fp16)")
-        p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
         p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
     def audio_in(p: argparse.ArgumentParser) -> None:
-        p.add_argument("input", type=Path, help="audio file (wav, flac, ogg)")
+        p.add_argument("input", help="audio file (wav, flac, ogg, mp3: whatever libsndfile reads), or - for stdin")
         p.add_argument("--mix", action="store_true", help="average multi-channel audio to mono")
         p.add_argument("--resample", action="store_true", help="resample to the model's rate (soxr)")
-        p.add_argument("--window-seconds", type=float, help="audio per encoder run (default: the codec's 5 s budget)")
+        p.add_argument(
+            "--window-seconds", type=_seconds, help="audio per encoder run (default: the codec's max_chunk_seconds)"
+        )
 
-    def noise(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--noise", choices=["off", "on"], default="off", help="decoder noise (on = official behaviour)")
-        p.add_argument("--seed", type=int, help="seed for --noise on")
+    def audio_out(p: argparse.ArgumentParser, rate_help: str) -> None:
+        p.add_argument("-o", "--output", required=True, help="audio file (.wav, .flac, .ogg), or - for WAV on stdout")
+        p.add_argument("--raw", action="store_true", help="write headerless signed 16-bit little-endian PCM instead")
+        p.add_argument("--output-rate", type=_output_rate, default="model", help=rate_help)
+        p.add_argument(
+            "--noise",
+            choices=["off", "on"],
+            default="off",
+            help="decoder noise: off gives the same audio every run; on is SNAC's official behaviour (and the "
+            "default of the API's decode())",
+        )
+        p.add_argument("--seed", type=_int_at_least(0), help="seed for --noise on (reproducible noise)")
 
-    enc = sub.add_parser("encode", help="audio file -> codes .npz")
+    enc = command("encode", "audio file -> codes file (.npz)")
     audio_in(enc)
-    enc.add_argument("-o", "--output", type=Path, required=True, help="codes file (.npz)")
-    enc.add_argument("--layout", choices=["interleaved", "codebook_major", "orpheus"], help="also store flat tokens")
-    common(enc)
+    enc.add_argument("-o", "--output", required=True, help="codes file (.npz), or - for stdout")
+    enc.add_argument("--layout", choices=LAYOUTS, help="also store the codes as flat tokens in this layout")
+    model_options(enc, DEFAULT_MODEL, DEFAULT_MODEL)
+    run_options(enc)
 
-    dec = sub.add_parser("decode", help="codes .npz -> audio file")
-    dec.add_argument("input", type=Path, help="codes file written by 'snac-onnx encode'")
-    dec.add_argument("-o", "--output", type=Path, required=True, help="audio file (.wav, .flac, .ogg)")
-    dec.add_argument(
-        "--force", action="store_true", help="decode even if the model's manifest differs from the encoder's"
-    )
-    noise(dec)
-    common(dec, model_default=None)
+    dec = command("decode", "codes file (.npz) -> audio file")
+    dec.add_argument("input", help="codes file written by 'snac-onnx encode', or - for stdin")
+    audio_out(dec, "model (the model's rate), source (the rate of the audio that was encoded), or a rate in Hz")
+    dec.add_argument("--force", action="store_true", help="decode even if the codes come from another model")
+    model_options(dec, None, "the model recorded in the codes file")
+    run_options(dec)
 
-    rt = sub.add_parser("roundtrip", help="audio file -> codes -> audio file")
+    rt = command("roundtrip", "audio file -> codes -> audio file")
     audio_in(rt)
-    rt.add_argument("-o", "--output", type=Path, required=True, help="audio file (.wav, .flac, .ogg)")
-    noise(rt)
-    common(rt)
+    audio_out(rt, "model (the model's rate), source (the input's rate), or a rate in Hz")
+    model_options(rt, DEFAULT_MODEL, DEFAULT_MODEL)
+    run_options(rt)
 
-    info = sub.add_parser("info", help="versions, providers and a model's manifest")
-    common(info, model_default=None)
+    info = command("info", "versions, providers and a model's manifest")
+    model_options(info, None, "none (versions and providers only)")
 
-    tok = sub.add_parser("tokenize", help="a corpus of audio files -> Parquet codes, on Ray Data")
+    tok = command("tokenize", "a corpus of audio files -> Parquet codes, on Ray Data")
     tok.add_argument("input", help="folder (recursive), glob, or .parquet/.jsonl manifest with a 'path' column")
     tok.add_argument("-o", "--output", type=Path, required=True, help="Parquet output folder (reruns skip done files)")
+    tok.add_argument("-m", "--model", default=DEFAULT_MODEL, help="model folder, short name or hub repo")
     tok.add_argument(
-        "-m", "--model", default=DEFAULT_MODEL, help=f"folder, short name or hub repo (default {DEFAULT_MODEL})"
+        "--actors", type=_int_at_least(1), help="encoder actors (default: cluster CPUs // threads per actor)"
     )
-    tok.add_argument("--actors", type=int, help="encoder actors (default: cluster CPUs // threads per actor)")
-    tok.add_argument("--threads-per-actor", type=int, default=1, help="onnxruntime threads and CPUs per actor")
+    tok.add_argument(
+        "--threads-per-actor", type=_int_at_least(1), default=1, help="onnxruntime threads and CPUs per actor"
+    )
     tok.add_argument("--address", help="Ray cluster address (default RAY_ADDRESS, else a local Ray)")
     tok.add_argument("--mix", action="store_true", help="average multi-channel audio to mono")
     tok.add_argument("--resample", action="store_true", help="resample to the model's rate (soxr)")
-    tok.add_argument("--window-seconds", type=float, help="audio per encoder run (default: the codec's 5 s budget)")
-    tok.add_argument("--layout", choices=["interleaved", "codebook_major", "orpheus"], help="also store flat tokens")
-    tok.add_argument("--retry-errors", action="store_true", help="encode again files whose earlier row has an error")
+    tok.add_argument("--window-seconds", type=_seconds, help="audio per encoder run (default: the codec's budget)")
+    tok.add_argument("--layout", choices=LAYOUTS, help="also store flat tokens")
+    tok.add_argument(
+        "--retry-errors", action="store_true", help="encode again the files whose row holds an error (replaced)"
+    )
     tok.add_argument("--offline", action="store_true", help="never use the network")
+    tok.add_argument("-v", "--verbose", action="store_true", help="show Ray's own log lines")
     tok.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
 
-    dl = sub.add_parser("download", help="fetch a model into the hub cache for offline use")
+    dl = command("download", "fetch a model into the hub cache for offline use")
     dl.add_argument("name", help="short name or hub repo id")
     dl.add_argument("--revision", help="hub revision to pin")
     dl.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
     return parser
 
 
-@contextlib.contextmanager
-def _progress(total: float, unit: str, quiet: bool) -> Iterator[Any]:
-    bar = None
-    if not quiet and sys.stderr.isatty():
-        try:
-            from tqdm import tqdm
+class _Progress:
+    """A labelled progress bar in seconds of real (unpadded) audio that ends at exactly 100 %."""
 
-            bar = tqdm(total=total, unit=unit, file=sys.stderr, dynamic_ncols=True)
-        except ImportError:
-            bar = None
+    def __init__(self, label: str, total_samples: int, rate: int, quiet: bool) -> None:
+        self.rate, self.total, self.done = rate, total_samples, 0
+        self.bar: Any = None
+        if not quiet and sys.stderr.isatty():
+            with contextlib.suppress(ImportError):
+                from tqdm import tqdm
+
+                self.bar = tqdm(
+                    total=round(total_samples / rate, 2), desc=label, unit="s", file=sys.stderr, dynamic_ncols=True
+                )
+
+    def to(self, samples: int) -> None:
+        """Advance to ``samples`` samples done (clipped to the real length)."""
+        self.done = min(max(samples, self.done), self.total)
+        if self.bar is not None:
+            self.bar.n = round(self.done / self.rate, 2)
+            self.bar.refresh()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.to(self.total)
+            self.bar.close()
+
+
+@contextlib.contextmanager
+def _progress(label: str, total_samples: int, rate: int, quiet: bool) -> Iterator[_Progress]:
+    progress = _Progress(label, total_samples, rate, quiet)
     try:
-        yield bar
+        yield progress
     finally:
-        if bar is not None:
-            bar.close()
+        progress.close()
 
 
 def _codec(args: argparse.Namespace, model: str) -> SnacOnnx:
@@ -128,40 +242,57 @@ def _codec(args: argparse.Namespace, model: str) -> SnacOnnx:
     return SnacOnnx(
         model,
         providers=args.providers,
-        threads=args.threads,
-        parallel=args.parallel,
+        threads=getattr(args, "threads", 0),
+        parallel=getattr(args, "parallel", 1),
         revision=args.revision,
         offline=args.offline or None,
         precision=args.precision,
     )
 
 
-def _encode_file(args: argparse.Namespace, codec: SnacOnnx) -> tuple[list[np.ndarray], int]:
+def _encode_file(args: argparse.Namespace, codec: SnacOnnx) -> tuple[list[np.ndarray], Any]:
+    """Codes of the input file, and its reader (rates and lengths)."""
     from .audio_io import AudioReader
     from .windowed import encode_reader
 
     reader = AudioReader(args.input, codec.sample_rate, mix=args.mix, resample=args.resample)
-    done = 0
-    with _progress(round(reader.seconds, 2), "s", args.quiet) as bar:
-
-        def progress(samples: int) -> None:
-            nonlocal done
-            if bar is not None:
-                bar.update(round((samples - done) / codec.sample_rate, 2))
-            done = samples
-
+    with _progress("encode", reader.num_samples, codec.sample_rate, args.quiet) as bar:
         codes = encode_reader(
-            codec, reader.read, reader.num_samples, window_seconds=args.window_seconds, on_progress=progress
+            codec, reader.read, reader.num_samples, window_seconds=args.window_seconds, on_progress=bar.to
         )
-    return codes, reader.num_samples
+    return codes, reader
 
 
-def _decode_to_file(args: argparse.Namespace, codec: SnacOnnx, codes: list[np.ndarray], length: int) -> None:
-    from .audio_io import write_audio_atomic
+def _decode_to_file(
+    args: argparse.Namespace, codec: SnacOnnx, codes: list[np.ndarray], length: int, source: tuple[int, int] | None
+) -> tuple[int, int]:
+    """Decode ``codes`` to ``length`` samples and write them; ``source``: (rate, length) of the encoded input.
+
+    Returns the written (rate, samples).
+    """
+    from .audio_io import resample_audio, write_audio
     from .planner import budget_steps
 
     if args.seed is not None and args.noise != "on":
         raise InvalidArgumentError("--seed applies to --noise on")
+    rate = codec.sample_rate
+    if args.output_rate == "source":
+        if source is None:
+            raise InvalidCodesError(
+                "--output-rate source: this codes file does not record the source's rate (written by an older "
+                "snac-onnx); give a rate in Hz"
+            )
+        rate = source[0]
+    elif isinstance(args.output_rate, int):
+        rate = args.output_rate
+    if not args.raw and str(args.output) != STDIO:
+        from .audio_io import OUTPUT_FORMATS
+
+        if Path(args.output).suffix.lower() not in OUTPUT_FORMATS:
+            raise InvalidArgumentError(
+                f"output {args.output!r}: use a name ending in {', '.join(OUTPUT_FORMATS)}, '-' for WAV on stdout, "
+                "or --raw for headerless 16-bit PCM"
+            )
     # Decode through a stream (exact, memory flat in the length, progress per chunk) whose window, chunk plus
     # context, is the codec's budget for one graph run.
     config = codec.config
@@ -173,84 +304,113 @@ def _decode_to_file(args: argparse.Namespace, codec: SnacOnnx, codes: list[np.nd
     per = config.codes_per_frame
     frames = codes[0].shape[0]
     pieces = []
-    with _progress(round(frames * codec.samples_per_frame / codec.sample_rate, 2), "s", args.quiet) as bar:
+    done = 0
+    with _progress("decode", length, codec.sample_rate, args.quiet) as bar:
         for start in range(0, frames, chunk):
             piece = stream.push_codes([c[start * p : (start + chunk) * p] for c, p in zip(codes, per, strict=True)])
             pieces.append(piece)
-            if bar is not None:
-                bar.update(round(piece.size / codec.sample_rate, 2))
+            done += piece.size
+            bar.to(done)
         pieces.append(stream.flush())
     audio = np.concatenate(pieces)[:length]
-    write_audio_atomic(args.output, audio, codec.sample_rate)
+    if rate != codec.sample_rate:
+        audio = resample_audio(audio, codec.sample_rate, rate)
+        if source is not None and rate == source[0]:
+            audio = audio[: source[1]]
+    write_audio(args.output, audio, rate, raw=args.raw)
+    return rate, int(audio.size)
 
 
 def _emit(args: argparse.Namespace, summary: dict[str, Any], text: str) -> None:
-    if getattr(args, "json", False):
-        print(json.dumps(summary))
-    else:
-        print(text)
+    to_stdout = str(getattr(args, "output", "")) != STDIO  # stdout carries the data otherwise
+    stream = sys.stdout if to_stdout else sys.stderr
+    print(json.dumps(summary) if getattr(args, "json", False) else text, file=stream)
 
 
 def cmd_encode(args: argparse.Namespace) -> int:
     from .codes_file import save_codes
     from .layouts import codes_to_tokens
 
+    if str(args.output) != STDIO and Path(args.output).suffix.lower() != ".npz":
+        raise InvalidArgumentError(f"output {args.output!r}: a codes file is an .npz (or - for stdout)")
     codec = _codec(args, args.model)
-    codes, length = _encode_file(args, codec)
-    meta = {
+    codes, reader = _encode_file(args, codec)
+    meta: dict[str, Any] = {
         "model": codec.name,
-        "manifest_sha256": codec.manifest_sha256,
+        "model_id": codec.model_id,
         "sample_rate": codec.sample_rate,
-        "length": length,
+        "length": reader.num_samples,
+        "source_sample_rate": reader.file_rate,
+        "source_length": reader.file_frames,
         "layout": args.layout or "per-codebook",
         "source": str(args.input),
     }
+    if codec.location.repo_id is None:
+        meta["model_folder"] = str(codec.location.folder.resolve())
     tokens = codes_to_tokens(codes, codec.vq_strides, args.layout) if args.layout else None
     save_codes(args.output, codes, meta, tokens)
     summary = {**meta, "output": str(args.output), "frames": [int(c.shape[0]) for c in codes]}
     _emit(
-        args, summary, f"{args.input} -> {args.output}: {length / codec.sample_rate:.2f} s, codes {summary['frames']}"
+        args,
+        summary,
+        f"{args.input} -> {args.output}: {reader.num_samples / codec.sample_rate:.2f} s, codes {summary['frames']}",
     )
     return EXIT_OK
 
 
+def _model_for_codes(meta: dict[str, Any]) -> str:
+    """The model a codes file records: its folder when it still exists, else its name."""
+    folder = meta.get("model_folder")
+    if isinstance(folder, str) and (Path(folder) / "manifest.json").is_file():
+        return folder
+    return str(meta["model"])
+
+
 def cmd_decode(args: argparse.Namespace) -> int:
     from .codes_file import load_codes
+    from .manifest import MANIFEST_FILE, sha256_file
 
     data = load_codes(args.input)
-    codec = _codec(args, args.model or data.meta["model"])
-    sha = codec.manifest_sha256
-    if sha != data.meta.get("manifest_sha256") and not args.force:
-        raise SnacOnnxError(
-            f"{args.input.name} was encoded with model {data.meta.get('model')!r} (manifest "
-            f"{str(data.meta.get('manifest_sha256'))[:12]}), not with this one ({codec.name}, {sha[:12]}); "
-            "pass --model with the right one, or --force"
+    codec = _codec(args, args.model or _model_for_codes(data.meta))
+    if data.model_id is not None:
+        same = data.model_id == codec.model_id
+        recorded = data.model_id
+    else:  # version 1 files record the manifest file's hash
+        recorded = str(data.meta["manifest_sha256"])
+        same = recorded == sha256_file(codec.location.folder / MANIFEST_FILE)
+    if not same and not args.force:
+        raise InvalidCodesError(
+            f"{args.input} was encoded with model {data.meta['model']!r} ({recorded[:12]}), not with this one "
+            f"({codec.name}, {codec.model_id[:12]}); pass --model with the right one, or --force"
         )
-    if int(data.meta["sample_rate"]) != codec.sample_rate:
-        raise SnacOnnxError(f"codes are for {data.meta['sample_rate']} Hz, the model is {codec.sample_rate} Hz")
-    length = int(data.meta["length"])
-    _decode_to_file(args, codec, data.codes, length)
+    data.check_model(codec.config, codec.name)
+    source = None
+    if "source_sample_rate" in data.meta and "source_length" in data.meta:
+        source = (int(data.meta["source_sample_rate"]), int(data.meta["source_length"]))
+    rate, samples = _decode_to_file(args, codec, data.codes, data.length, source)
     summary = {
         "input": str(args.input),
         "output": str(args.output),
-        "seconds": length / codec.sample_rate,
+        "seconds": samples / rate,
+        "sample_rate": rate,
         "model": codec.name,
     }
-    _emit(args, summary, f"{args.input} -> {args.output}: {length / codec.sample_rate:.2f} s")
+    _emit(args, summary, f"{args.input} -> {args.output}: {samples / rate:.2f} s at {rate} Hz")
     return EXIT_OK
 
 
 def cmd_roundtrip(args: argparse.Namespace) -> int:
     codec = _codec(args, args.model)
-    codes, length = _encode_file(args, codec)
-    _decode_to_file(args, codec, codes, length)
+    codes, reader = _encode_file(args, codec)
+    rate, samples = _decode_to_file(args, codec, codes, reader.num_samples, (reader.file_rate, reader.file_frames))
     summary = {
         "input": str(args.input),
         "output": str(args.output),
-        "seconds": length / codec.sample_rate,
+        "seconds": samples / rate,
+        "sample_rate": rate,
         "model": codec.name,
     }
-    _emit(args, summary, f"{args.input} -> {args.output}: {length / codec.sample_rate:.2f} s through {codec.name}")
+    _emit(args, summary, f"{args.input} -> {args.output}: {samples / rate:.2f} s through {codec.name}")
     return EXIT_OK
 
 
@@ -341,6 +501,7 @@ def cmd_tokenize(args: argparse.Namespace) -> int:
         layout=args.layout,
         retry_errors=args.retry_errors,
         offline=args.offline or None,
+        verbose=args.verbose,
     )
     data = summary.__dict__
     _emit(
@@ -369,8 +530,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("snac-onnx: interrupted", file=sys.stderr)
         return EXIT_FAILURE
-    except (SnacOnnxError, OSError, ValueError, ImportError) as exc:
-        print(f"snac-onnx: error: {exc}", file=sys.stderr)
+    except SnacOnnxError as exc:
+        print(f"snac-onnx {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"snac-onnx {args.command}: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return EXIT_FAILURE
+    except Exception as exc:  # one line, not a traceback; SNAC_ONNX_DEBUG=1 re-raises
+        if os.environ.get("SNAC_ONNX_DEBUG"):
+            raise
+        print(
+            f"snac-onnx {args.command}: internal error: {type(exc).__name__}: {exc} "
+            "(a bug: please report it; SNAC_ONNX_DEBUG=1 shows the traceback)",
+            file=sys.stderr,
+        )
         return EXIT_FAILURE
 
 

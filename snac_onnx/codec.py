@@ -15,7 +15,7 @@ from .config import ModelConfig
 from .errors import InvalidArgumentError, InvalidCodesError
 from .hub import DEFAULT_MODEL, ModelLocation, resolve_model
 from .layouts import TokenLayout, codes_to_tokens, resolve_layout, tokens_to_codes
-from .manifest import MANIFEST_FILE, Manifest, load_manifest, sha256_file
+from .manifest import Manifest, load_manifest
 from .orpheus import END_OF_SPEECH, OrpheusStream
 from .planner import check_seconds
 from .runner import Runner
@@ -137,7 +137,6 @@ class SnacOnnx:
         self._location: ModelLocation = resolve_model(model, revision=revision, offline=offline, cache_dir=cache_dir)
         self._manifest = load_manifest(self._location.folder)
         self._manifest.file_entry("decoder", precision)  # raises if the export lacks this precision
-        self._manifest_sha256: str | None = None
         self._sessions = ModelSessions(
             self._location,
             self._manifest,
@@ -206,11 +205,9 @@ class SnacOnnx:
         return self._sessions.predicted_fused_snake()
 
     @property
-    def manifest_sha256(self) -> str:
-        """sha256 of this model's ``manifest.json``: identifies the export codes were made with."""
-        if self._manifest_sha256 is None:
-            self._manifest_sha256 = sha256_file(self._location.folder / MANIFEST_FILE)
-        return self._manifest_sha256
+    def model_id(self) -> str:
+        """The model's identity (:attr:`Manifest.model_id`): the same for every export of the same weights."""
+        return self._manifest.model_id
 
     @property
     def precision(self) -> str:

@@ -10,16 +10,23 @@ the cores. Long files go through the windowed encode (codes equal to one-shot
 encoding, memory flat). A file that cannot be read becomes a row with an
 ``error``, never a failed job. Ray is imported only here (extra ``[ray]``).
 
-Row schema: ``path``, ``duration`` (seconds), ``sample_rate`` (the model's, used
-for encoding), ``source_sample_rate``, ``model``, ``manifest_sha256``,
-``codes_0`` .. ``codes_{n-1}`` (list<int64>), ``tokens`` (list<int64>, when a
-layout is asked for), ``error`` (null when encoded).
+Row schema, the same for every run and option: ``path``, ``duration`` (seconds),
+``sample_rate`` (the model's, used for encoding), ``source_sample_rate``, ``model``,
+``model_id`` (:attr:`snac_onnx.Manifest.model_id`), ``codes_0`` .. ``codes_{n-1}``
+(list<int64>), ``layout`` and ``tokens`` (list<int64>; both null without a layout),
+``error`` (null when encoded). One row per file: a retry (``retry_errors``) replaces the
+file's error row.
+
+The folder remembers what made it (``_snac_onnx_job.json``: the model's identity and the
+options that change codes). A rerun with another model or other options is refused, saying
+what differs, instead of reporting "already done".
 """
 
 from __future__ import annotations
 
 import glob
 import json
+import logging
 import os
 import time
 from dataclasses import dataclass
@@ -28,11 +35,25 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InputNotFoundError
+from .errors import InputNotFoundError, InvalidArgumentError
 
-__all__ = ["AUDIO_SUFFIXES", "list_inputs", "done_paths", "EncodeFiles", "tokenize_corpus", "TokenizeSummary"]
+__all__ = ["audio_suffixes", "list_inputs", "done_paths", "EncodeFiles", "tokenize_corpus", "TokenizeSummary"]
 
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
+JOB_FILE = "_snac_onnx_job.json"  # "_": readers of the folder (pyarrow, pandas) skip it
+_SUFFIX_ALIASES = {"aiff": (".aif", ".aiff"), "ogg": (".ogg", ".oga", ".opus"), "mpeg": (".mp3",), "mp3": (".mp3",)}
+
+
+def audio_suffixes() -> frozenset[str]:
+    """File suffixes of the formats this soundfile/libsndfile reads (``.mp3`` with libsndfile >= 1.1)."""
+    try:
+        import soundfile
+    except ImportError:
+        return frozenset({".wav", ".flac", ".ogg"})
+    found: set[str] = set()
+    for name in soundfile.available_formats():
+        key = name.lower()
+        found.update(_SUFFIX_ALIASES.get(key, (f".{key}",)))
+    return frozenset(found)
 
 
 def list_inputs(source: str | os.PathLike[str]) -> list[str]:
@@ -40,15 +61,16 @@ def list_inputs(source: str | os.PathLike[str]) -> list[str]:
     text = str(source)
     path = Path(text)
     if path.is_dir():
-        files = [p for p in path.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file()]
+        suffixes = audio_suffixes()
+        files = [p for p in path.rglob("*") if p.suffix.lower() in suffixes and p.is_file()]
     elif path.suffix.lower() == ".parquet" and path.is_file():
         import pyarrow.parquet as pq
 
         files = [Path(p) for p in pq.read_table(path, columns=["path"]).column("path").to_pylist()]
     elif path.suffix.lower() in (".jsonl", ".json") and path.is_file():
         files = [Path(json.loads(line)["path"]) for line in path.read_text().splitlines() if line.strip()]
-    else:
-        files = [Path(p) for p in glob.glob(text, recursive=True) if Path(p).suffix.lower() in AUDIO_SUFFIXES]
+    else:  # a glob names its files itself: every file it matches is tried
+        files = [Path(p) for p in glob.glob(text, recursive=True) if Path(p).is_file()]
         if not files and not any(ch in text for ch in "*?["):
             raise InputNotFoundError(f"{text!r} is not a folder, a glob, or a .parquet/.jsonl manifest")
     return sorted({str(p.resolve()) for p in files})
@@ -70,7 +92,7 @@ def done_paths(output_dir: str | os.PathLike[str], include_errors: bool = True) 
     return done
 
 
-def _schema(num_codebooks: int, with_tokens: bool) -> Any:
+def _schema(num_codebooks: int) -> Any:
     import pyarrow as pa
 
     fields = [
@@ -79,12 +101,10 @@ def _schema(num_codebooks: int, with_tokens: bool) -> Any:
         ("sample_rate", pa.int64()),
         ("source_sample_rate", pa.int64()),
         ("model", pa.string()),
-        ("manifest_sha256", pa.string()),
+        ("model_id", pa.string()),
     ]
     fields += [(f"codes_{i}", pa.list_(pa.int64())) for i in range(num_codebooks)]
-    if with_tokens:
-        fields.append(("tokens", pa.list_(pa.int64())))
-    fields.append(("error", pa.string()))
+    fields += [("layout", pa.string()), ("tokens", pa.list_(pa.int64())), ("error", pa.string())]
     return pa.schema(fields)
 
 
@@ -109,7 +129,7 @@ class EncodeFiles:
 
         self.codec = SnacOnnx(model, threads=threads, offline=offline)
         self.resample, self.mix, self.window_seconds, self.layout = resample, mix, window_seconds, layout
-        self.schema = _schema(self.codec.num_codebooks, layout is not None)
+        self.schema = _schema(self.codec.num_codebooks)
 
     def encode_path(self, path: str) -> dict[str, Any]:
         """One output row for ``path``; any failure is captured in ``error``."""
@@ -124,7 +144,9 @@ class EncodeFiles:
             "sample_rate": codec.sample_rate,
             "source_sample_rate": None,
             "model": codec.name,
-            "manifest_sha256": codec.manifest_sha256,
+            "model_id": codec.model_id,
+            "layout": self.layout,
+            "tokens": None,
             "error": None,
         }
         empty: list[int] = []
@@ -141,8 +163,7 @@ class EncodeFiles:
             row["error"] = f"{type(exc).__name__}: {exc}"
             for i in range(codec.num_codebooks):
                 row[f"codes_{i}"] = empty
-            if self.layout is not None:
-                row["tokens"] = empty
+            row["tokens"] = None
         return row
 
     def __call__(self, batch: dict[str, np.ndarray]) -> Any:
@@ -152,7 +173,7 @@ class EncodeFiles:
         columns = {name: [r.get(name) for r in rows] for name in self.schema.names}
         for name in columns:
             if name.startswith("codes_") or name == "tokens":
-                columns[name] = [np.asarray(v, np.int64).tolist() for v in columns[name]]
+                columns[name] = [None if v is None else np.asarray(v, np.int64).tolist() for v in columns[name]]
         return pa.Table.from_pydict(columns, schema=self.schema)
 
 
@@ -164,6 +185,84 @@ class TokenizeSummary:
     errors: int
     audio_seconds: float
     wall_seconds: float
+
+
+def _job(model: str, offline: bool | None, resample: bool, mix: bool, layout: str | None) -> dict[str, Any]:
+    """What decides a folder's rows: the model's identity and the options that change codes."""
+    from .hub import resolve_model
+    from .manifest import load_manifest
+
+    manifest = load_manifest(resolve_model(model, offline=offline).folder)
+    return {
+        "model": manifest.name,
+        "model_id": manifest.model_id,
+        "sample_rate": manifest.config.sample_rate,
+        "resample": bool(resample),
+        "mix": bool(mix),
+        "layout": layout,
+    }
+
+
+def _check_job(out: Path, job: dict[str, Any]) -> None:
+    """Refuse to add rows to a folder written with another model or options (saying what differs)."""
+    path = out / JOB_FILE
+    has_rows = out.is_dir() and any(out.glob("*.parquet"))
+    if not path.is_file():
+        if has_rows:
+            raise InvalidArgumentError(
+                f"{str(out)!r} holds Parquet files but no {JOB_FILE}: it was written by an older snac-onnx or by "
+                "something else; tokenize into a new output folder"
+            )
+        return
+    try:
+        earlier = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise InvalidArgumentError(f"{str(path)!r} is damaged ({exc}); tokenize into a new output folder") from exc
+    differ = [k for k in job if earlier.get(k) != job[k]]
+    if differ:
+        what = "; ".join(f"{k}: this run {job[k]!r}, the folder {earlier.get(k)!r}" for k in differ)
+        raise InvalidArgumentError(
+            f"{str(out)!r} was tokenized with other settings ({what}); rerun with the folder's settings, "
+            "or tokenize into a new output folder"
+        )
+
+
+def _drop_rows(files: set[Path], paths: set[str]) -> None:
+    """Remove the rows of ``paths`` from the Parquet ``files`` (each rewritten atomically, or deleted if emptied)."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from .outputs import atomic_output
+
+    for file in sorted(files):
+        table = pq.read_table(file)
+        keep = table.filter(pc.invert(pc.is_in(table.column("path"), value_set=_string_array(paths))))
+        if keep.num_rows == table.num_rows:
+            continue
+        if keep.num_rows == 0:
+            file.unlink()
+            continue
+        with atomic_output(file) as handle:
+            pq.write_table(keep, handle)
+
+
+def _string_array(values: set[str]) -> Any:
+    import pyarrow as pa
+
+    return pa.array(sorted(values), pa.string())
+
+
+def _quiet_ray(verbose: bool) -> dict[str, Any]:
+    """``ray.init`` arguments, and Ray Data settings, that keep Ray's own lines off the terminal unless ``verbose``."""
+    import ray
+
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = verbose
+    if hasattr(context, "print_on_execution_start"):
+        context.print_on_execution_start = verbose
+    for name in ("ray", "ray.data", "ray.data._internal"):
+        logging.getLogger(name).setLevel(logging.INFO if verbose else logging.ERROR)
+    return {"log_to_driver": verbose, "logging_level": logging.INFO if verbose else logging.ERROR}
 
 
 def tokenize_corpus(
@@ -181,34 +280,45 @@ def tokenize_corpus(
     retry_errors: bool = False,
     files_per_batch: int = 4,
     offline: bool | None = None,
+    verbose: bool = False,
 ) -> TokenizeSummary:
     """Encode every audio file of ``source`` not yet in ``output_dir``; returns counts and timings.
 
     Args:
         source: folder, glob, or Parquet/JSONL manifest with a ``path`` column.
-        output_dir: Parquet output folder; rerunning with it skips finished files.
+        output_dir: Parquet output folder; rerunning with it skips finished files (and is
+            refused if the model or ``resample``, ``mix``, ``layout`` differ from the folder's).
         model: folder, short name or hub repo id.
         actors: encoder actors (default: CPUs of the cluster // threads_per_actor).
         threads_per_actor: onnxruntime threads, and CPUs reserved, per actor.
         address: Ray cluster to join (default ``RAY_ADDRESS``, else a local instance).
         resample, mix, window_seconds, layout: as in ``snac-onnx encode``.
-        retry_errors: encode again files whose earlier row holds an error.
+        retry_errors: encode again files whose earlier row holds an error; the new row replaces it.
         files_per_batch: files per ``map_batches`` batch.
+        offline: never use the network.
+        verbose: let Ray print its own logs and progress bars.
+
+    Raises:
+        InvalidArgumentError: ``output_dir`` was written with another model or other options.
     """
     import ray
 
     start = time.perf_counter()
     files = list_inputs(source)
-    done = done_paths(output_dir, include_errors=not retry_errors)
+    out = Path(output_dir)
+    job = _job(str(model), offline, resample, mix, layout)
+    _check_job(out, job)
+    done = done_paths(out, include_errors=not retry_errors)
     todo = [p for p in files if p not in done]
     if not todo:
         return TokenizeSummary(len(files), len(files), 0, 0, 0.0, time.perf_counter() - start)
     address = address or os.environ.get("RAY_ADDRESS")
+    quiet = _quiet_ray(verbose)
     if not ray.is_initialized():
         if address:
-            ray.init(address=address, log_to_driver=False)
+            ray.init(address=address, **quiet)
         else:
-            ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
+            ray.init(include_dashboard=False, configure_logging=verbose, **quiet)
     cpus = int(ray.cluster_resources().get("CPU", 1))  # type: ignore[no-untyped-call]
     actors = actors or max(1, cpus // threads_per_actor)
     items = ray.data.from_items([{"path": p} for p in todo], override_num_blocks=max(1, min(len(todo), 4 * actors)))
@@ -228,12 +338,18 @@ def tokenize_corpus(
         num_cpus=threads_per_actor,
         compute=ray.data.ActorPoolStrategy(size=actors),
     )
-    out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
+    if not (out / JOB_FILE).is_file():
+        from .outputs import atomic_output
+
+        with atomic_output(out / JOB_FILE) as handle:
+            handle.write((json.dumps(job, indent=2) + "\n").encode())
     before = set(out.glob("*.parquet"))
     ds.write_parquet(str(out))
     import pyarrow.parquet as pq
 
+    if retry_errors:  # one row per file: the retried files' earlier (error) rows go
+        _drop_rows(before, set(todo))
     errors = 0
     seconds = 0.0
     for file in set(out.glob("*.parquet")) - before:  # the rows written by this run

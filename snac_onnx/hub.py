@@ -27,7 +27,7 @@ from .manifest import MANIFEST_FILE
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["MODEL_REPOS", "DEFAULT_MODEL", "ModelLocation", "resolve_model"]
+__all__ = ["MODEL_REPOS", "UNPUBLISHED_REPOS", "DEFAULT_MODEL", "ModelLocation", "resolve_model"]
 
 DEFAULT_MODEL = "snac_24khz"
 MODEL_REPOS: dict[str, str] = {
@@ -35,6 +35,9 @@ MODEL_REPOS: dict[str, str] = {
     "snac_32khz": "snac-onnx/snac_32khz",
     "snac_44khz": "snac-onnx/snac_44khz",
 }
+# The project's own repos that are not on the hub yet: looked up in the cache only, and when missing the
+# error says how to make the model instead (never a download that cannot succeed). Empty it once published.
+UNPUBLISHED_REPOS: frozenset[str] = frozenset(MODEL_REPOS.values())
 _REPO_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 
 
@@ -175,6 +178,14 @@ def resolve_model(
         logger.debug("model %s: a local folder", path)
         return ModelLocation(folder=path)
     name = str(model)
+    if path.is_file():
+        hint = (
+            f"; pass the folder that holds it: {str(path.parent)!r}" if (path.parent / MANIFEST_FILE).is_file() else ""
+        )
+        raise ModelNotFoundError(
+            f"model {name!r} is a file; a model is the folder holding manifest.json, encoder.onnx and "
+            f"decoder.onnx{hint}"
+        )
     if _looks_like_path(model):
         raise ModelNotFoundError(
             f"model folder {name!r} does not exist; export one with 'python -m export ...', "
@@ -189,5 +200,17 @@ def resolve_model(
     offline = _env_offline() if offline is None else bool(offline)
     cache = None if cache_dir is None else str(cache_dir)
     logger.debug("model %r: hub repo %s (revision %s, offline %s)", name, repo_id, revision, offline)
+    if repo_id in UNPUBLISHED_REPOS:
+        try:
+            manifest = Path(_hub_file(repo_id, MANIFEST_FILE, revision, True, cache))
+        except ModelNotFoundError:
+            short = name if name in table else repo_id.rsplit("/", 1)[-1]
+            raise ModelNotFoundError(
+                f"{repo_id} is not published on the Hugging Face Hub yet, so {name!r} cannot be downloaded. Export "
+                f"the model from the official PyTorch weights with 'python -m export {short}' in a snac-onnx checkout "
+                f"(it writes models/{short}), then pass that folder: SnacOnnx('models/{short}'), "
+                f"or -m models/{short} on the command line"
+            ) from None
+        return ModelLocation(folder=manifest.parent, repo_id=repo_id, revision=revision, offline=True, cache_dir=cache)
     manifest = Path(_hub_file(repo_id, MANIFEST_FILE, revision, offline, cache))
     return ModelLocation(folder=manifest.parent, repo_id=repo_id, revision=revision, offline=offline, cache_dir=cache)

@@ -36,6 +36,7 @@ __all__ = [
     "ENCODER_FILE",
     "DECODER_FILE",
     "AUDIO_NAME",
+    "CONFIG_METADATA_KEY",
     "Manifest",
     "code_names",
     "noise_names",
@@ -50,6 +51,7 @@ MANIFEST_FILE = "manifest.json"
 ENCODER_FILE = "encoder.onnx"
 DECODER_FILE = "decoder.onnx"
 AUDIO_NAME = "audio"
+CONFIG_METADATA_KEY = "snac_onnx.config"  # the graph's own copy of the config (ONNX metadata_props), JSON
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +88,18 @@ class Manifest:
     random_init: bool
     raw: dict[str, Any]
     variants: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+
+    @property
+    def model_id(self) -> str:
+        """Hex sha256 of what decides the audio: the config and the fp32 graphs' sha256 (not the export's time).
+
+        Two exports of the same checkpoint share it; codes files and corpus rows record it.
+        """
+        decisive = {
+            "config": self.config.to_json(),
+            "graphs": {role: str(self.files[role]["sha256"]) for role in ("encoder", "decoder")},
+        }
+        return hashlib.sha256(json.dumps(decisive, sort_keys=True).encode()).hexdigest()
 
     @property
     def precisions(self) -> list[str]:

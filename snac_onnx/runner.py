@@ -21,7 +21,7 @@ import numpy as np
 
 from . import forks
 from .config import ModelConfig
-from .errors import ModelFormatError
+from .errors import InvalidArgumentError, ModelFormatError
 from .manifest import AUDIO_NAME, code_names, noise_names
 from .planner import Run, batch_runs, budget_steps, plan_runs
 from .sessions import ModelSessions
@@ -33,6 +33,7 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 R = TypeVar("R")
 Feeds = dict[str, np.ndarray]
+NOISE_PEAK = 1e3  # noise beyond this magnitude, not the model, is the likely cause of non-finite audio
 
 
 @dataclass(frozen=True)
@@ -159,6 +160,12 @@ class Runner:
         audio = [item[0] for item in outs]
         for a in audio:
             if not np.isfinite(a).all():  # never hand out silently broken audio
+                peak = max((float(np.abs(n).max()) for item in noise for n in item if n.size), default=0.0)
+                if not peak <= NOISE_PEAK:
+                    raise InvalidArgumentError(
+                        f"the decoder produced NaN or infinite samples: the noise given peaks at {peak:.3g}; SNAC's "
+                        "noise is standard normal (|x| rarely above 6): pass noise of that scale, or noise=False"
+                    )
                 raise ModelFormatError(
                     "the decoder produced NaN or infinite samples from valid codes: the model files or the fused "
                     "Snake kernel are damaged; re-download the model, or pass SessionSettings(fused_snake=False)"

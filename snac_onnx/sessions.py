@@ -19,7 +19,9 @@ without it; :func:`onnxruntime` raises :class:`MissingDependencyError` naming th
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import forks, kernels
+from .config import ModelConfig
 from .errors import (
     InvalidArgumentError,
     KernelUnavailableError,
@@ -37,7 +40,7 @@ from .errors import (
     StreamClosedError,
 )
 from .hub import ModelLocation
-from .manifest import Manifest, decoder_io, encoder_io, sha256_file
+from .manifest import CONFIG_METADATA_KEY, Manifest, decoder_io, encoder_io, sha256_file
 
 if TYPE_CHECKING:
     import onnxruntime as ort
@@ -50,6 +53,7 @@ __all__ = [
     "ModelSessions",
     "load_session",
     "check_threads",
+    "check_graph",
     "onnxruntime",
     "normalize_providers",
     "provider_names",
@@ -286,6 +290,81 @@ def _options(
     return options, library
 
 
+_SCALED_DIM = re.compile(r"(?:(\d+)\*)?([A-Za-z_]\w*)")
+
+
+def _time_dim(dim: object) -> tuple[int, str] | None:
+    """A graph's symbolic time axis ``"k*symbol"`` (or ``"symbol"``) as ``(k, symbol)``; None otherwise."""
+    match = _SCALED_DIM.fullmatch(dim) if isinstance(dim, str) else None
+    return None if match is None else (int(match[1] or 1), match[2])
+
+
+def check_graph(session: ort.InferenceSession, role: str, config: ModelConfig, path: Path) -> None:
+    """Check the manifest's ``config`` against what the graph itself says (the graph's sha256 is checked; the
+    manifest is not): the config the exporter stored in the graph's metadata, when it did, and the time axes
+    of its inputs and outputs (audio in whole padding units; code and noise lengths in the config's ratios).
+
+    Raises:
+        ModelFormatError: they disagree (the manifest was edited, or belongs to another export).
+    """
+
+    def fail(what: str) -> str:
+        return (
+            f"{str(path)!r} disagrees with its manifest: {what}. The manifest was edited or comes from another "
+            "export; re-export or re-download the model"
+        )
+
+    stored = session.get_modelmeta().custom_metadata_map.get(CONFIG_METADATA_KEY)
+    if stored is not None:
+        try:
+            graph_config = json.loads(stored)
+        except json.JSONDecodeError as exc:
+            raise ModelFormatError(fail(f"its stored config is not JSON ({exc})")) from exc
+        if graph_config != config.to_json():
+            diff = sorted(
+                k for k in set(graph_config) | set(config.to_json()) if graph_config.get(k) != config.to_json().get(k)
+            )
+            raise ModelFormatError(
+                fail(
+                    "config "
+                    + ", ".join(
+                        f"{k}: graph {graph_config.get(k)!r}, manifest {config.to_json().get(k)!r}" for k in diff
+                    )
+                )
+            )
+    inputs = {i.name: i for i in session.get_inputs()}
+    outputs = {o.name: o for o in session.get_outputs()}
+    expected: dict[str, int]  # tensor -> elements along time per (symbolic) step
+    if role == "encoder":
+        audio = _time_dim(inputs["audio"].shape[2])
+        if audio is not None and audio[0] != config.padding_unit:
+            raise ModelFormatError(
+                fail(f"its audio input comes in units of {audio[0]} samples, the config says {config.padding_unit}")
+            )
+        expected = dict(zip(encoder_io(config)[1], config.codes_per_frame, strict=True))
+        axes = {name: _time_dim(outputs[name].shape[1]) for name in expected}
+    else:
+        names = decoder_io(config)[0]
+        lengths = config.code_lengths(config.frames_multiple) + config.noise_lengths(config.frames_multiple)
+        expected = dict(zip(names, lengths, strict=True))
+        axes = {name: _time_dim(inputs[name].shape[-1]) for name in names}
+    known = [(name, axis) for name, axis in axes.items() if axis is not None]
+    if not known or len({symbol for _, (_, symbol) in known}) > 1:
+        return  # time axes not tied to one symbol: nothing to compare
+    first, (k_first, _) = known[0]
+    for name, (k, _) in known:
+        # proportional to the config's lengths (the encoder's symbol counts frames times its own unit)
+        if k * expected[first] != k_first * expected[name]:
+            raise ModelFormatError(
+                fail(
+                    f"{name} has {k} steps per {k_first} of {first}, the config implies {expected[name]} per "
+                    f"{expected[first]}"
+                )
+            )
+    if role == "decoder" and k_first != expected[first]:
+        raise ModelFormatError(fail(f"{first} comes in blocks of {k_first}, the config implies {expected[first]}"))
+
+
 def load_session(
     location: ModelLocation,
     manifest: Manifest,
@@ -356,6 +435,7 @@ def load_session(
             f"inputs {list(expected_inputs)} and outputs {list(expected_outputs)}. "
             "The graph and manifest come from different exports"
         )
+    check_graph(session, role, manifest.config, path)
     logger.debug(
         "session %s (%s, %s): providers %s, fused Snake kernel %s, tiled tail %s",
         role,

@@ -67,14 +67,14 @@ def test_usage_errors_exit_2(capsys):
         (lambda p: sf.write(p, np.zeros((1000, 2), np.float32), 24000), [], "2 channels; SNAC is mono: pass --mix"),
         (lambda p: sf.write(p, np.zeros(1000, np.float32), 16000), [], "16000 Hz but the model expects 24000 Hz; pass --resample"),
         (lambda p: p.write_bytes(b"RIFF not a wav"), [], "cannot read"),
-        (lambda p: None, [], "cannot read"),
+        (lambda p: None, [], "does not exist"),
     ],
 )
-def test_failures_exit_1_with_one_line(tmp_path, capsys, make, args, message):
+def test_refusals_exit_2_with_one_line(tmp_path, capsys, make, args, message):
     src = tmp_path / "in.wav"
     make(src)
     out = tmp_path / "codes.npz"
-    assert main(["encode", str(src), "-o", str(out), "-m", str(TINY_24), *args]) == 1
+    assert main(["encode", str(src), "-o", str(out), "-m", str(TINY_24), *args]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and err.count("\n") == 0
     assert not out.exists()
@@ -95,7 +95,7 @@ def test_wrong_model_for_codes_is_refused_and_leaves_nothing(tmp_path, wav, caps
     main(["encode", str(wav), "-o", str(codes_path), "-m", str(TINY_24), "-q"])
     out_dir = tmp_path / "out"
     out_dir.mkdir()
-    assert main(["decode", str(codes_path), "-o", str(out_dir / "o.wav"), "-m", str(TINY_44)]) == 1
+    assert main(["decode", str(codes_path), "-o", str(out_dir / "o.wav"), "-m", str(TINY_44)]) == 2
     assert "pass --model with the right one, or --force" in capsys.readouterr().err
     assert list(out_dir.iterdir()) == []
 

@@ -71,10 +71,10 @@ def test_tokenize_corpus_then_rerun_does_nothing(corpus, ray_local, tmp_path_fac
         assert rows[path]["error"] and "Error" in rows[path]["error"]
         assert rows[path]["codes_0"] == []
     codec = SnacOnnx(TINY_24)
-    sha = rows[good[0]]["manifest_sha256"]
+    model_id = SnacOnnx(TINY_24).model_id
     for path in good:
         row = rows[path]
-        assert row["error"] is None and row["model"] == "tiny_24khz" and row["manifest_sha256"] == sha
+        assert row["error"] is None and row["model"] == "tiny_24khz" and row["model_id"] == model_id
         reader = AudioReader(path, 24000, mix=True, resample=True)
         assert row["sample_rate"] == 24000 and row["source_sample_rate"] == reader.file_rate
         assert row["duration"] == pytest.approx(reader.seconds)
@@ -84,7 +84,7 @@ def test_tokenize_corpus_then_rerun_does_nothing(corpus, ray_local, tmp_path_fac
         assert len(row["tokens"]) == 7 * len(row["codes_0"])
 
     files_before = sorted(p.name for p in out.iterdir())
-    again = tokenize_corpus(root, out, model=str(TINY_24), actors=2, resample=True, mix=True)
+    again = tokenize_corpus(root, out, model=str(TINY_24), actors=2, resample=True, mix=True, layout="interleaved")
     assert (again.processed, again.skipped) == (0, 56)
     assert sorted(p.name for p in out.iterdir()) == files_before
 

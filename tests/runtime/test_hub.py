@@ -73,7 +73,7 @@ def test_offline_missing_model_fails_immediately(tmp_path, monkeypatch, no_netwo
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     start = time.monotonic()
     with pytest.raises(ModelNotFoundError, match="snac-onnx download"):
-        SnacOnnx("snac_44khz", cache_dir=tmp_path)
+        SnacOnnx("someone/snac_custom", cache_dir=tmp_path)
     assert time.monotonic() - start < 2
     assert no_network == []
 
@@ -83,7 +83,7 @@ def test_unreachable_hub_fails_fast_without_offline_flag(tmp_path, monkeypatch, 
         monkeypatch.delenv(var, raising=False)
     start = time.monotonic()
     with pytest.raises(ModelNotFoundError, match="cannot be reached: .*:443 is unreachable"):
-        SnacOnnx("snac_24khz", cache_dir=tmp_path)
+        SnacOnnx("someone/snac_custom", cache_dir=tmp_path)
     assert time.monotonic() - start < 5  # huggingface_hub alone retries for ~23 s
 
 
@@ -118,3 +118,18 @@ def test_names_that_are_not_models(tmp_path):
         resolve_model("snac_99khz", offline=True)
     with pytest.raises(ModelNotFoundError, match="does not exist"):
         resolve_model("./models/nothing_here", offline=True)
+
+
+@pytest.mark.parametrize("name", ["snac_24khz", "snac_44khz", "snac-onnx/snac_32khz"])
+def test_unpublished_repos_say_how_to_make_the_model(tmp_path, monkeypatch, no_network, name):
+    """The project's repos are not on the hub yet: no circular 'run snac-onnx download', no network tries."""
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    short = name.rsplit("/", 1)[-1]
+    with pytest.raises(ModelNotFoundError, match=f"not published.*python -m export {short}.*-m models/{short}"):
+        SnacOnnx(name, cache_dir=tmp_path)
+    assert no_network == []
+
+
+def test_a_graph_file_given_as_the_model_names_its_folder(tmp_path):
+    with pytest.raises(ModelNotFoundError, match=f"is a file.*pass the folder that holds it: '{TINY_24}'"):
+        SnacOnnx(TINY_24 / "encoder.onnx")
