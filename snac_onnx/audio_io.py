@@ -130,7 +130,10 @@ class AudioReader:
         sf = _soundfile()
         if isinstance(self._source, io.BytesIO):
             self._source.seek(0)
-        data: np.ndarray = sf.read(self._source, start=start, stop=stop, dtype="float32", always_2d=True)[0]
+        try:
+            data: np.ndarray = sf.read(self._source, start=start, stop=stop, dtype="float32", always_2d=True)[0]
+        except Exception as exc:  # soundfile raises LibsndfileError / RuntimeError on damaged data
+            raise InvalidAudioError(f"cannot read samples {start}..{stop} of {self.name}: {exc}") from exc
         mono: np.ndarray = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
         return mono
 

@@ -129,7 +129,8 @@ def _meta_problem(meta: object, where: str) -> str | None:
     """What is wrong with ``meta``, key by key (see the module docstring), or None."""
     if not isinstance(meta, dict):
         return f"{where}: meta must be a JSON object, got {type(meta).__name__}"
-    if meta.get("format") != FORMAT or meta.get("version") not in _READS:
+    version = meta.get("version")
+    if meta.get("format") != FORMAT or isinstance(version, bool) or not isinstance(version, int) or version not in _READS:
         return (
             f"{where} is not a {FORMAT} file of a version this snac-onnx reads {list(_READS)} "
             f"(format {meta.get('format')!r}, version {meta.get('version')!r})"

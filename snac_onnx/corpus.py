@@ -51,6 +51,8 @@ def audio_suffixes() -> frozenset[str]:
         return frozenset({".wav", ".flac", ".ogg"})
     found: set[str] = set()
     for name in soundfile.available_formats():
+        if name == "RAW":  # headerless: unreadable without being told its format
+            continue
         key = name.lower()
         found.update(_SUFFIX_ALIASES.get(key, (f".{key}",)))
     return frozenset(found)

@@ -137,7 +137,7 @@ class SessionSettings:
     def __post_init__(self) -> None:
         check_threads("intra_op_threads", self.intra_op_threads)
         check_threads("inter_op_threads", self.inter_op_threads)
-        if self.graph_optimization not in _LEVELS:
+        if not isinstance(self.graph_optimization, str) or self.graph_optimization not in _LEVELS:
             raise InvalidArgumentError(
                 f"graph_optimization must be one of {list(_LEVELS)}, got {self.graph_optimization!r}"
             )
@@ -145,7 +145,7 @@ class SessionSettings:
             if not isinstance(getattr(self, name), bool):
                 raise InvalidArgumentError(f"{name} must be True or False, got {getattr(self, name)!r}")
         for name in ("memory_reuse", "fused_snake"):
-            if getattr(self, name) not in (None, True, False):
+            if not (getattr(self, name) is None or isinstance(getattr(self, name), bool)):
                 raise InvalidArgumentError(f"{name} must be None, True or False, got {getattr(self, name)!r}")
 
     def to_session_options(self, tiled: bool = False) -> ort.SessionOptions:

@@ -16,7 +16,7 @@ from snac_onnx import SnacOnnx  # noqa: E402
 from snac_onnx.audio_io import AudioReader  # noqa: E402
 from snac_onnx.cli import main as cli_main  # noqa: E402
 from snac_onnx.corpus import list_inputs, tokenize_corpus  # noqa: E402
-from tests.support import TINY_24  # noqa: E402
+from tests.support import TINY_24, TINY_44  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -106,3 +106,29 @@ def test_cli_tokenize_json(corpus, ray_local, tmp_path, capsys):
     assert code == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["processed"] == sum("/spk1/" in p for p in good) and summary["errors"] == 0
+
+
+def test_reruns_keep_one_row_per_file_one_schema_and_refuse_other_settings(ray_local, tmp_path):
+    from snac_onnx import InvalidArgumentError
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(3):
+        sf.write(src / f"a{i}.wav", np.full(3000 + 100 * i, 0.1, np.float32), 24000)
+    broken = src / "b.wav"
+    broken.write_bytes(b"not audio")
+    out = tmp_path / "out"
+    first = tokenize_corpus(src, out, model=str(TINY_24), actors=1)
+    assert (first.processed, first.errors) == (4, 1)
+    sf.write(broken, np.full(5000, 0.1, np.float32), 24000)  # the file is fixed, then retried
+    again = tokenize_corpus(src, out, model=str(TINY_24), actors=1, retry_errors=True)
+    assert (again.processed, again.errors, again.skipped) == (1, 0, 3)
+    table = pq.read_table(out)  # the whole folder, as pandas/pyarrow users read it
+    rows = table.to_pylist()
+    assert sorted(r["path"] for r in rows) == sorted(str(p.resolve()) for p in src.iterdir())  # one row per file
+    assert all(r["error"] is None and r["codes_0"] for r in rows)
+    assert {"layout", "tokens", "model_id"} <= set(table.column_names)
+    for options, differs in [({"layout": "orpheus"}, "layout: this run 'orpheus', the folder None"),
+                             ({"resample": True}, "resample"), ({"model": str(TINY_44)}, "model")]:
+        with pytest.raises(InvalidArgumentError, match=differs):
+            tokenize_corpus(src, out, **{"model": str(TINY_24), "actors": 1, **options})

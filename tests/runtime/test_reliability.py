@@ -14,6 +14,7 @@ import json
 import os
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -183,16 +184,176 @@ def test_stream_any_pushes(tiny24, pushes):
         assert piece.dtype == np.float32 and np.isfinite(piece).all()
 
 
-@settings(max_examples=40, deadline=20000, suppress_health_check=[HealthCheck.function_scoped_fixture])
+JUNK = st.one_of(
+    st.none(), st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=8), st.lists(st.integers(-3, 3), max_size=3), st.just(object()), st.just(np.zeros(2)),
+)
+
+
+def mostly(valid):
+    """Valid values three times in four, junk otherwise (so that cases with every argument valid come up)."""
+    return st.one_of(valid, valid, valid, JUNK)
+
+
+@SETTINGS
+@given(
+    threads=mostly(st.integers(0, 4)), parallel=mostly(st.integers(1, 4)),
+    max_chunk_seconds=mostly(st.floats(0.01, 100)), providers=mostly(st.sampled_from(
+        [None, "CPUExecutionProvider", ["CPUExecutionProvider"], ("CUDAExecutionProvider", {}), "NoSuchProvider"])),
+    precision=mostly(st.sampled_from(["fp32", "fp32", "int8", "fp16"])),
+    model=mostly(st.sampled_from([str(TINY_24), TINY_44, TINY_24, "snac_24khz", "no/such", str(TINY_24) + "/x.onnx"])),
+)
+def test_constructor_any_arguments(threads, parallel, max_chunk_seconds, providers, precision, model):
+    from snac_onnx import SnacOnnx
+
+    def make():
+        codec = SnacOnnx(model, threads=threads, parallel=parallel, max_chunk_seconds=max_chunk_seconds,
+                         providers=providers, precision=precision, offline=True)
+        codec.decode([np.zeros(n, np.int64) for n in codec.config.code_lengths(codec.config.frames_multiple)],
+                     noise=False)
+        return codec
+
+    _outcome("SnacOnnx(...) + decode", make)
+
+
+@SETTINGS
+@given(fields=st.dictionaries(st.sampled_from(["intra_op_threads", "inter_op_threads", "graph_optimization",
+                                               "memory_pattern", "cpu_arena", "memory_reuse", "fused_snake"]),
+                              st.one_of(JUNK, st.sampled_from(["all", "basic", 1, 0, True, False, None])), max_size=4))
+def test_session_settings_any_fields(fields):
+    from snac_onnx import SessionSettings, SnacOnnx
+
+    def make():
+        codec = SnacOnnx(TINY_24, settings=SessionSettings(**fields))
+        return codec.decode([np.zeros(n, np.int64) for n in (1, 2, 4)], noise=False)
+
+    _outcome("SessionSettings(...) + decode", make)
+
+
+@SETTINGS
+@given(
+    length=st.one_of(JUNK, st.integers(-5, 10000)), noise=st.one_of(JUNK, st.sampled_from(["official", "seeded"])),
+    seed=st.one_of(JUNK, st.integers(0, 2**63)), frames=st.integers(1, 3), shaped_noise=st.booleans(),
+    scale=st.sampled_from([0.0, 1.0, 1e3, 1e30, float("nan")]),
+)
+def test_decode_any_length_noise_and_seed(tiny24, length, noise, seed, frames, shaped_noise, scale):
+    codes = [np.zeros(n, np.int64) for n in tiny24.config.code_lengths(frames)]
+    if shaped_noise:
+        noise = [np.full(shape, scale, np.float32) for shape in tiny24.noise_shapes(1, frames)]
+    audio = _outcome("decode(length, noise, seed)", lambda: tiny24.decode(codes, length=length, noise=noise, seed=seed))
+    if audio is not None:
+        assert np.isfinite(audio).all()
+
+
+@SETTINGS
+@given(
+    tokens=st.one_of(JUNK, hnp.arrays(np.int64, st.integers(0, 30), elements=st.integers(-2, 200000))),
+    layout=st.one_of(JUNK, st.sampled_from(["interleaved", "codebook_major", "orpheus", "ORPHEUS", "x"])),
+)
+def test_decode_tokens_any_input(tiny24, tokens, layout):
+    audio = _outcome("decode_tokens", lambda: tiny24.decode_tokens(tokens, layout, noise=False))
+    if audio is not None:
+        assert np.isfinite(audio).all()
+
+
+@SETTINGS
+@given(params=st.dictionaries(st.sampled_from(["chunk_frames", "left_context", "lookahead", "layout", "noise",
+                                               "seed"]), st.one_of(JUNK, st.integers(0, 8)), max_size=4))
+def test_stream_any_parameters(tiny24, params):
+    def run():
+        stream = tiny24.stream(**params)
+        return np.concatenate([stream.push_codes([np.zeros(n, np.int64) for n in (3, 6, 12)]), stream.flush()])
+
+    audio = _outcome("stream(params)", run)
+    if audio is not None:
+        assert np.isfinite(audio).all()
+
+
+@pytest.fixture(scope="module")
+def codes_bytes(tmp_path_factory):
+    from snac_onnx import SnacOnnx, save_codes
+
+    codec = SnacOnnx(TINY_24)
+    path = tmp_path_factory.mktemp("codes") / "c.npz"
+    audio = (0.1 * np.sin(np.arange(5000) / 4)).astype(np.float32)
+    save_codes(path, codec.encode(audio), {"model": codec.name, "model_id": codec.model_id, "sample_rate": 24000,
+                                           "length": 5000, "layout": "per-codebook"})
+    return path.read_bytes()
+
+
+@SETTINGS
+@given(edits=st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), max_size=4),
+       cut=st.one_of(st.none(), st.integers(0, 4000)))
+def test_codes_file_any_bytes(tmp_path_factory, codes_bytes, edits, cut):
+    from snac_onnx import SnacOnnx, load_codes
+
+    data = bytearray(codes_bytes if cut is None else codes_bytes[:cut])
+    for where, value in edits:
+        if data:
+            data[where % len(data)] = value
+    path = tmp_path_factory.mktemp("fuzzcodes") / "c.npz"
+    path.write_bytes(bytes(data))
+
+    def decode():
+        loaded = load_codes(path)
+        codec = SnacOnnx(TINY_24)
+        loaded.check_model(codec.config)
+        return codec.decode(loaded.codes, length=loaded.length, noise=False)
+
+    audio = _outcome("codes file bytes", decode)
+    if audio is not None:
+        assert np.isfinite(audio).all()
+
+
+@pytest.fixture(scope="module")
+def audio_bytes():
+    import io
+
+    import soundfile as sf
+
+    out = {}
+    for fmt, subtype in [("WAV", "PCM_16"), ("WAV", "PCM_U8"), ("FLAC", "PCM_16"), ("OGG", "VORBIS")]:
+        buffer = io.BytesIO()
+        sf.write(buffer, (0.2 * np.sin(np.arange(4000) / 5)).astype(np.float32), 24000, format=fmt, subtype=subtype)
+        out[f"{fmt}/{subtype}"] = buffer.getvalue()
+    return out
+
+
+@SETTINGS
+@given(kind=st.sampled_from(["WAV/PCM_16", "WAV/PCM_U8", "FLAC/PCM_16", "OGG/VORBIS"]),
+       edits=st.lists(st.tuples(st.integers(0, 10**5), st.integers(0, 255)), max_size=3),
+       cut=st.one_of(st.none(), st.integers(0, 9000)), mix=st.booleans(), resample=st.booleans(),
+       rate=st.sampled_from([24000, 16000]))
+def test_audio_file_any_bytes(tmp_path_factory, audio_bytes, kind, edits, cut, mix, resample, rate):
+    from snac_onnx import load_audio
+
+    data = bytearray(audio_bytes[kind] if cut is None else audio_bytes[kind][:cut])
+    for where, value in edits:
+        if data:
+            data[where % len(data)] = value
+    path = tmp_path_factory.mktemp("fuzzaudio") / "a.bin"
+    path.write_bytes(bytes(data))
+    audio = _outcome("audio file bytes", lambda: load_audio(path, rate, mix=mix, resample=resample))
+    if audio is not None:
+        assert audio.dtype == np.float32 and audio.ndim == 1 and audio.size > 0
+
+
+@settings(max_examples=60, deadline=20000, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     command=st.sampled_from(["encode", "decode", "roundtrip", "info", "bogus"]),
-    source=st.sampled_from(["ok.wav", "stereo.wav", "low.wav", "nothing.wav", "bad.npz", "codes.npz", "empty.wav"]),
+    source=st.sampled_from(["ok.wav", "stereo.wav", "low.wav", "nothing.wav", "bad.npz", "codes.npz", "empty.wav",
+                            "ok.wav/", "."]),
+    output=st.sampled_from(["out.npz", "out.wav", "out.flac", "out.mp4", "sub/out.wav", "ok.wav/x.wav", "."]),
     flags=st.lists(st.sampled_from(["--mix", "--resample", "--json", "-q", "--noise on", "--seed 3", "--force",
-                                    "--window-seconds 0.2", "--window-seconds -1", "--layout orpheus", "--threads 1"]),
+                                    "--window-seconds 0.2", "--window-seconds -1", "--window-seconds nan",
+                                    "--layout orpheus", "--threads 1", "--threads 99999", "--parallel 0",
+                                    "--precision int8", "--precision fp64", "--output-rate source",
+                                    "--output-rate 16000", "--output-rate 0", "--raw", "--seed -1"]),
                    max_size=3),
-    model=st.sampled_from([str(TINY_24), str(TINY_44), "no/such-model"]),
+    model=st.sampled_from([str(TINY_24), str(TINY_44), "no/such-model", "snac_24khz", str(TINY_24) + "/encoder.onnx"]),
 )
-def test_cli_never_crashes(tmp_path_factory, command, source, flags, model, capsys):
+def test_cli_never_crashes(tmp_path_factory, command, source, output, flags, model, capsys):
+    """Every run exits 0, or 2 with one line on stderr and no output file (nor temporary file) left."""
     import soundfile as sf
 
     work = tmp_path_factory.mktemp("cli")
@@ -203,24 +364,21 @@ def test_cli_never_crashes(tmp_path_factory, command, source, flags, model, caps
     sf.write(work / "empty.wav", np.zeros(0, np.float32), 24000)
     (work / "bad.npz").write_bytes(b"not a zip")
     cli_main(["encode", "ok.wav", "-o", "codes.npz", "-m", str(TINY_24), "-q"])
-    out = "out.npz" if command == "encode" else "out.wav"
-    args = [command] + ([source] if command != "info" else []) + ["-o", out] * (command != "info")
+    capsys.readouterr()
+    before = set(work.rglob("*"))
+    args = [command] + ([source] if command != "info" else []) + ["-o", output] * (command != "info")
     args += [part for flag in flags for part in flag.split()] + ["-m", model, "--offline"]
     try:
         code = cli_main(args)
     except SystemExit as exc:
         code = exc.code
-    try:
-        code = cli_main(args)
-    except SystemExit as exc:
-        code = exc.code
-    assert code in (0, 1, 2)
+    err = capsys.readouterr().err.strip()
+    assert code in (0, 2), (args, code, err)
     CASES[f"cli: exit {code}"] += 1
-    # failures leave no partial outputs behind
-    leftovers = [p.name for p in work.iterdir() if p.name.startswith(".")]
-    assert leftovers == []
     if code != 0:
-        assert not (work / out).exists(), "a failed command must not leave its output"
+        assert err.count("\n") == 0 and "Traceback" not in err, err
+        assert set(work.rglob("*")) == before, "a refused command must leave nothing behind"
+    assert [p.name for p in work.rglob(".*")] == []
 
 
 def teardown_module(module):
