@@ -39,6 +39,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="also write reduced-precision graphs (int8: CPU, fp16: GPU), measured against fp32",
     )
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    parser.add_argument("-v", "--verbose", action="store_true", help="also the full parity table and torch's notes")
     args = parser.parse_args(argv)
     if (args.source is None) == (args.random_init is None):
         parser.error("give exactly one of SOURCE or --random-init CONFIG")
@@ -49,13 +50,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(name)s: %(message)s")
-    for noisy in ("torch.onnx", "onnx_ir", "onnxscript"):
-        logging.getLogger(noisy).setLevel(logging.ERROR)
+    level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
+    logging.basicConfig(level=level, format="%(name)s: %(message)s")
     log = logging.getLogger("export")
 
     from .checkpoint import HubUnreachableError, load_from_folder, load_from_hub, load_random_init, official_configs
     from .pipeline import ParityError, export_model
+
+    if not args.verbose:  # after the imports: torch sets its loggers' levels when it is imported
+        for noisy in ("torch", "torch.onnx", "torch.onnx._internal.exporter._registration", "onnx_ir", "onnxscript"):
+            logging.getLogger(noisy).setLevel(logging.ERROR)
 
     try:
         if args.random_init:

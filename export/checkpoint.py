@@ -87,9 +87,22 @@ def load_from_hub(repo_id: str, revision: str | None = None, name: str | None = 
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import LocalEntryNotFoundError
 
+    from snac_onnx.hub import hub_unreachable_reason
+
+    def fetch(local_only: bool) -> tuple[Path, Path]:
+        return (
+            Path(hf_hub_download(repo_id, CONFIG_FILE, revision=revision, local_files_only=local_only)),
+            Path(hf_hub_download(repo_id, WEIGHTS_FILE, revision=revision, local_files_only=local_only)),
+        )
+
     try:
-        config_path = Path(hf_hub_download(repo_id, CONFIG_FILE, revision=revision))
-        weights_path = Path(hf_hub_download(repo_id, WEIGHTS_FILE, revision=revision))
+        try:
+            config_path, weights_path = fetch(local_only=True)  # the cache first: no network at all
+        except LocalEntryNotFoundError:
+            reason = hub_unreachable_reason()  # one TCP connect, instead of ~25 s of retries
+            if reason is not None:
+                raise LocalEntryNotFoundError(reason) from None
+            config_path, weights_path = fetch(local_only=False)
     except LocalEntryNotFoundError as exc:
         raise HubUnreachableError(
             f"cannot download {repo_id} (revision {revision or 'main'}) from the Hugging Face Hub and it is not "

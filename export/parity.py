@@ -207,6 +207,19 @@ def _parity_rows(
     return rows
 
 
+def summarize_parity(report: dict[str, Any]) -> str:
+    """One line: cases, code match, worst errors, verdict."""
+    rows = report["rows"]
+    match = min(r["code_match"] for r in rows)
+    off = max(r["noise_off"]["max_abs"] for r in rows)
+    same = max(r["same_noise"]["max_abs"] for r in rows)
+    verdict = "passed" if report["passed"] else "FAILED"
+    return (
+        f"parity {verdict} over {len(rows)} cases: codes >= {100 * match:.3f} % equal, audio max abs "
+        f"{off:.1e} (noise off) / {same:.1e} (same noise)"
+    )
+
+
 def format_parity(report: dict[str, Any]) -> str:
     """A markdown table of a parity report."""
     lines = [

@@ -27,7 +27,7 @@ from snac_onnx.manifest import (
 
 from .checkpoint import LoadedModel
 from .onnx_export import OPSET, export_graphs
-from .parity import format_parity, measure_parity
+from .parity import format_parity, measure_parity, summarize_parity
 
 RANDOM_INIT_WARNING = (
     "RANDOM WEIGHTS: this model was exported with seeded random weights (config named in 'source', "
@@ -131,7 +131,8 @@ def export_model(
     report["seconds"] = round(time.perf_counter() - start, 2)
     manifest["parity"] = report
     _write_json(work / MANIFEST_FILE, manifest)
-    log.info("parity for %s:\n%s", loaded.name, format_parity(report))
+    log.info("%s: %s", loaded.name, summarize_parity(report))
+    log.debug("parity for %s:\n%s", loaded.name, format_parity(report))
     if not report["passed"]:
         failed = out_dir.with_name(out_dir.name + ".failed")
         shutil.rmtree(failed, ignore_errors=True)

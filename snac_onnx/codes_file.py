@@ -130,7 +130,12 @@ def _meta_problem(meta: object, where: str) -> str | None:
     if not isinstance(meta, dict):
         return f"{where}: meta must be a JSON object, got {type(meta).__name__}"
     version = meta.get("version")
-    if meta.get("format") != FORMAT or isinstance(version, bool) or not isinstance(version, int) or version not in _READS:
+    if (
+        meta.get("format") != FORMAT
+        or isinstance(version, bool)
+        or not isinstance(version, int)
+        or version not in _READS
+    ):
         return (
             f"{where} is not a {FORMAT} file of a version this snac-onnx reads {list(_READS)} "
             f"(format {meta.get('format')!r}, version {meta.get('version')!r})"

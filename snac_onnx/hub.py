@@ -27,7 +27,14 @@ from .manifest import MANIFEST_FILE
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["MODEL_REPOS", "UNPUBLISHED_REPOS", "DEFAULT_MODEL", "ModelLocation", "resolve_model"]
+__all__ = [
+    "MODEL_REPOS",
+    "UNPUBLISHED_REPOS",
+    "DEFAULT_MODEL",
+    "hub_unreachable_reason",
+    "ModelLocation",
+    "resolve_model",
+]
 
 DEFAULT_MODEL = "snac_24khz"
 MODEL_REPOS: dict[str, str] = {
@@ -78,7 +85,7 @@ class ModelLocation:
 _PROXY_VARS = ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy", "HTTP_PROXY", "http_proxy")
 
 
-def _hub_unreachable_reason(timeout: float = 3.0) -> str | None:
+def hub_unreachable_reason(timeout: float = 3.0) -> str | None:
     """Why the hub's endpoint cannot be reached (one TCP connect), or None if it can or we cannot tell.
 
     huggingface_hub retries a failing request for about 23 s; this probe makes an
@@ -124,7 +131,7 @@ def _hub_file(repo_id: str, filename: str, revision: str | None, offline: bool, 
                 "is on (offline=True or HF_HUB_OFFLINE=1); run 'snac-onnx download "
                 f"{repo_id}' on a connected machine first, or pass a local model folder"
             ) from None
-    reason = _hub_unreachable_reason()
+    reason = hub_unreachable_reason()
     if reason is not None:
         raise ModelNotFoundError(
             f"{repo_id}/{filename} is not in the local cache and the hub cannot be reached: {reason}. "
