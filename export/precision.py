@@ -57,6 +57,12 @@ def write_variant(folder: Path, precision: str) -> dict[str, dict[str, Any]]:
             from onnxruntime.transformers.float16 import convert_float_to_float16
 
             onnx.save(convert_float_to_float16(plain, keep_io_types=True), str(dst))
+        written = onnx.load(str(dst))  # the variant keeps the graph's own config (snac_onnx.config), whatever the tool
+        kept = {entry.key for entry in written.metadata_props}
+        missing = [entry for entry in plain.metadata_props if entry.key not in kept]
+        if missing:
+            written.metadata_props.extend(missing)
+            onnx.save(written, str(dst))
         files[role] = {"path": dst.name, "sha256": sha256_file(dst), "bytes": dst.stat().st_size}
     return files
 
