@@ -21,8 +21,13 @@ for arg in "$@"; do
   esac
 done
 MODEL=models/snac_24khz
-echo "1/3 setting up .venv (torch==2.13.0 CPU, onnxruntime, snac-onnx) ..."
-bash scripts/setup.sh
+echo "1/3 setting up .venv (torch==2.13.0 CPU, onnxruntime, snac-onnx; log in out/setup.log) ..."
+mkdir -p out
+if ! bash scripts/setup.sh > out/setup.log 2>&1; then
+  tail -20 out/setup.log >&2
+  echo "setup failed; the whole log is out/setup.log" >&2
+  exit 1
+fi
 PY=.venv/bin/python
 
 # A folder that passed parity and still loads (checksums, graph names, the graphs' own config) is kept.
