@@ -36,6 +36,7 @@ from .errors import (
 from .layouts import CODEBOOK_MAJOR, INTERLEAVED, ORPHEUS, TokenLayout, codes_to_tokens, tokens_to_codes
 from .manifest import Manifest, load_manifest
 from .orpheus import OrpheusStream
+from .presets import PRESETS, MiniOmniHeads, PresetStream, TokenPreset
 from .sessions import SessionSettings
 from .streaming import StreamDecoder
 
@@ -50,6 +51,10 @@ __all__ = [
     "save_codes",
     "CodesFile",
     "OrpheusStream",
+    "PresetStream",
+    "TokenPreset",
+    "PRESETS",
+    "MiniOmniHeads",
     "TokenLayout",
     "INTERLEAVED",
     "CODEBOOK_MAJOR",

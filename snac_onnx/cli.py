@@ -24,13 +24,14 @@ import numpy as np
 from . import __version__
 from .errors import InvalidArgumentError, InvalidCodesError, MissingDependencyError, SnacOnnxError
 from .hub import DEFAULT_MODEL
+from .layouts import LAYOUT_NAMES
 from .outputs import STDIO
 
 if TYPE_CHECKING:
     from .codec import SnacOnnx
 
 EXIT_OK, EXIT_FAILURE, EXIT_REFUSED = 0, 1, 2
-LAYOUTS = ["interleaved", "codebook_major", "orpheus"]
+LAYOUTS = list(LAYOUT_NAMES)
 PRECISIONS = ["fp32", "int8", "fp16"]
 
 

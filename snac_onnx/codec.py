@@ -18,6 +18,7 @@ from .layouts import TokenLayout, codes_to_tokens, resolve_layout, tokens_to_cod
 from .manifest import Manifest, load_manifest
 from .orpheus import END_OF_SPEECH, OrpheusStream
 from .planner import check_seconds
+from .presets import PresetStream, TokenPreset, get_preset
 from .runner import Runner
 from .sessions import (
     ROLES,
@@ -430,6 +431,14 @@ class SnacOnnx:
         ``stream_args`` go to :meth:`stream` (``chunk_frames``, ``lookahead``, ``noise``, ``seed``...).
         """
         return OrpheusStream(self.stream(layout="orpheus", **stream_args), end_of_speech=end_of_speech)
+
+    def preset_stream(self, preset: TokenPreset | str, **stream_args: Any) -> PresetStream:
+        """A stream of one TTS model's output ids (``"orpheus"``, ``"vyvotts-qwen3"``...; :mod:`snac_onnx.presets`).
+
+        ``stream_args`` go to :meth:`stream` (``chunk_frames``, ``lookahead``, ``noise``, ``seed``...).
+        """
+        chosen = get_preset(preset)
+        return PresetStream(self.stream(layout=chosen.layout, **stream_args), chosen)
 
 
 def _check_length(length: object, total: int, name: str) -> int:

@@ -35,6 +35,11 @@ __all__ = [
     "INTERLEAVED",
     "CODEBOOK_MAJOR",
     "ORPHEUS",
+    "VYVOTTS_QWEN3",
+    "VYVOTTS_LFM2",
+    "MINI_OMNI",
+    "LAYOUT_NAMES",
+    "resolve_layout",
     "frame_pattern",
     "frame_size",
     "codes_to_tokens",
@@ -70,13 +75,27 @@ class TokenLayout:
 
 INTERLEAVED = TokenLayout("interleaved")
 CODEBOOK_MAJOR = TokenLayout("codebook_major")
-ORPHEUS = TokenLayout("interleaved", offset=128266, position_stride=4096)
+# The audio ids of the SNAC TTS family; snac_onnx.presets cites each model's own inference code for them.
+ORPHEUS = TokenLayout("interleaved", offset=128266, position_stride=4096)  # also VyvoTTS's llama3 config
+VYVOTTS_QWEN3 = TokenLayout("interleaved", offset=151679, position_stride=4096)
+VYVOTTS_LFM2 = TokenLayout("interleaved", offset=64410, position_stride=4096)
+MINI_OMNI = TokenLayout("interleaved", offset=152000, position_stride=4160)  # input ids; its heads emit codes
 
-_NAMED = {"interleaved": INTERLEAVED, "codebook_major": CODEBOOK_MAJOR, "orpheus": ORPHEUS}
+_NAMED = {
+    "interleaved": INTERLEAVED,
+    "codebook_major": CODEBOOK_MAJOR,
+    "orpheus": ORPHEUS,
+    "vyvotts-llama3": ORPHEUS,
+    "vyvotts-qwen3": VYVOTTS_QWEN3,
+    "vyvotts-lfm2": VYVOTTS_LFM2,
+    "mini-omni": MINI_OMNI,
+}
+LAYOUT_NAMES: tuple[str, ...] = tuple(_NAMED)
 
 
 def resolve_layout(layout: TokenLayout | str) -> TokenLayout:
-    """A :class:`TokenLayout`, or one of the names ``interleaved``, ``codebook_major``, ``orpheus``."""
+    """A :class:`TokenLayout`, or one of :data:`LAYOUT_NAMES` (``interleaved``, ``codebook_major``, and the
+    token presets' layouts: ``orpheus``, ``vyvotts-qwen3``, ...; see :mod:`snac_onnx.presets`)."""
     if isinstance(layout, TokenLayout):
         return layout
     if isinstance(layout, str) and layout in _NAMED:

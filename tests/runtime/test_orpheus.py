@@ -56,7 +56,7 @@ def test_incomplete_last_frame_is_dropped_at_flush(tiny24):
 
 def test_out_of_range_ids(tiny24):
     stream = tiny24.orpheus_stream()
-    with pytest.raises(InvalidCodesError, match="above the Orpheus audio range"):
+    with pytest.raises(InvalidCodesError, match="above the orpheus audio range"):
         stream.push(128266 + 7 * 4096)
     stream = tiny24.orpheus_stream()
     with pytest.raises(InvalidCodesError, match="position 1"):

@@ -269,6 +269,25 @@ def test_stream_any_parameters(tiny24, params):
         assert np.isfinite(audio).all()
 
 
+@SETTINGS
+@given(
+    name=st.sampled_from(["orpheus", "vyvotts-qwen3", "vyvotts-lfm2", "vyvotts-llama3", "mini-omni"]),
+    pushes=st.lists(st.one_of(JUNK, st.integers(0, 200000), st.text(max_size=20),
+                              hnp.arrays(np.int64, st.integers(0, 30), elements=st.integers(-5, 200000))), max_size=6),
+)
+def test_preset_stream_any_pushes(tiny24, name, pushes):
+    from snac_onnx import MiniOmniHeads
+
+    stream = tiny24.preset_stream(name)
+    heads = MiniOmniHeads()
+    for item in pushes:
+        out = _outcome("preset stream push", lambda: stream.push(item))  # noqa: B023
+        if out is not None:
+            assert out.dtype == np.float32 and np.isfinite(out).all()
+        _outcome("mini-omni heads push", lambda: heads.push(item))  # noqa: B023
+    _outcome("preset stream flush", stream.flush)
+
+
 @pytest.fixture(scope="module")
 def codes_bytes(tmp_path_factory):
     from snac_onnx import SnacOnnx, save_codes
