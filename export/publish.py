@@ -56,7 +56,10 @@ def publish(folder: Path, repo_id: str, target_dir: Path | None, revision_note: 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m export.publish", description=__doc__)
-    parser.add_argument("--models", nargs="+", default=sorted(official_configs()), help="official names to export")
+    parser.add_argument(
+        "--models", nargs="+", default=sorted(official_configs()),
+        help="official names to export (with --random-init also a config JSON file, named by its stem)",
+    )
     parser.add_argument("--repo", action="append", default=[], metavar="NAME=OWNER/REPO", help="target repo per model")
     parser.add_argument("--random-init", action="store_true", help="seeded random weights instead of the hub checkpoints")
     parser.add_argument("--seed", type=int, default=0)
@@ -73,10 +76,13 @@ def main(argv: list[str] | None = None) -> int:
         name, _, repo = item.partition("=")
         repos[name] = repo
     official = official_configs()
-    for name in args.models:
-        if name not in official:
-            parser.error(f"{name} is not one of {sorted(official)}")
-        loaded = load_random_init(name, args.seed) if args.random_init else load_from_hub(official[name]["hub_repo"])
+    for model in args.models:
+        custom = args.random_init and model.endswith(".json") and Path(model).is_file()
+        if model not in official and not custom:
+            parser.error(f"{model} is not one of {sorted(official)}" + (" (or, with --random-init, a config JSON file)"))
+        name = Path(model).stem if custom else model
+        loaded = load_random_init(model, args.seed) if args.random_init else load_from_hub(official[model]["hub_repo"])
+        loaded.name = name
         folder = args.work_dir / name
         manifest = export_model(loaded, folder, log=log)
         verify_folder(folder)
