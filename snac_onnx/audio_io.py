@@ -61,6 +61,8 @@ class AudioReader:
         resample: resample to ``target_rate`` with soxr when the file's rate
             differs (otherwise it is an error). Resampling reads the whole file
             into memory; without it, reads are windowed and memory stays flat.
+        raw_rate: the input is headerless signed 16-bit little-endian mono PCM at this
+            rate (Hz), as ``arecord``/``sox -t raw`` write it; None (default): a file with a header.
 
     Raises:
         InputNotFoundError: ``path`` does not exist.
@@ -69,8 +71,23 @@ class AudioReader:
         SampleRateError: another rate without ``resample``.
     """
 
-    def __init__(self, path: str | os.PathLike[str], target_rate: int, *, mix: bool = False, resample: bool = False):
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        target_rate: int,
+        *,
+        mix: bool = False,
+        resample: bool = False,
+        raw_rate: int | None = None,
+    ):
         sf = _soundfile()
+        if raw_rate is not None and (isinstance(raw_rate, bool) or not isinstance(raw_rate, int) or raw_rate < 1):
+            raise InvalidArgumentError(f"raw_rate must be a sample rate in Hz (int >= 1) or None, got {raw_rate!r}")
+        self._format: dict[str, Any] = (
+            {}
+            if raw_rate is None
+            else {"samplerate": raw_rate, "channels": 1, "format": "RAW", "subtype": "PCM_16", "endian": "LITTLE"}
+        )
         self.name = "standard input" if str(path) == STDIO else repr(str(path))
         self._source: str | io.BytesIO
         if str(path) == STDIO:
@@ -86,21 +103,19 @@ class AudioReader:
             with open(file, "rb") as handle:
                 head, size = handle.read(4096), file.stat().st_size
         try:
-            info = sf.info(self._source)
+            with sf.SoundFile(self._source, **self._format) as info:
+                self.file_rate, self.channels, self.file_frames = int(info.samplerate), int(info.channels), info.frames
         except Exception as exc:  # soundfile raises LibsndfileError / RuntimeError
             raise InvalidAudioError(f"cannot read {self.name} as audio: {exc}") from exc
         finally:
             if isinstance(self._source, io.BytesIO):
                 self._source.seek(0)
-        shortfall = _wav_shortfall(head, size)
+        shortfall = None if raw_rate is not None else _wav_shortfall(head, size)
         if shortfall is not None:
             raise InvalidAudioError(
                 f"{self.name} is cut short: its header declares {shortfall[0]} bytes of samples, the file holds "
                 f"{shortfall[1]}; re-copy it, or rewrite what is there (e.g. 'sox in.wav out.wav') to encode that"
             )
-        self.file_rate = int(info.samplerate)
-        self.channels = int(info.channels)
-        self.file_frames = int(info.frames)
         self.target_rate = int(target_rate)
         if self.channels > 1 and not mix:
             raise InvalidAudioError(
@@ -131,7 +146,9 @@ class AudioReader:
         if isinstance(self._source, io.BytesIO):
             self._source.seek(0)
         try:
-            data: np.ndarray = sf.read(self._source, start=start, stop=stop, dtype="float32", always_2d=True)[0]
+            data: np.ndarray = sf.read(
+                self._source, start=start, stop=stop, dtype="float32", always_2d=True, **self._format
+            )[0]
         except Exception as exc:  # soundfile raises LibsndfileError / RuntimeError on damaged data
             raise InvalidAudioError(f"cannot read samples {start}..{stop} of {self.name}: {exc}") from exc
         mono: np.ndarray = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
@@ -145,7 +162,12 @@ class AudioReader:
 
 
 def load_audio(
-    path: str | os.PathLike[str], sample_rate: int, *, mix: bool = False, resample: bool = False
+    path: str | os.PathLike[str],
+    sample_rate: int,
+    *,
+    mix: bool = False,
+    resample: bool = False,
+    raw_rate: int | None = None,
 ) -> np.ndarray:
     """The whole of an audio file as mono float32 ``(samples,)`` at ``sample_rate`` Hz (what the CLI reads).
 
@@ -154,7 +176,7 @@ def load_audio(
 
     Args and errors as :class:`AudioReader`.
     """
-    reader = AudioReader(path, sample_rate, mix=mix, resample=resample)
+    reader = AudioReader(path, sample_rate, mix=mix, resample=resample, raw_rate=raw_rate)
     return reader.read(0, reader.num_samples)
 
 

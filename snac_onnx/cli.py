@@ -133,6 +133,12 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--mix", action="store_true", help="average multi-channel audio to mono")
         p.add_argument("--resample", action="store_true", help="resample to the model's rate (soxr)")
         p.add_argument(
+            "--raw-input",
+            type=_int_at_least(1),
+            metavar="RATE",
+            help="the input is headerless signed 16-bit little-endian mono PCM at RATE Hz (e.g. from arecord)",
+        )
+        p.add_argument(
             "--window-seconds", type=_seconds, help="audio per encoder run (default: the codec's max_chunk_seconds)"
         )
 
@@ -256,7 +262,7 @@ def _encode_file(args: argparse.Namespace, codec: SnacOnnx) -> tuple[list[np.nda
     from .audio_io import AudioReader
     from .windowed import encode_reader
 
-    reader = AudioReader(args.input, codec.sample_rate, mix=args.mix, resample=args.resample)
+    reader = AudioReader(args.input, codec.sample_rate, mix=args.mix, resample=args.resample, raw_rate=args.raw_input)
     with _progress("encode", reader.num_samples, codec.sample_rate, args.quiet) as bar:
         codes = encode_reader(
             codec, reader.read, reader.num_samples, window_seconds=args.window_seconds, on_progress=bar.to

@@ -352,3 +352,18 @@ def test_progress_is_labelled_in_real_seconds_and_reaches_100(monkeypatch):
             bar.to(done)
         assert bar.bar.desc.startswith("decode")
     assert bar.bar.n == bar.bar.total == round((180 * 24000 + 1234) / 24000, 2)
+
+
+def test_pipes_raw_pcm_in_and_out():
+    """arecord -f S16_LE -r 16000 | snac-onnx roundtrip - --raw-input 16000 --resample -o - --raw --output-rate source"""
+    pcm16 = (pcm(16000 + 333) * 32767).astype("<i2")
+    result = _cli("roundtrip", "-", "--raw-input", "16000", "--resample", "-o", "-", "--raw", "--output-rate", "source",
+                  "-q", "-m", str(TINY_24), stdin=pcm16.tobytes())
+    assert result.returncode == 0, result.stderr
+    assert len(result.stdout) == len(pcm16.tobytes())  # same rate, same length back
+
+
+def test_raw_input_rate_is_checked(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["encode", "-", "--raw-input", "0", "-o", str(tmp_path / "c.npz")])
+    assert exc.value.code == 2 and "--raw-input" in capsys.readouterr().err

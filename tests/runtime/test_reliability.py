@@ -367,7 +367,8 @@ def test_audio_file_any_bytes(tmp_path_factory, audio_bytes, kind, edits, cut, m
                                     "--window-seconds 0.2", "--window-seconds -1", "--window-seconds nan",
                                     "--layout orpheus", "--threads 1", "--threads 99999", "--parallel 0",
                                     "--precision int8", "--precision fp64", "--output-rate source",
-                                    "--output-rate 16000", "--output-rate 0", "--raw", "--seed -1"]),
+                                    "--output-rate 16000", "--output-rate 0", "--raw", "--seed -1",
+                                    "--raw-input 24000", "--raw-input 0"]),
                    max_size=3),
     model=st.sampled_from([str(TINY_24), str(TINY_44), "no/such-model", "snac_24khz", str(TINY_24) + "/encoder.onnx"]),
 )
