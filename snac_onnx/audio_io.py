@@ -20,7 +20,7 @@ import numpy as np
 from .errors import InputNotFoundError, InvalidArgumentError, InvalidAudioError, MissingDependencyError, SampleRateError
 from .outputs import STDIO, atomic_output
 
-__all__ = ["AudioReader", "load_audio", "write_audio", "resample_audio", "OUTPUT_FORMATS"]
+__all__ = ["AudioReader", "load_audio", "output_format", "write_audio", "resample_audio", "OUTPUT_FORMATS"]
 
 logger = logging.getLogger(__name__)
 
@@ -180,30 +180,42 @@ def load_audio(
     return reader.read(0, reader.num_samples)
 
 
+def output_format(path: str | os.PathLike[str], *, raw: bool = False) -> tuple[str, str] | None:
+    """(soundfile format, subtype) for writing ``path`` (``-``: WAV), or None for ``raw`` output.
+
+    Raises:
+        InvalidArgumentError: a suffix that is not .wav, .flac or .ogg (and not ``raw``).
+    """
+    if raw:
+        return None
+    name = str(path)
+    chosen = OUTPUT_FORMATS.get(".wav" if name == STDIO else Path(name).suffix.lower())
+    if chosen is None:
+        raise InvalidArgumentError(
+            f"output {name!r}: use a name ending in {', '.join(OUTPUT_FORMATS)} (or '-' for WAV on stdout, "
+            "or --raw for headerless 16-bit PCM)"
+        )
+    return chosen
+
+
 def write_audio(path: str | os.PathLike[str], audio: np.ndarray, rate: int, *, raw: bool = False) -> None:
     """Write mono float audio atomically: format from the suffix (16-bit PCM for wav and flac), ``-`` for stdout.
 
     ``raw``: headerless signed 16-bit little-endian PCM instead (any name, or ``-``).
 
     Raises:
-        InvalidArgumentError: a suffix that is not .wav, .flac or .ogg (and not ``raw``, or ``-``: WAV).
+        InvalidArgumentError: see :func:`output_format`.
     """
     samples = np.asarray(audio, np.float32)
-    name = str(path)
-    if raw:
+    chosen = output_format(path, raw=raw)
+    if chosen is None:
         pcm = (np.clip(samples, -1.0, 1.0) * 32767.0).round().astype("<i2")
         with atomic_output(path) as handle:
             handle.write(pcm.tobytes())
         return
-    fmt, subtype = OUTPUT_FORMATS.get(".wav" if name == STDIO else Path(name).suffix.lower(), (None, None))
-    if fmt is None:
-        raise InvalidArgumentError(
-            f"output {name!r}: use a name ending in {', '.join(OUTPUT_FORMATS)} (or '-' for WAV on stdout, "
-            "or --raw for headerless 16-bit PCM)"
-        )
     sf = _soundfile()
     with atomic_output(path) as handle:
-        sf.write(handle, samples, rate, format=fmt, subtype=subtype)
+        sf.write(handle, samples, rate, format=chosen[0], subtype=chosen[1])
 
 
 def resample_audio(audio: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:

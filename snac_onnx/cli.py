@@ -69,10 +69,7 @@ def _int_at_least(low: int) -> Callable[[str], int]:
 
 
 def _output_rate(text: str) -> str | int:
-    if text in ("model", "source"):
-        return text
-    rate = _int_at_least(1)(text)
-    return rate
+    return text if text in ("model", "source") else _int_at_least(1)(text)
 
 
 EXAMPLES = {
@@ -277,7 +274,7 @@ def _decode_to_file(
 
     Returns the written (rate, samples).
     """
-    from .audio_io import resample_audio, write_audio
+    from .audio_io import output_format, resample_audio, write_audio
     from .planner import budget_steps
 
     if args.seed is not None and args.noise != "on":
@@ -292,14 +289,7 @@ def _decode_to_file(
         rate = source[0]
     elif isinstance(args.output_rate, int):
         rate = args.output_rate
-    if not args.raw and str(args.output) != STDIO:
-        from .audio_io import OUTPUT_FORMATS
-
-        if Path(args.output).suffix.lower() not in OUTPUT_FORMATS:
-            raise InvalidArgumentError(
-                f"output {args.output!r}: use a name ending in {', '.join(OUTPUT_FORMATS)}, '-' for WAV on stdout, "
-                "or --raw for headerless 16-bit PCM"
-            )
+    output_format(args.output, raw=args.raw)  # a bad output name is refused before the decode, not after
     # Decode through a stream (exact, memory flat in the length, progress per chunk) whose window, chunk plus
     # context, is the codec's budget for one graph run.
     config = codec.config
@@ -367,8 +357,10 @@ def cmd_encode(args: argparse.Namespace) -> int:
 
 def _model_for_codes(meta: dict[str, Any]) -> str:
     """The model a codes file records: its folder when it still exists, else its name."""
+    from .manifest import MANIFEST_FILE
+
     folder = meta.get("model_folder")
-    if isinstance(folder, str) and (Path(folder) / "manifest.json").is_file():
+    if isinstance(folder, str) and (Path(folder) / MANIFEST_FILE).is_file():
         return folder
     return str(meta["model"])
 

@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from .errors import InputNotFoundError, InvalidArgumentError
+from .outputs import atomic_output
 
 __all__ = ["audio_suffixes", "list_inputs", "done_paths", "EncodeFiles", "tokenize_corpus", "TokenizeSummary"]
 
@@ -234,8 +235,6 @@ def _drop_rows(files: set[Path], paths: set[str]) -> None:
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    from .outputs import atomic_output
-
     for file in sorted(files):
         table = pq.read_table(file)
         keep = table.filter(pc.invert(pc.is_in(table.column("path"), value_set=_string_array(paths))))
@@ -342,8 +341,6 @@ def tokenize_corpus(
     )
     out.mkdir(parents=True, exist_ok=True)
     if not (out / JOB_FILE).is_file():
-        from .outputs import atomic_output
-
         with atomic_output(out / JOB_FILE) as handle:
             handle.write((json.dumps(job, indent=2) + "\n").encode())
     before = set(out.glob("*.parquet"))

@@ -13,12 +13,11 @@ of :mod:`snac_onnx.presets`; this module keeps Orpheus's names.
 from __future__ import annotations
 
 import dataclasses
-import re
 
 import numpy as np
 
 from .errors import InvalidArgumentError
-from .presets import PRESETS, PresetStream
+from .presets import PRESETS, PresetStream, custom_token_ids
 from .streaming import StreamDecoder
 
 __all__ = ["OrpheusStream", "CUSTOM_TOKEN_BASE", "END_OF_SPEECH", "parse_custom_tokens"]
@@ -30,7 +29,7 @@ END_OF_SPEECH: int = _ORPHEUS.end_of_speech[0]
 
 def parse_custom_tokens(text: str) -> list[int]:
     """Vocabulary ids of the ``<custom_token_N>`` tags in ``text`` (other text is ignored)."""
-    return [CUSTOM_TOKEN_BASE + int(n) for n in re.findall(r"<custom_token_(\d+)>", text)]
+    return custom_token_ids(text, CUSTOM_TOKEN_BASE)
 
 
 class OrpheusStream(PresetStream):

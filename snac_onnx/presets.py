@@ -44,7 +44,15 @@ from .errors import InvalidArgumentError, InvalidCodesError
 from .layouts import MINI_OMNI, ORPHEUS, VYVOTTS_LFM2, VYVOTTS_QWEN3, TokenLayout
 from .streaming import StreamDecoder
 
-__all__ = ["TokenPreset", "PRESETS", "get_preset", "PresetStream", "MiniOmniHeads", "MINI_OMNI_END_OF_AUDIO"]
+__all__ = [
+    "TokenPreset",
+    "PRESETS",
+    "get_preset",
+    "custom_token_ids",
+    "PresetStream",
+    "MiniOmniHeads",
+    "MINI_OMNI_END_OF_AUDIO",
+]
 
 FRAME = 7  # tokens per 24 kHz frame: every preset here is for SNAC 24 kHz
 MINI_OMNI_END_OF_AUDIO = 4097  # mini-omni's end-of-audio in each head's (padded, 4160) vocabulary
@@ -117,6 +125,11 @@ PRESETS: dict[str, TokenPreset] = {
 }
 
 
+def custom_token_ids(text: str, base: int) -> list[int]:
+    """Vocabulary ids of the ``<custom_token_N>`` tags in ``text`` (id ``base + N``; other text is ignored)."""
+    return [base + int(n) for n in _TAG.findall(text)]
+
+
 def get_preset(preset: TokenPreset | str) -> TokenPreset:
     """A :class:`TokenPreset`, or one of the names in :data:`PRESETS`."""
     if isinstance(preset, TokenPreset):
@@ -172,7 +185,7 @@ class PresetStream:
             text = self._text_tail + item
             match = _PARTIAL_TAG.search(text)
             self._text_tail = text[match.start() :] if match else ""
-            return [base + int(n) for n in _TAG.findall(text[: match.start()] if match else text)]
+            return custom_token_ids(text[: match.start()] if match else text, base)
         if isinstance(item, (int, np.integer)) and not isinstance(item, bool):
             return [int(item)]
         try:

@@ -40,7 +40,7 @@ from .errors import (
     StreamClosedError,
 )
 from .hub import ModelLocation
-from .manifest import CONFIG_METADATA_KEY, Manifest, decoder_io, encoder_io, sha256_file
+from .manifest import AUDIO_NAME, CONFIG_METADATA_KEY, Manifest, decoder_io, encoder_io, sha256_file
 
 if TYPE_CHECKING:
     import onnxruntime as ort
@@ -320,23 +320,16 @@ def check_graph(session: ort.InferenceSession, role: str, config: ModelConfig, p
             graph_config = json.loads(stored)
         except json.JSONDecodeError as exc:
             raise ModelFormatError(fail(f"its stored config is not JSON ({exc})")) from exc
-        if graph_config != config.to_json():
-            diff = sorted(
-                k for k in set(graph_config) | set(config.to_json()) if graph_config.get(k) != config.to_json().get(k)
-            )
-            raise ModelFormatError(
-                fail(
-                    "config "
-                    + ", ".join(
-                        f"{k}: graph {graph_config.get(k)!r}, manifest {config.to_json().get(k)!r}" for k in diff
-                    )
-                )
-            )
+        manifest_config = config.to_json()
+        if graph_config != manifest_config:
+            diff = sorted(k for k in {*graph_config, *manifest_config} if graph_config.get(k) != manifest_config.get(k))
+            what = ", ".join(f"{k}: graph {graph_config.get(k)!r}, manifest {manifest_config.get(k)!r}" for k in diff)
+            raise ModelFormatError(fail(f"config {what}"))
     inputs = {i.name: i for i in session.get_inputs()}
     outputs = {o.name: o for o in session.get_outputs()}
     expected: dict[str, int]  # tensor -> elements along time per (symbolic) step
     if role == "encoder":
-        audio = _time_dim(inputs["audio"].shape[2])
+        audio = _time_dim(inputs[AUDIO_NAME].shape[2])
         if audio is not None and audio[0] != config.padding_unit:
             raise ModelFormatError(
                 fail(f"its audio input comes in units of {audio[0]} samples, the config says {config.padding_unit}")
