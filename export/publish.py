@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     for model in args.models:
         custom = args.random_init and model.endswith(".json") and Path(model).is_file()
         if model not in official and not custom:
-            parser.error(f"{model} is not one of {sorted(official)}" + (" (or, with --random-init, a config JSON file)"))
+            parser.error(f"{model} is not one of {sorted(official)} (or, with --random-init, a config JSON file)")
         name = Path(model).stem if custom else model
         loaded = load_random_init(model, args.seed) if args.random_init else load_from_hub(official[model]["hub_repo"])
         loaded.name = name
