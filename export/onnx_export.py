@@ -13,7 +13,7 @@ from snac import SNAC
 from torch.export import Dim
 
 from snac_onnx.config import ModelConfig
-from snac_onnx.manifest import AUDIO_NAME, CONFIG_METADATA_KEY, decoder_io, encoder_io
+from snac_onnx.manifest import AUDIO_NAME, CONFIG_METADATA_KEY, STREAM_FILE, decoder_io, encoder_io, stream_io
 
 from .fuse import fuse_interleave, fuse_snake, fuse_snake_depthwise, fuse_snake_depthwise_snake
 from .graphs import (
@@ -23,6 +23,7 @@ from .graphs import (
     decoder_graph_with_named_inputs,
     prepare_for_export,
 )
+from .stream_graph import _Residual, streaming_decoder_with_named_inputs
 
 OPSET = 18
 MAX_BATCH = 4096
@@ -63,6 +64,7 @@ def _export(
     shapes,
     counts: tuple[int, int, int],
     config: ModelConfig,
+    interleave: bool = True,
 ) -> None:
     """torch.onnx.export to ``path``; then every Snake chain becomes one ``ai.snac_onnx.Snake`` node, and
     every residual unit's Snake, depthwise Conv and Snake one ``ai.snac_onnx.SnakeDepthwiseConvSnake`` (export.fuse).
@@ -92,7 +94,7 @@ def _export(
     fuse_snake(model, expected=counts[0])
     fuse_snake_depthwise(model, expected=counts[1])
     fuse_snake_depthwise_snake(model, expected=counts[1])  # each depthwise unit's second Snake
-    fuse_interleave(model, expected=counts[2])
+    fuse_interleave(model, expected=counts[2] if interleave else 0)
     for nodes in [model.graph.node, *(function.node for function in model.functions)]:
         for node in nodes:  # torch's per-node debug notes hold memory addresses: they made exports differ
             del node.metadata_props[:]
@@ -102,10 +104,10 @@ def _export(
 
 
 def export_graphs(model: SNAC, snac_config: dict[str, Any], out_dir: Path) -> dict[str, Any]:
-    """Write ``encoder.onnx`` and ``decoder.onnx`` for ``model`` into ``out_dir``.
+    """Write ``encoder.onnx``, ``decoder.onnx`` and ``stream.onnx`` for ``model`` into ``out_dir``.
 
-    Returns what the manifest records of the decoder's tiling: ``{"tail_tiles": n, "tail_halo": h}``
-    (see :class:`export.graphs.DecoderGraph`).
+    Returns what the manifest records of them: ``{"decoder": {"tail_tiles": n, "tail_halo": h}}`` (see
+    :class:`export.graphs.DecoderGraph`) and ``{"stream": ...}`` (:func:`export_stream_graph`).
 
     Time axes are tied to one symbol each, so the graphs themselves say which
     lengths are valid: audio ``padding_unit * k`` samples; codes
@@ -159,4 +161,52 @@ def export_graphs(model: SNAC, snac_config: dict[str, Any], out_dir: Path) -> di
         _fusion_counts(decoder.count),
         config,
     )
-    return {"tail_tiles": decoder.tiles, "tail_halo": decoder.halo if decoder.tiles > 1 else 0}
+    tiling = {"tail_tiles": decoder.tiles, "tail_halo": decoder.halo if decoder.tiles > 1 else 0}
+    return {"decoder": tiling, "stream": export_stream_graph(prepared, config, out_dir / STREAM_FILE)}
+
+
+def _is_depthwise_residual(module: torch.nn.Module) -> bool:
+    return isinstance(module, _Residual) and module.conv.groups == module.conv.in_channels > 1
+
+
+def export_stream_graph(prepared: SNAC, config: ModelConfig, path: Path) -> dict[str, Any]:
+    """Write the stateful streaming decoder (:mod:`export.stream_graph`) to ``path``; returns its manifest
+    entry: the step grid, the audio and noise lags and the state layout (see :func:`snac_onnx.manifest.StreamSpec`).
+
+    The time axis is ``steps`` whole steps of ``step_frames`` frames (one step per call when streaming; more
+    when frames are waiting); states have a fixed shape per batch row.
+    """
+    probe = streaming_decoder_with_named_inputs(prepared, [])
+    states = [s.__dict__ for s in probe.states]
+    inputs, outputs = stream_io(config, len(states))
+    graph = streaming_decoder_with_named_inputs(prepared, inputs)
+    batch = Dim("batch", min=1, max=MAX_BATCH)
+    steps = Dim("steps", min=1, max=MAX_UNITS)
+    per_step = [graph.step_frames * n for n in config.codes_per_frame]
+    noise_per_step = [graph.step_frames * n for n in config.noise_per_frame]
+    args: list[torch.Tensor] = [torch.zeros(2, 2 * n, dtype=torch.long) for n in per_step]
+    args += [torch.zeros(2, 1, 2 * n) for n in noise_per_step]
+    args.append(torch.tensor([graph.first_frame, graph.first_frame + graph.step_frames]))
+    args += graph.initial_states(2)
+    shapes: dict[str, dict[int, object]] = {}
+    names = iter(inputs)
+    for n in per_step:
+        shapes[next(names)] = {0: batch, 1: steps * n}
+    for n in noise_per_step:
+        shapes[next(names)] = {0: batch, 2: steps * n}
+    shapes[next(names)] = {0: batch}
+    for name in names:
+        shapes[name] = {0: batch}
+
+    def count(kind) -> int:
+        return sum(map(kind, graph.modules()))
+
+    counts = (count(_is_snake), count(_is_depthwise_residual), count(_is_upsampler))
+    _export(graph, tuple(args), path, inputs, outputs, shapes, counts, config, interleave=False)
+    return {
+        "step_frames": graph.step_frames,
+        "first_frame": graph.first_frame,
+        "audio_lag": graph.audio_lag,
+        "noise_lags": [lag for _, lag in graph.noise_lags],
+        "states": states,
+    }

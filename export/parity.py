@@ -81,6 +81,37 @@ def _without_noise(model: SNAC) -> SNAC:
     return quiet.eval()
 
 
+class _GivenNoise(nn.Module):
+    """A NoiseBlock that adds given noise instead of ``torch.randn``: ``x + noise * linear(x)``."""
+
+    def __init__(self, block: NoiseBlock, noise: torch.Tensor) -> None:
+        super().__init__()
+        self.linear, self.noise = block.linear, noise
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.noise * self.linear(x)
+
+
+def _with_noise(model: SNAC, noise: list[np.ndarray]) -> SNAC:
+    """A copy of ``model`` whose NoiseBlocks add ``noise`` (one array per block, in order)."""
+    given = copy.deepcopy(model)
+    arrays = iter(noise)
+    for module in list(given.modules()):
+        for name, child in list(module.named_children()):
+            if isinstance(child, NoiseBlock):
+                setattr(module, name, _GivenNoise(child, torch.from_numpy(next(arrays))))
+    return given.eval()
+
+
+def _stream(codec: SnacOnnx, codes: list[np.ndarray], seed: int | None) -> np.ndarray:
+    """Codes pushed frame by frame through a stateful stream (noise from ``seed``; None: off)."""
+    stream = codec.stream(mode="stateful", noise=seed is not None, seed=seed)
+    per = codec.config.codes_per_frame
+    frames = codes[0].shape[0] // per[0]
+    out = [stream.push([c[f * p : (f + 1) * p] for c, p in zip(codes, per)]) for f in range(frames)]
+    return np.concatenate([*out, stream.flush()])
+
+
 def _audio_errors(ours: np.ndarray, ref: np.ndarray) -> dict[str, float]:
     err = ours.astype(np.float64) - ref.astype(np.float64)
     rms_ref = float(np.sqrt(np.mean(ref.astype(np.float64) ** 2))) or 1.0
@@ -185,6 +216,15 @@ def _parity_rows(
             torch.manual_seed(seed)
             noise = [torch.randn(shape).numpy() for shape in codec.noise_shapes(batch, codes_np[0].shape[1])]
             ours_noisy = codec.decode(codes_np, noise=noise)
+            stream = {}
+            if batch == 1 and codec.manifest.stream is not None:  # the stateful stream against PyTorch
+                frames = codes_np[0].shape[1]
+                given = _with_noise(reference, [n[0, 0] for n in codec.stream_noise(frames, seed)])
+                ref_given = given.decode(ref_codes)[0, 0].numpy()
+                stream = {
+                    "stream_noise_off": _audio_errors(_stream(codec, [c[0] for c in codes_np], None), ref_quiet[0]),
+                    "stream_same_noise": _audio_errors(_stream(codec, [c[0] for c in codes_np], seed), ref_given),
+                }
             row = {
                 "kernel": kernel,
                 "length": length,
@@ -197,11 +237,13 @@ def _parity_rows(
                 "unique_codes": [int(np.unique(c).size) for c in codes_np],
                 "noise_off": _audio_errors(ours_quiet, ref_quiet),
                 "same_noise": _audio_errors(ours_noisy, ref_noisy),
+                **stream,
             }
+            audio_keys = ["noise_off", "same_noise", *stream]
             row["passed"] = bool(
                 all(m < limits.near_tie for m in mismatch_margins)
-                and all(row[k]["rel_rms"] <= limits.rel_rms for k in ("noise_off", "same_noise"))
-                and all(row[k]["max_abs"] <= limits.max_abs for k in ("noise_off", "same_noise"))
+                and all(row[k]["rel_rms"] <= limits.rel_rms for k in audio_keys)
+                and all(row[k]["max_abs"] <= limits.max_abs for k in audio_keys)
             )
             rows.append(row)
     return rows
@@ -213,25 +255,32 @@ def summarize_parity(report: dict[str, Any]) -> str:
     match = min(r["code_match"] for r in rows)
     off = max(r["noise_off"]["max_abs"] for r in rows)
     same = max(r["same_noise"]["max_abs"] for r in rows)
+    streamed = [max(r[k]["max_abs"] for k in ("stream_noise_off", "stream_same_noise")) for r in rows if "stream_noise_off" in r]
     verdict = "passed" if report["passed"] else "FAILED"
+    stream = f", stateful stream {max(streamed):.1e}" if streamed else ""
     return (
         f"parity {verdict} over {len(rows)} cases: codes >= {100 * match:.3f} % equal, audio max abs "
-        f"{off:.1e} (noise off) / {same:.1e} (same noise)"
+        f"{off:.1e} (noise off) / {same:.1e} (same noise){stream}"
     )
 
 
 def format_parity(report: dict[str, Any]) -> str:
     """A markdown table of a parity report."""
     lines = [
-        "| kernel | length | batch | unique codes | code match | primary mismatches (margins) | downstream | min margin | rel RMS (noise off) | max abs (noise off) | rel RMS (same noise) | max abs (same noise) | ok |",
-        "|---|---:|---:|---|---:|---|---:|---:|---:|---:|---:|---:|---|",
+        "| kernel | length | batch | unique codes | code match | primary mismatches (margins) | downstream | min margin | rel RMS (noise off) | max abs (noise off) | rel RMS (same noise) | max abs (same noise) | stream max abs (off / same noise) | ok |",
+        "|---|---:|---:|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in report["rows"]:
         mm = ", ".join(f"{m:.1e}" for m in r["mismatch_margins"]) or "none"
+        stream = (
+            f"{r['stream_noise_off']['max_abs']:.1e} / {r['stream_same_noise']['max_abs']:.1e}"
+            if "stream_noise_off" in r
+            else "-"
+        )
         lines.append(
             f"| {r.get('kernel', 'plain')} | {r['length']} | {r['batch']} | {'/'.join(map(str, r['unique_codes']))} "
             f"| {100 * r['code_match']:.3f} % of {r['positions']} | {mm} | {r.get('downstream_mismatches', 0)} | {r['min_margin']:.1e} "
             f"| {r['noise_off']['rel_rms']:.1e} | {r['noise_off']['max_abs']:.1e} "
-            f"| {r['same_noise']['rel_rms']:.1e} | {r['same_noise']['max_abs']:.1e} | {'yes' if r['passed'] else 'NO'} |"
+            f"| {r['same_noise']['rel_rms']:.1e} | {r['same_noise']['max_abs']:.1e} | {stream} | {'yes' if r['passed'] else 'NO'} |"
         )
     return "\n".join(lines)

@@ -20,9 +20,11 @@ from snac_onnx.manifest import (
     ENCODER_FILE,
     FORMAT_VERSION,
     MANIFEST_FILE,
+    STREAM_FILE,
     decoder_io,
     encoder_io,
     sha256_file,
+    stream_io,
 )
 
 from .checkpoint import LoadedModel
@@ -48,16 +50,17 @@ def _version(dist: str) -> str | None:
 
 
 def build_manifest(
-    loaded: LoadedModel, config: ModelConfig, folder: Path, decoder_tiling: dict[str, int] | None = None
+    loaded: LoadedModel, config: ModelConfig, folder: Path, graphs: dict[str, dict[str, Any]]
 ) -> dict[str, Any]:
     """The manifest for graphs already written in ``folder`` (parity filled in later).
 
-    ``decoder_tiling``: what :func:`export.onnx_export.export_graphs` returned (tail tiles and halo).
+    ``graphs``: what :func:`export.onnx_export.export_graphs` returned (the decoder's tiling, the
+    stream graph's grid and state layout).
     """
     enc_in, enc_out = encoder_io(config)
     dec_in, dec_out = decoder_io(config)
     files = {}
-    for role, filename in (("encoder", ENCODER_FILE), ("decoder", DECODER_FILE)):
+    for role, filename in (("encoder", ENCODER_FILE), ("decoder", DECODER_FILE), ("stream", STREAM_FILE)):
         path = folder / filename
         files[role] = {"path": filename, "sha256": sha256_file(path), "bytes": path.stat().st_size}
     manifest: dict[str, Any] = {"format_version": FORMAT_VERSION, "name": loaded.name}
@@ -72,7 +75,9 @@ def build_manifest(
             "files": files,
             "graphs": {
                 "encoder": {"inputs": enc_in, "outputs": enc_out},
-                "decoder": {"inputs": dec_in, "outputs": dec_out, **(decoder_tiling or {})},
+                "decoder": {"inputs": dec_in, "outputs": dec_out, **graphs["decoder"]},
+                "stream": dict(zip(("inputs", "outputs"), stream_io(config, len(graphs["stream"]["states"]))))
+                | graphs["stream"],
             },
             "opset": OPSET,
             "exporter": {
@@ -120,9 +125,9 @@ def export_model(
     if loaded.random_init:
         log.warning(RANDOM_INIT_WARNING)
     start = time.perf_counter()
-    decoder_tiling = export_graphs(loaded.model, loaded.config, work)
+    graphs = export_graphs(loaded.model, loaded.config, work)
     export_seconds = time.perf_counter() - start
-    manifest = build_manifest(loaded, config, work, decoder_tiling)
+    manifest = build_manifest(loaded, config, work, graphs)
     manifest["export_seconds"] = round(export_seconds, 2)
     _write_json(work / MANIFEST_FILE, manifest)
     log.info("exported %s in %.1f s; checking parity against PyTorch", loaded.name, export_seconds)

@@ -10,12 +10,13 @@ from typing import TYPE_CHECKING, Any, overload
 import numpy as np
 
 from .audio import check_sample_rate, prepare_audio
-from .codes import NoiseArg, PreparedCodes, prepare_codes, prepare_noise
+from .codes import NoiseArg, PreparedCodes, check_seed, prepare_codes, prepare_noise
 from .config import ModelConfig
 from .errors import InvalidArgumentError, InvalidCodesError
 from .hub import DEFAULT_MODEL, ModelLocation, resolve_model
 from .layouts import TokenLayout, codes_to_tokens, resolve_layout, tokens_to_codes
 from .manifest import Manifest, load_manifest
+from .noise import NoiseSource
 from .orpheus import END_OF_SPEECH, OrpheusStream
 from .planner import check_seconds
 from .presets import PresetStream, TokenPreset, get_preset
@@ -151,17 +152,18 @@ class SnacOnnx:
 
     # ------------------------------------------------------------------ lifecycle
     def load(self, *roles: str) -> SnacOnnx:
-        """Build (and check) the sessions of ``roles`` now (default both); returns self.
+        """Build (and check) the sessions of ``roles`` now (default: every graph of the export); returns self.
 
         Use it to warm up a server or to check a model folder: each graph's sha256 is verified,
         its names compared with the contract, its providers and kernel decided.
         """
-        for role in roles or ROLES:
+        default = [role for role in ROLES if role != "stream" or self._manifest.stream is not None]
+        for role in roles or default:
             self._sessions.get(role)
         return self
 
     def session(self, role: str) -> ort.InferenceSession:
-        """The onnxruntime session of ``role`` (``"encoder"`` or ``"decoder"``), built now if needed."""
+        """The onnxruntime session of ``role`` (``"encoder"``, ``"decoder"`` or ``"stream"``), built now if needed."""
         return self._sessions.get(role).session
 
     def close(self) -> None:
@@ -402,6 +404,7 @@ class SnacOnnx:
     def stream(
         self,
         *,
+        mode: str = "auto",
         chunk_frames: int | None = None,
         left_context: int | None = None,
         lookahead: int | None = None,
@@ -411,12 +414,15 @@ class SnacOnnx:
     ) -> StreamDecoder:
         """A new streaming decoder over this model; see :class:`~snac_onnx.streaming.StreamDecoder`.
 
-        ``push(codes or tokens)`` returns audio that is final; ``flush()`` the rest.
-        With the default context the concatenated output equals :meth:`decode`
-        of the whole sequence (noise off).
+        ``push(codes or tokens)`` returns audio that is final; ``flush()`` the rest. The
+        concatenated output equals :meth:`decode` of the whole sequence (noise off; with noise,
+        :meth:`decode` given :meth:`stream_noise` of the stream's seed). ``mode``: ``"stateful"``
+        (the export's stream graph: first audio at the decoder's physical minimum, no recompute),
+        ``"window"`` (chunks with context), or ``"auto"``.
         """
         return StreamDecoder(
             self._runner,
+            mode=mode,
             chunk_frames=chunk_frames,
             left_context=left_context,
             lookahead=lookahead,
@@ -424,6 +430,15 @@ class SnacOnnx:
             noise=noise,
             seed=seed,
         )
+
+    def stream_noise(self, frames: int, seed: int) -> list[np.ndarray]:
+        """The noise a stream with ``noise=True, seed=seed`` adds over ``frames`` coarse frames, in the shapes
+        :meth:`decode` takes (``noise=``): ``decode(codes, noise=codec.stream_noise(n, seed))`` equals the stream."""
+        frames = _check_int("frames", frames, 1)
+        checked = check_seed(seed)
+        if checked is None:
+            raise InvalidArgumentError("seed must be a non-negative int (the stream's seed attribute)")
+        return [n[None, None, :] for n in NoiseSource(self.config, checked).frames(0, frames)]
 
     def orpheus_stream(self, *, end_of_speech: int = END_OF_SPEECH, **stream_args: Any) -> OrpheusStream:
         """A stream that takes Orpheus LLM output (ids or ``<custom_token_N>`` text); see :mod:`snac_onnx.orpheus`.

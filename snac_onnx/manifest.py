@@ -16,6 +16,15 @@ once, for the exporter and the runtime alike:
   and, when the model has noise blocks, ``noise_0`` .. ``noise_{k-1}`` float32
   ``(batch, 1, steps_j)`` (see :meth:`ModelConfig.noise_lengths`); output
   ``audio`` float32 ``(batch, 1, samples)``.
+* stream (optional, ``stream.onnx``; exports since the stateful stream): the decoder with explicit
+  state, one call per step of :attr:`StreamSpec.step_frames` frames (or several whole steps).
+  Inputs ``codes_i`` int64 ``(batch, steps * step_frames * codes_per_frame_i)``; ``noise_j``
+  float32 ``(batch, 1, steps * step_frames * noise_per_frame_j)``; ``frame`` int64 ``(batch,)``,
+  the call's first frame (frames before 0 are the left padding, their codes are ignored);
+  ``state_0`` .. ``state_{m-1}`` float32 ``(batch, channels_k, length_k)`` (zeros at the start).
+  Outputs ``audio`` float32 ``(batch, 1, steps * step_frames * samples_per_frame)``, the samples at
+  ``frame * samples_per_frame - audio_lag + [0, n)``, and ``new_state_0`` .. ``new_state_{m-1}``.
+  The manifest's ``graphs.stream`` holds the grid, the lags and the state layout.
 """
 
 from __future__ import annotations
@@ -42,6 +51,11 @@ __all__ = [
     "noise_names",
     "encoder_io",
     "decoder_io",
+    "stream_io",
+    "StreamSpec",
+    "StateSpec",
+    "STREAM_FILE",
+    "FRAME_NAME",
     "load_manifest",
     "sha256_file",
 ]
@@ -50,6 +64,8 @@ FORMAT_VERSION = 1
 MANIFEST_FILE = "manifest.json"
 ENCODER_FILE = "encoder.onnx"
 DECODER_FILE = "decoder.onnx"
+STREAM_FILE = "stream.onnx"
+FRAME_NAME = "frame"
 AUDIO_NAME = "audio"
 CONFIG_METADATA_KEY = "snac_onnx.config"  # the graph's own copy of the config (ONNX metadata_props), JSON
 
@@ -76,6 +92,81 @@ def decoder_io(config: ModelConfig) -> tuple[list[str], list[str]]:
     return code_names(config.num_codebooks) + noise_names(config.num_noise_blocks), [AUDIO_NAME]
 
 
+def stream_io(config: ModelConfig, num_states: int) -> tuple[list[str], list[str]]:
+    """(input names, output names) of the streaming decoder graph with ``num_states`` state tensors."""
+    states = [f"state_{k}" for k in range(num_states)]
+    inputs = code_names(config.num_codebooks) + noise_names(config.num_noise_blocks) + [FRAME_NAME, *states]
+    return inputs, [AUDIO_NAME, *(f"new_{name}" for name in states)]
+
+
+@dataclass(frozen=True)
+class StateSpec:
+    """One state tensor of the streaming graph: float32 ``(batch, channels, length)``.
+
+    Attributes:
+        layer: the decoder layer that owns it (the official module path, e.g. ``decoder.model.2.block.3``).
+        kind: ``conv`` / ``residual_unit`` (the layer's last ``length`` inputs, its left context),
+            ``upsampler`` (the last input of a transposed convolution) or ``attention`` (inputs
+            waiting for their window to complete).
+        rate: samples per coarse frame at the layer's input.
+        lag: samples (at ``rate``) the layer's input runs behind the frames received.
+    """
+
+    layer: str
+    kind: str
+    channels: int
+    length: int
+    rate: int
+    lag: int
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    """What ``graphs.stream`` in the manifest says of the streaming graph.
+
+    Attributes:
+        inputs, outputs: graph names (:func:`stream_io`).
+        step_frames: coarse frames per step (1 without attention; one attention window with it).
+        first_frame: the first step's first frame (<= 0): steps cover
+            ``[first_frame + k * step_frames, ... + step_frames)``; chosen for the least latency.
+        audio_lag: output samples the audio runs behind the frames received.
+        noise_lags: per NoiseBlock, samples (at its rate) its input runs behind: a call starting at
+            ``frame`` processes noise positions ``frame * noise_per_frame_j - noise_lags[j] + [0, n)``.
+        states: the state tensors, in input order.
+    """
+
+    inputs: list[str]
+    outputs: list[str]
+    step_frames: int
+    first_frame: int
+    audio_lag: int
+    noise_lags: list[int]
+    states: list[StateSpec]
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any], config: ModelConfig) -> StreamSpec:
+        """Parse and check ``graphs.stream`` (KeyError/TypeError/ValueError on a bad entry)."""
+        states = [StateSpec(**{k: state[k] for k in StateSpec.__dataclass_fields__}) for state in raw["states"]]
+        spec = cls(
+            inputs=list(raw["inputs"]),
+            outputs=list(raw["outputs"]),
+            step_frames=int(raw["step_frames"]),
+            first_frame=int(raw["first_frame"]),
+            audio_lag=int(raw["audio_lag"]),
+            noise_lags=[int(v) for v in raw["noise_lags"]],
+            states=states,
+        )
+        ints = [spec.step_frames, -spec.first_frame, spec.audio_lag, *spec.noise_lags]
+        ints += [v for s in states for v in (s.channels, s.length, s.rate, s.lag)]
+        if spec.step_frames < 1 or min(ints) < 0 or any(isinstance(v, bool) for v in ints):
+            raise ValueError("negative or zero sizes in graphs.stream")
+        if spec.step_frames % config.frames_multiple or len(spec.noise_lags) != config.num_noise_blocks:
+            raise ValueError("graphs.stream does not fit the config (step or noise blocks)")
+        if (spec.inputs, spec.outputs) != tuple(stream_io(config, len(states))):
+            raise ValueError(f"stream names {spec.inputs} -> {spec.outputs} differ from the contract")
+        return spec
+
+
 @dataclass(frozen=True)
 class Manifest:
     """A parsed ``manifest.json``; ``folder`` is where the graph files lie."""
@@ -88,6 +179,7 @@ class Manifest:
     random_init: bool
     raw: dict[str, Any]
     variants: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    stream: StreamSpec | None = None
 
     @property
     def model_id(self) -> str:
@@ -115,8 +207,8 @@ class Manifest:
         return tiles
 
     def file_entry(self, role: str, precision: str = "fp32") -> dict[str, Any]:
-        """The manifest entry (path, sha256, bytes) of ``role``'s graph at ``precision``."""
-        if precision == "fp32":
+        """The manifest entry (path, sha256, bytes) of ``role``'s graph at ``precision`` (the stream graph is fp32 only)."""
+        if precision == "fp32" or role == "stream":
             return self.files[role]
         if precision not in self.variants:
             raise ModelNotFoundError(
@@ -183,6 +275,14 @@ def load_manifest(folder: str | Path) -> Manifest:
         name = str(raw["name"])
     except (KeyError, TypeError) as exc:
         raise ModelFormatError(f"{str(path)!r} lacks a required field: {exc!r}; re-export the model") from exc
+    stream = None
+    if "stream" in raw["files"]:  # exports before the stateful stream have none
+        try:
+            files["stream"] = dict(raw["files"]["stream"])
+            files["stream"]["path"], files["stream"]["sha256"]
+            stream = StreamSpec.from_json(raw["graphs"]["stream"], config)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelFormatError(f"{str(path)!r}: bad stream graph entry ({exc!r}); re-export the model") from exc
     for role, expected in (("encoder", encoder_io(config)), ("decoder", decoder_io(config))):
         got = (graphs[role]["inputs"], graphs[role]["outputs"])
         if got != expected:
@@ -198,6 +298,7 @@ def load_manifest(folder: str | Path) -> Manifest:
         random_init=bool(raw.get("random_init", False)),
         raw=raw,
         variants=variants,
+        stream=stream,
     )
     manifest.decoder_tail_tiles  # noqa: B018 - checked here, so a bad value fails at load
     return manifest

@@ -40,7 +40,7 @@ from .errors import (
     StreamClosedError,
 )
 from .hub import ModelLocation
-from .manifest import AUDIO_NAME, CONFIG_METADATA_KEY, Manifest, decoder_io, encoder_io, sha256_file
+from .manifest import AUDIO_NAME, CONFIG_METADATA_KEY, Manifest, decoder_io, encoder_io, sha256_file, stream_io
 
 if TYPE_CHECKING:
     import onnxruntime as ort
@@ -54,6 +54,7 @@ __all__ = [
     "load_session",
     "check_threads",
     "check_graph",
+    "graph_io",
     "onnxruntime",
     "normalize_providers",
     "provider_names",
@@ -64,7 +65,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 ProviderSpec = str | tuple[str, dict[str, Any]]
-ROLES = ("encoder", "decoder")
+ROLES = ("encoder", "decoder", "stream")
 
 _CPU = "CPUExecutionProvider"
 _LEVELS = ("all", "extended", "basic", "disable")
@@ -299,10 +300,30 @@ def _time_dim(dim: object) -> tuple[int, str] | None:
     return None if match is None else (int(match[1] or 1), match[2])
 
 
-def check_graph(session: ort.InferenceSession, role: str, config: ModelConfig, path: Path) -> None:
+def graph_io(manifest: Manifest, role: str) -> tuple[list[str], list[str]]:
+    """(input names, output names) the contract gives ``role``'s graph in this export.
+
+    Raises:
+        ModelNotFoundError: ``role`` is ``stream`` and the export has no stream graph (exported before it).
+    """
+    if role == "encoder":
+        return encoder_io(manifest.config)
+    if role == "decoder":
+        return decoder_io(manifest.config)
+    if manifest.stream is None:
+        raise ModelNotFoundError(
+            f"{str(manifest.folder)!r} has no stream graph (exported before the stateful stream); re-export it "
+            "with 'python -m export ...', or stream in window mode (mode='window')"
+        )
+    return stream_io(manifest.config, len(manifest.stream.states))
+
+
+def check_graph(session: ort.InferenceSession, role: str, config: ModelConfig, path: Path, step_frames: int = 0) -> None:
     """Check the manifest's ``config`` against what the graph itself says (the graph's sha256 is checked; the
     manifest is not): the config the exporter stored in the graph's metadata, when it did, and the time axes
     of its inputs and outputs (audio in whole padding units; code and noise lengths in the config's ratios).
+
+    ``step_frames``: for the stream graph, frames per step (its time axes come in whole steps).
 
     Raises:
         ModelFormatError: they disagree (the manifest was edited, or belongs to another export).
@@ -338,7 +359,8 @@ def check_graph(session: ort.InferenceSession, role: str, config: ModelConfig, p
         axes = {name: _time_dim(outputs[name].shape[1]) for name in expected}
     else:
         names = decoder_io(config)[0]
-        lengths = config.code_lengths(config.frames_multiple) + config.noise_lengths(config.frames_multiple)
+        frames = step_frames if role == "stream" else config.frames_multiple
+        lengths = config.code_lengths(frames) + config.noise_lengths(frames)
         expected = dict(zip(names, lengths, strict=True))
         axes = {name: _time_dim(inputs[name].shape[-1]) for name in names}
     known = [(name, axis) for name, axis in axes.items() if axis is not None]
@@ -354,7 +376,7 @@ def check_graph(session: ort.InferenceSession, role: str, config: ModelConfig, p
                     f"{expected[first]}"
                 )
             )
-    if role == "decoder" and k_first != expected[first]:
+    if role != "encoder" and k_first != expected[first]:
         raise ModelFormatError(fail(f"{first} comes in blocks of {k_first}, the config implies {expected[first]}"))
 
 
@@ -378,6 +400,7 @@ def load_session(
         KernelUnavailableError: ``settings.fused_snake`` is True and the kernel cannot be used.
     """
     ort = onnxruntime()
+    graph_io(manifest, role)  # a missing stream graph is named before anything is fetched
     entry = manifest.file_entry(role, precision)
     path = location.fetch(str(entry["path"]))
     if not path.is_file():
@@ -421,14 +444,14 @@ def load_session(
         )
     inputs = [i.name for i in session.get_inputs()]
     outputs = [o.name for o in session.get_outputs()]
-    expected_inputs, expected_outputs = (encoder_io if role == "encoder" else decoder_io)(manifest.config)
+    expected_inputs, expected_outputs = graph_io(manifest, role)
     if sorted(inputs) != sorted(expected_inputs) or sorted(outputs) != sorted(expected_outputs):
         raise ModelFormatError(
             f"{str(path)!r} has inputs {inputs} and outputs {outputs}; the manifest promises "
             f"inputs {list(expected_inputs)} and outputs {list(expected_outputs)}. "
             "The graph and manifest come from different exports"
         )
-    check_graph(session, role, manifest.config, path)
+    check_graph(session, role, manifest.config, path, manifest.stream.step_frames if manifest.stream else 0)
     logger.debug(
         "session %s (%s, %s): providers %s, fused Snake kernel %s, tiled tail %s",
         role,

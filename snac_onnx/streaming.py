@@ -1,18 +1,25 @@
 """Streaming decode: push codes or flat tokens as they arrive, get final audio back.
 
-The decoder is convolutional (plus, at 32/44 kHz, attention inside fixed windows of 32
-latent steps), so the audio of coarse frames ``[a, b)`` depends only on the codes of frames
-``[a - left, b + right)``. A stream decodes fixed chunks of ``chunk_frames`` on a grid from
-frame 0 (:func:`snac_onnx.planner.grid_chunks`), each with ``left_context`` frames before it
-and ``lookahead`` frames after it, and keeps the chunk's samples. With the default context
-(the decoder's receptive field, :attr:`snac_onnx.config.ModelConfig.decoder_context`) the
-concatenated output equals the offline :meth:`SnacOnnx.decode` of the whole sequence with
-noise off (to float error), first and last frames included. For models with attention,
-chunks and context are multiples of the attention window (in coarse frames), as offline
-decoding windows are aligned to frame 0.
+Two modes, both exact: the concatenated output equals the offline :meth:`SnacOnnx.decode` of the
+whole sequence with noise off (to float error), first and last frames included.
 
-With noise on, chunk ``k`` draws its noise from ``numpy.random.default_rng([seed, k])``: the
-output depends on the seed and the sequence, never on how it was pushed.
+* **stateful** (default when the export has a stream graph, ``stream.onnx``): each step of
+  :attr:`StreamSpec.step_frames` new frames runs the decoder once with each layer's explicit state
+  (:mod:`export.stream_graph`), so nothing is recomputed and a sample is returned as soon as
+  every code its receptive field covers has arrived. The stream's last samples, which depend on
+  the decoder's right zero padding, are decoded at :meth:`StreamDecoder.flush` by one window
+  decode of the last frames.
+* **window** (exports without a stream graph, reduced precisions, or when ``chunk_frames``,
+  ``left_context`` or ``lookahead`` are given): the decoder is convolutional (plus, at 32/44 kHz,
+  attention inside fixed windows of 32 latent steps), so the audio of coarse frames ``[a, b)``
+  depends only on the codes of frames ``[a - left, b + right)``. A stream decodes fixed chunks of
+  ``chunk_frames`` on a grid from frame 0 (:func:`snac_onnx.planner.grid_chunks`), each with
+  ``left_context`` frames before it and ``lookahead`` after it, and keeps the chunk's samples.
+  For models with attention, chunks and context are multiples of the attention window.
+
+With noise on, the noise is a function of (seed, NoiseBlock, frame) (:class:`NoiseSource`): the
+output depends on the seed and the sequence, never on how it was pushed or on the mode, and
+:meth:`SnacOnnx.stream_noise` gives the same noise for an offline decode.
 
 A stream holds per-stream state and is not thread-safe; the model behind it is, so make one
 stream per request.
@@ -27,14 +34,16 @@ import numpy as np
 
 from .codes import check_codes, check_seed
 from .config import ModelConfig
-from .errors import InvalidArgumentError, InvalidCodesError, StreamClosedError
+from .errors import InvalidArgumentError, InvalidCodesError, ModelNotFoundError, StreamClosedError
 from .layouts import TokenLayout, resolve_layout, tokens_to_codes
-from .planner import Chunk, Run, grid_chunks
+from .noise import NoiseSource
+from .planner import Chunk, Run, budget_steps, grid_chunks
 from .runner import Runner
 
-__all__ = ["StreamDecoder"]
+__all__ = ["StreamDecoder", "STREAM_MODES"]
 
 _EMPTY = np.zeros(0, np.float32)
+STREAM_MODES = ("auto", "stateful", "window")
 
 
 class StreamDecoder:
@@ -42,24 +51,30 @@ class StreamDecoder:
 
     Args:
         runner: the model's runner (:attr:`SnacOnnx.runner`).
-        chunk_frames: coarse frames of audio produced per decode call (a multiple of the
-            attention window in frames for 32/44 kHz). Default: 4 frames, rounded up to the window.
-        left_context: coarse frames decoded before each chunk (default: receptive field).
-        lookahead: coarse frames after each chunk that must have arrived before the chunk is
-            final (default: receptive field). Smaller values lower latency at the cost of
+        mode: ``"stateful"``, ``"window"`` or ``"auto"`` (stateful when the export has a stream graph,
+            the codec runs fp32 and no window argument below is given; window otherwise).
+        chunk_frames: window mode: coarse frames of audio produced per decode call (a multiple of
+            the attention window in frames for 32/44 kHz). Default: 4 frames, rounded up to the window.
+        left_context: window mode: coarse frames decoded before each chunk (default: receptive field).
+        lookahead: window mode: coarse frames after each chunk that must have arrived before the
+            chunk is final (default: receptive field). Smaller values lower latency at the cost of
             differing from the offline decode.
         layout: token layout for :meth:`push_tokens` (must be interleaved).
         noise: add the decoder's noise (official behaviour) or not (deterministic).
-        seed: seed of the noise (a non-negative int).
+        seed: seed of the noise (a non-negative int); None with noise on: a fresh one, kept in
+            :attr:`seed` so the audio can be reproduced.
 
     Raises:
-        InvalidArgumentError: an argument of the wrong type or outside its range.
+        InvalidArgumentError: an argument of the wrong type or outside its range, or window
+            arguments with ``mode="stateful"``.
+        ModelNotFoundError: ``mode="stateful"`` and the export has no stream graph.
     """
 
     def __init__(
         self,
         runner: Runner,
         *,
+        mode: str = "auto",
         chunk_frames: int | None = None,
         left_context: int | None = None,
         lookahead: int | None = None,
@@ -72,9 +87,12 @@ class StreamDecoder:
         self._config = config
         multiple = config.frames_multiple
         left_default, right_default = config.decoder_context
+        window_args = [n for n, v in (("chunk_frames", chunk_frames), ("left_context", left_context),
+                                      ("lookahead", lookahead)) if v is not None]
         self.chunk_frames = self._frames("chunk_frames", chunk_frames, multiple * max(1, math.ceil(4 / multiple)), 1)
         self.left_context = self._frames("left_context", left_context, left_default, 0)
         self.lookahead = self._frames("lookahead", lookahead, right_default, 0)
+        self.mode = self._mode(mode, window_args)
         self.layout = resolve_layout(layout)
         if self.layout.order != "interleaved":
             raise InvalidArgumentError(
@@ -86,15 +104,46 @@ class StreamDecoder:
         if seed is not None and not self.noise:
             raise InvalidArgumentError("seed applies to noise; pass noise=True with seed")
         checked = check_seed(seed)
-        self.seed = 0 if checked is None else checked
+        if noise and checked is None:
+            checked = int(np.random.SeedSequence().entropy % (1 << 63))  # type: ignore[operator]
+        self.seed = checked
+        self._noise = NoiseSource(config, checked if noise else None)
         self._per_frame = config.codes_per_frame
         self._frame_tokens = config.frame_tokens
         self._codes = [np.zeros(0, np.int64) for _ in config.vq_strides]
         self._base = 0  # global frame index of self._codes[...][0]
         self._received = 0  # frames received
-        self._emitted = 0  # frames whose audio was returned
+        self._emitted = 0  # samples returned
         self._pending_tokens = np.zeros(0, np.int64)
         self._closed = False
+        spec = runner.sessions.manifest.stream
+        if self.mode == "stateful":
+            assert spec is not None
+            self._spec = spec
+            self._next_frame = spec.first_frame  # first frame of the next step
+            self._states = [np.zeros((1, st.channels, st.length), np.float32) for st in spec.states]
+            budget = budget_steps(runner.max_chunk_seconds, config.samples_per_frame, config.sample_rate)
+            self._max_steps = None if budget is None else max(1, budget // spec.step_frames)
+
+    def _mode(self, mode: object, window_args: list[str]) -> str:
+        if mode not in STREAM_MODES:
+            raise InvalidArgumentError(f"mode must be one of {list(STREAM_MODES)}, got {mode!r}")
+        sessions = self._runner.sessions
+        why_not = None
+        if sessions.manifest.stream is None:
+            why_not = "this export has no stream graph (stream.onnx); re-export it with 'python -m export ...'"
+        elif sessions.precision != "fp32":
+            why_not = f"the stream graph is fp32 and this codec runs {sessions.precision}"
+        if mode == "stateful":
+            if window_args:
+                raise InvalidArgumentError(f"{', '.join(window_args)} apply to mode='window', not 'stateful'")
+            if why_not is not None:
+                error = ModelNotFoundError if sessions.manifest.stream is None else InvalidArgumentError
+                raise error(f"mode='stateful': {why_not}; or use mode='window'")
+            return "stateful"
+        if mode == "window" or window_args or why_not is not None:
+            return "window"
+        return "stateful"
 
     def _frames(self, name: str, value: object, default: int, low: int) -> int:
         if value is None:
@@ -120,16 +169,34 @@ class StreamDecoder:
 
     @property
     def samples_emitted(self) -> int:
-        return self._emitted * self._config.samples_per_frame
+        return self._emitted
+
+    @property
+    def first_audio_frames(self) -> int:
+        """Frames that must have been pushed before the first audio is returned."""
+        if self.mode == "window":
+            return self.chunk_frames + self.lookahead
+        spec, spf = self._spec, self._config.samples_per_frame
+        end = spec.first_frame + spec.step_frames
+        while end * spf - spec.audio_lag <= 0:
+            end += spec.step_frames
+        return end
 
     @property
     def lookahead_ms(self) -> float:
-        """Audio (ms) that must be pushed beyond a chunk before the chunk is returned."""
-        return 1000.0 * self.lookahead * self._config.samples_per_frame / self._config.sample_rate
+        """Audio (ms) that must be pushed beyond a returned sample before it is returned (at most)."""
+        spf = self._config.samples_per_frame
+        if self.mode == "window":
+            samples = self.lookahead * spf
+        else:  # the audio lag, plus the rest of a step still to come
+            samples = self._spec.audio_lag + (self._spec.step_frames - 1) * spf
+        return 1000.0 * samples / self._config.sample_rate
 
     @property
     def chunk_ms(self) -> float:
-        return 1000.0 * self.chunk_frames * self._config.samples_per_frame / self._config.sample_rate
+        """Audio (ms) one decode call returns in steady state."""
+        frames = self.chunk_frames if self.mode == "window" else self._spec.step_frames
+        return 1000.0 * frames * self._config.samples_per_frame / self._config.sample_rate
 
     @property
     def closed(self) -> bool:
@@ -181,7 +248,9 @@ class StreamDecoder:
         frames = codes[0].shape[0] // self._per_frame[0]
         self._codes = [np.concatenate([old, c]) for old, c in zip(self._codes, codes, strict=True)]
         self._received += frames
-        return self._decode_ready(complete=False)
+        audio = self._steps() if self.mode == "stateful" else self._windows(complete=False)
+        self._trim_buffer()
+        return audio
 
     def flush(self, drop_incomplete: bool = False) -> np.ndarray:
         """Decode everything left (the last frames need no lookahead) and close the stream.
@@ -199,47 +268,96 @@ class StreamDecoder:
                 f"{self._pending_tokens.size} token(s) of an incomplete frame remain at flush; "
                 f"a frame has {self._frame_tokens} tokens"
             )
-        audio = self._decode_ready(complete=True)
+        audio = self._tail() if self.mode == "stateful" else self._windows(complete=True)
         self._closed = True
+        self._codes = []
         return audio
 
     def _check_open(self) -> None:
         if self._closed:
             raise StreamClosedError("this stream was flushed; start a new one with SnacOnnx.stream()")
 
-    # ------------------------------------------------------------------ decode
-    def _decode_ready(self, complete: bool) -> np.ndarray:
-        chunks = grid_chunks(
-            self._emitted, self._received, self.chunk_frames, self.left_context, self.lookahead, complete=complete
-        )
-        pieces = [self._decode_chunk(chunk) for chunk in chunks]
-        if chunks:
-            self._emitted = chunks[-1].b
-        self._trim_buffer()
+    # ------------------------------------------------------------------ stateful mode
+    def _steps(self) -> np.ndarray:
+        """Run every whole step that has arrived (several steps per graph call, up to the chunk budget)."""
+        spec = self._spec
+        pieces = []
+        while True:
+            steps = (self._received - self._next_frame) // spec.step_frames
+            if self._max_steps is not None:
+                steps = min(steps, self._max_steps)
+            if steps <= 0:
+                break
+            pieces.append(self._step(steps * spec.step_frames))
         return np.concatenate(pieces) if len(pieces) > 1 else (pieces[0] if pieces else _EMPTY)
 
-    def _decode_chunk(self, chunk: Chunk) -> np.ndarray:
+    def _step(self, frames: int) -> np.ndarray:
+        spec, config = self._spec, self._config
+        a = self._next_frame
+        codes = []
+        for buf, per in zip(self._codes, self._per_frame, strict=True):
+            piece = buf[(max(a, 0) - self._base) * per : (a + frames - self._base) * per]
+            if a < 0:  # frames before 0 are the left padding: their codes are ignored (masked)
+                piece = np.concatenate([np.zeros(-a * per, np.int64), piece])
+            codes.append(piece[None, :])
+        noise = [
+            self._noise.block(j, a * per - lag, (a + frames) * per - lag)[None, None, :]
+            for j, (per, lag) in enumerate(zip(config.noise_per_frame, spec.noise_lags, strict=True))
+        ]
+        audio, self._states = self._runner.step(codes, noise, np.array([a], np.int64), self._states)
+        self._next_frame = a + frames
+        start = a * config.samples_per_frame - spec.audio_lag  # position of audio[0, 0]; the first are < 0
+        end = start + audio.shape[1]
+        if end <= self._emitted:
+            return _EMPTY
+        keep = audio[0, self._emitted - start :]
+        self._emitted = end
+        return keep
+
+    def _tail(self) -> np.ndarray:
+        """The samples after the last step: one window decode of the last frames with full left context."""
+        spf, multiple = self._config.samples_per_frame, self._config.frames_multiple
+        total = self._received * spf
+        if self._emitted >= total:
+            return _EMPTY
+        first = self._emitted // spf
+        s = max(0, first - self.left_context) // multiple * multiple
+        audio = self._decode_window(Chunk(first, self._received, s, self._received))
+        return audio[self._emitted - first * spf :]
+
+    # ------------------------------------------------------------------ window mode
+    def _windows(self, complete: bool) -> np.ndarray:
+        spf = self._config.samples_per_frame
+        chunks = grid_chunks(
+            self._emitted // spf, self._received, self.chunk_frames, self.left_context, self.lookahead,
+            complete=complete,
+        )
+        pieces = [self._decode_window(chunk) for chunk in chunks]
+        if chunks:
+            self._emitted = chunks[-1].b * spf
+        return np.concatenate(pieces) if len(pieces) > 1 else (pieces[0] if pieces else _EMPTY)
+
+    def _decode_window(self, chunk: Chunk) -> np.ndarray:
+        """The audio of frames ``[a, b)`` of ``chunk``, decoding frames ``[s, e)`` (padded to the attention window)."""
         a, b, s, e = chunk
-        multiple = self._config.frames_multiple
         frames = e - s
-        pad = -frames % multiple
+        pad = -frames % self._config.frames_multiple
         codes = []
         for buf, per in zip(self._codes, self._per_frame, strict=True):
             piece = buf[(s - self._base) * per : (e - self._base) * per]
             if pad:  # repeat the last frame (its ``per`` codes) ``pad`` times
                 piece = np.concatenate([piece, np.tile(piece[-per:], pad)])
             codes.append(piece)
-        lengths = self._config.noise_lengths(frames + pad)
-        if self.noise:
-            rng = np.random.default_rng([self.seed, a // self.chunk_frames])
-            noise = [rng.standard_normal((1, 1, n), dtype=np.float32)[0, 0] for n in lengths]
-        else:
-            noise = [np.zeros(n, np.float32) for n in lengths]
+        noise = self._noise.frames(s, e + pad)
         window = Run(0, Chunk(a - s, b - s, 0, frames + pad))
         return self._runner.decode([codes], [noise], batches=[[window]])[0]
 
     def _trim_buffer(self) -> None:
-        keep_from = max(0, self._emitted - self.left_context)
+        """Drop codes no later decode reads: before the context of the first frame not yet returned."""
+        keep_from = max(0, self._emitted // self._config.samples_per_frame - self.left_context)
+        if self.mode == "stateful":
+            keep_from = max(0, min(keep_from, self._next_frame))
+        keep_from = keep_from // self._config.frames_multiple * self._config.frames_multiple
         drop = keep_from - self._base
         if drop > 0:
             self._codes = [buf[drop * per :] for buf, per in zip(self._codes, self._per_frame, strict=True)]
