@@ -1,81 +1,235 @@
-"""Streaming decode latency and real-time factor (snac_onnx, CPU).
+"""Streaming decode, side by side: the stateful stream, the window stream, and the reference Orpheus scheme.
 
-Usage: python bench/streaming.py [MODEL_DIR] [--seconds 10] [--threads 1 2]
+Usage: python bench/streaming.py [MODEL_DIR ...] [--seconds 30] [--threads 1 2] [--load-seconds 8]
+                                 [--max-streams 6] [--out bench/RESULTS_streaming.md]
 
-Pushes the codes of --seconds of speech-like audio frame by frame (as a TTS
-model would) and measures:
-  * chunk latency: time from the push of the frame that completes a chunk (its
-    lookahead included) to the return of that chunk's audio (median, p95);
-  * streaming vs offline: wall time of the whole stream and of one offline
-    decode of the same codes, as multiples of real time;
-  * the lookahead the default context costs, in ms of audio.
-Noise off (deterministic), batch 1. Prints a markdown table.
+For each exported model and intra-op thread count, the codes of ``--seconds`` of speech-like audio
+are pushed frame by frame (as a TTS model emits them) through three schemes on the same ONNX export:
+
+* ``stateful``: ``SnacOnnx.stream()`` on the export's stream graph (exact; nothing recomputed);
+* ``window``: ``SnacOnnx.stream(mode="window")`` (exact; chunks of 4 frames with full context);
+* ``orpheus-ref``: the reference Orpheus decoder every server copies (decode the last 4 frames every
+  frame, keep samples ``spf:2*spf``), on the plain ONNX function bodies (no fused kernel), as
+  orpheus-cpp does with an ONNX file. Its first frame and its last two are never played.
+
+Measured for each: first audio (frames and tokens pushed, and the compute of the push that returned
+it); step latency (median, p95 of pushes that returned audio); x real time of the whole stream
+(compute only); its cost against one offline decode of the same codes, measured in the same run;
+max error against the offline decode (noise off) over the samples it produced, aligned; audio
+missing at the start and the end; and how many real-time streams fit on this machine: N Python
+threads share one model (sessions with ``--threads`` intra-op threads), each fed one frame every
+frame's duration for ``--load-seconds``; a stream stalls when a piece of audio arrives after the
+moment its playback would need it (playback starts at its first audio). N grows from 1 while no
+stream stalled, up to ``--max-streams``. Every run is bounded in count and time.
+Writes a markdown report to ``--out`` and prints it.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import platform
 import statistics
 import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np
 
-from export.signals import speech_like
-from snac_onnx import SnacOnnx
-from snac_onnx.layouts import codes_to_tokens, frame_size
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from export.signals import speech_like  # noqa: E402
+from snac_onnx import SnacOnnx  # noqa: E402
+from snac_onnx.sessions import SessionSettings  # noqa: E402
+
+REF_FRAMES = 4  # the reference decodes 28 tokens = 4 frames per call
+
+
+class OrpheusReference:
+    """The reference Orpheus scheme over per-frame codes: after each frame from the 4th on, decode the last
+    4 frames and keep samples ``[spf, 2 * spf)`` (frame ``i - 2`` of the window ending at frame ``i``)."""
+
+    def __init__(self, codec: SnacOnnx) -> None:
+        self.codec = codec
+        self.frames: list[list[np.ndarray]] = []
+        self.spf = codec.samples_per_frame
+
+    def push(self, frame_codes: list[np.ndarray]) -> np.ndarray:
+        self.frames.append(frame_codes)
+        if len(self.frames) < REF_FRAMES:
+            return np.zeros(0, np.float32)
+        window = self.frames[-REF_FRAMES:]
+        codes = [np.concatenate([f[i] for f in window]) for i in range(len(frame_codes))]
+        self.frames = self.frames[-REF_FRAMES:]
+        return self.codec.decode(codes, noise=False)[self.spf : 2 * self.spf]
+
+    def flush(self) -> np.ndarray:
+        return np.zeros(0, np.float32)
+
+
+def _frames(codes: list[np.ndarray], per: tuple[int, ...]) -> list[list[np.ndarray]]:
+    return [[c[f * p : (f + 1) * p] for c, p in zip(codes, per)] for f in range(codes[0].shape[0] // per[0])]
+
+
+def _run(make: Callable[[], object], frames: list[list[np.ndarray]]) -> dict[str, object]:
+    """Push every frame as fast as possible; per push: compute time and samples returned."""
+    stream = make()
+    times, sizes, pieces = [], [], []
+    for frame in frames:
+        t0 = time.perf_counter()
+        out = stream.push(frame)  # type: ignore[attr-defined]
+        times.append(time.perf_counter() - t0)
+        sizes.append(out.size)
+        pieces.append(out)
+    t0 = time.perf_counter()
+    tail = stream.flush()  # type: ignore[attr-defined]
+    times.append(time.perf_counter() - t0)
+    pieces.append(tail)
+    return {"times": times, "sizes": sizes, "audio": np.concatenate(pieces)}
+
+
+def _stall_free(make: Callable[[], object], frames: list[list[np.ndarray]], spf: int, rate: int, n: int) -> tuple[int, float]:
+    """Run ``n`` streams at once, each fed at real time; returns (streams that never stalled, worst lateness ms)."""
+    period = spf / rate
+    results: list[float] = [0.0] * n
+    start_barrier = threading.Barrier(n)
+
+    def one(k: int) -> None:
+        stream = make()
+        start_barrier.wait()
+        t_start = time.perf_counter()
+        first: float | None = None
+        played = 0  # samples delivered
+        worst = 0.0
+        for i, frame in enumerate(frames):
+            due = t_start + (i + 1) * period  # an LLM at real time: frame i is out at (i + 1) periods
+            wait = due - time.perf_counter()
+            if wait > 0:
+                time.sleep(wait)
+            out = stream.push(frame)  # type: ignore[attr-defined]
+            now = time.perf_counter()
+            if out.size:
+                if first is None:
+                    first = now
+                deadline = first + played / rate  # playback of sample `played` starts then
+                worst = max(worst, now - deadline)
+                played += out.size
+        results[k] = worst
+
+    threads = [threading.Thread(target=one, args=(k,)) for k in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=600)
+    ok = sum(1 for w in results if w <= 0.0)
+    return ok, 1000 * max(results)
+
+
+def _errors(audio: np.ndarray, offline: np.ndarray, offset: int) -> tuple[float, int, int]:
+    """(max abs error, samples missing at start, at end) of ``audio`` placed at ``offset`` of ``offline``."""
+    seg = offline[offset : offset + audio.size]
+    err = float(np.abs(audio[: seg.size] - seg).max()) if seg.size else float("nan")
+    return err, offset, max(0, offline.size - offset - audio.size)
+
+
+def bench_model(folder: Path, threads: int, seconds: float, load_seconds: float, max_streams: int) -> list[str]:
+    codec = SnacOnnx(folder, threads=threads)
+    plain = SnacOnnx(folder, threads=threads, settings=SessionSettings(intra_op_threads=threads, fused_snake=False))
+    config = codec.config
+    per, spf, rate = config.codes_per_frame, config.samples_per_frame, config.sample_rate
+    codes = codec.encode(speech_like(rate, seconds, seed=3))
+    n_frames = codes[0].shape[0] - codes[0].shape[0] % config.frames_multiple
+    codes = [c[: n_frames * p] for c, p in zip(codes, per)]
+    frames = _frames(codes, per)
+    audio_seconds = n_frames * spf / rate
+
+    codec.decode(codes, noise=False)  # warm-up
+    offline_times = []
+    for _ in range(2):
+        t0 = time.perf_counter()
+        offline = codec.decode(codes, noise=False)
+        offline_times.append(time.perf_counter() - t0)
+    offline_s = min(offline_times)
+
+    schemes: dict[str, tuple[Callable[[], object], int]] = {
+        "stateful": (lambda: codec.stream(mode="stateful"), 0),
+        "window": (lambda: codec.stream(mode="window"), 0),
+        "orpheus-ref": (lambda: OrpheusReference(plain), spf),  # its first output is frame 1
+    }
+    rows = []
+    for name, (make, offset) in schemes.items():
+        _run(make, frames[: 2 * REF_FRAMES + 8])  # warm-up
+        result = _run(make, frames)
+        times, sizes = result["times"], result["sizes"]  # type: ignore[assignment]
+        first = next(i for i, s in enumerate(sizes) if s)
+        producing = sorted(t for t, s in zip(times, sizes) if s)
+        total = sum(times)
+        err, missing_start, missing_end = _errors(result["audio"], offline, offset)  # type: ignore[arg-type]
+        load_frames = frames[: max(REF_FRAMES + 1, int(load_seconds * rate / spf))]
+        fit, lateness = 0, 0.0
+        for n in range(1, max_streams + 1):
+            ok, late = _stall_free(make, load_frames, spf, rate, n)
+            if ok < n:
+                lateness = late
+                break
+            fit, lateness = n, late
+        rows.append(
+            f"| {codec.name} | {threads} | {name} | {first + 1} ({(first + 1) * config.frame_tokens}) "
+            f"| {1000 * times[first]:.1f} | {1000 * statistics.median(producing):.1f} "
+            f"| {1000 * producing[min(len(producing) - 1, int(0.95 * len(producing)))]:.1f} "
+            f"| {audio_seconds / total:.1f}x | {total / offline_s:.2f} | {err:.1e} | {missing_start} | {missing_end} "
+            f"| {fit}{'+' if fit == max_streams else ''} |"
+        )
+        print(rows[-1], flush=True)
+    rows.append(
+        f"| {codec.name} | {threads} | offline decode | - | - | - | - | {audio_seconds / offline_s:.1f}x | 1.00 | 0 | 0 | 0 | - |"
+    )
+    print(rows[-1], flush=True)
+    codec.close()
+    plain.close()
+    return rows
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("model", nargs="?", type=Path, default=Path("models/snac_24khz"))
-    parser.add_argument("--seconds", type=float, default=10.0)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("models", nargs="*", type=Path, default=[Path("models/snac_24khz")])
+    parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--chunk-frames", type=int, default=None)
+    parser.add_argument("--load-seconds", type=float, default=8.0)
+    parser.add_argument("--max-streams", type=int, default=6)
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "RESULTS_streaming.md")
     args = parser.parse_args()
-
-    print("| model | threads | chunk (ms) | lookahead (ms) | chunk latency median (ms) | p95 (ms) | stream x real time | offline x real time | stream / offline time |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for threads in args.threads:
-        codec = SnacOnnx(args.model, threads=threads)
-        pcm = speech_like(codec.sample_rate, args.seconds, seed=3)
-        codes = codec.encode(pcm)
-        frames = codes[0].shape[0]
-        frames -= frames % codec.config.frames_multiple
-        codes = [c[: frames * codec.vq_strides[0] // s] for c, s in zip(codes, codec.vq_strides)]
-        tokens = codes_to_tokens(codes, codec.vq_strides)
-        step = frame_size(codec.vq_strides)
-        seconds = frames * codec.samples_per_frame / codec.sample_rate
-
-        codec.decode(codes, noise=False)  # warm-up
-        start = time.perf_counter()
-        codec.decode(codes, noise=False)
-        offline = time.perf_counter() - start
-
-        warm = codec.stream(chunk_frames=args.chunk_frames)
-        for i in range(0, tokens.size, step):
-            warm.push_tokens(tokens[i : i + step])
-        warm.flush()
-
-        stream = codec.stream(chunk_frames=args.chunk_frames)
-        latencies = []
-        start = time.perf_counter()
-        for i in range(0, tokens.size, step):
-            t0 = time.perf_counter()
-            out = stream.push_tokens(tokens[i : i + step])
-            if out.size:
-                latencies.append(time.perf_counter() - t0)
-        stream.flush()
-        total = time.perf_counter() - start
-        latencies.sort()
-        p95 = latencies[min(len(latencies) - 1, int(0.95 * len(latencies)))]
-        print(
-            f"| {codec.name} | {threads} | {stream.chunk_ms:.0f} | {stream.lookahead_ms:.0f} "
-            f"| {1000 * statistics.median(latencies):.1f} | {1000 * p95:.1f} "
-            f"| {seconds / total:.1f}x | {seconds / offline:.1f}x | {total / offline:.2f} |"
-        )
-        sys.stdout.flush()
+    header = [
+        "| model | threads | scheme | first audio: frames (tokens) | first audio compute (ms) | step median (ms) "
+        "| step p95 (ms) | x real time | cost / offline | max abs vs offline | missing start (samples) "
+        "| missing end (samples) | real-time streams without a stall |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    print("\n".join(header), flush=True)
+    rows = []
+    for folder in args.models:
+        for threads in args.threads:
+            rows += bench_model(folder, threads, args.seconds, args.load_seconds, args.max_streams)
+    cpu = platform.processor() or platform.machine()
+    report = [
+        "# Streaming decode: stateful vs window vs the reference Orpheus scheme",
+        "",
+        f"`python bench/streaming.py {' '.join(map(str, args.models))} --seconds {args.seconds:g} "
+        f"--threads {' '.join(map(str, args.threads))} --load-seconds {args.load_seconds:g} --max-streams {args.max_streams}`",
+        "",
+        f"Machine: {os.cpu_count()} CPUs ({cpu}), Python {platform.python_version()}. Models: random-init exports of the "
+        "official configs (same shapes and cost as the trained ones). Noise off. Codes of "
+        f"{args.seconds:g} s of speech-like audio pushed one frame per call.",
+        "",
+        *header,
+        *rows,
+        "",
+    ]
+    args.out.write_text("\n".join(report))
+    print(f"wrote {args.out}")
     return 0
 
 

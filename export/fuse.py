@@ -325,6 +325,7 @@ def fuse_interleave(model: onnx.ModelProto, expected: int) -> int:
     ``stride`` comes from the Conv's weight and the bias (``stride * C`` rows for ``C`` channels),
     ``padding`` from the Slice's start, ``output_padding`` is ``stride % 2`` as in every SNAC
     ``DecoderBlock`` (the exporter checks the modules; parity against PyTorch checks the result).
+    Without a Slice (the stream graph, whose upsamplers are not cropped) both are 0.
     """
     graph = model.graph
     inits = {init.name: init for init in graph.initializer}
@@ -341,7 +342,8 @@ def fuse_interleave(model: onnx.ModelProto, expected: int) -> int:
     for add in [n for n in graph.node if n.op_type == "Add" and not n.domain and len(n.input) == 2]:
         bias = inits.get(add.input[1])
         crop = single_producer(add.input[0], "Slice")
-        flat = single_producer(crop.input[0], "Reshape") if crop is not None else None
+        # the stream graph's upsamplers are not cropped (the crop became lag): Reshape straight into Add
+        flat = single_producer(crop.input[0] if crop is not None else add.input[0], "Reshape")
         interleaved = single_producer(flat.input[0], "Transpose") if flat is not None else None
         phases = single_producer(interleaved.input[0], "Reshape") if interleaved is not None else None
         conv = producer.get(phases.input[0]) if phases is not None else None
@@ -349,20 +351,20 @@ def fuse_interleave(model: onnx.ModelProto, expected: int) -> int:
             continue
         perm = next((list(helper.get_attribute_value(a)) for a in interleaved.attribute if a.name == "perm"), None)
         weight = inits.get(conv.input[1])
-        start = inits.get(crop.input[1])
+        start = inits.get(crop.input[1]) if crop is not None else None
         channels = int(bias.dims[1])
-        if perm != [0, 2, 3, 1] or weight is None or len(weight.dims) != 3 or weight.dims[2] != 2 or start is None:
+        if perm != [0, 2, 3, 1] or weight is None or len(weight.dims) != 3 or weight.dims[2] != 2:
             continue
-        if weight.dims[0] % channels:
+        if weight.dims[0] % channels or (crop is not None and start is None):
             continue
         stride = int(weight.dims[0]) // channels
-        padding = int(onnx.numpy_helper.to_array(start).reshape(-1)[0])
+        padding = int(onnx.numpy_helper.to_array(start).reshape(-1)[0]) if start is not None else 0
         fused = helper.make_node(
             INTERLEAVE_OP, [conv.output[0], add.input[1]], [add.output[0]], name=f"{conv.name}_interleave",
-            domain=SNAKE_DOMAIN, stride=stride, padding=padding, output_padding=stride % 2,
+            domain=SNAKE_DOMAIN, stride=stride, padding=padding, output_padding=stride % 2 if crop is not None else 0,
         )
         replaced[id(phases)] = fused
-        removed.update(id(n) for n in (interleaved, flat, crop, add))
+        removed.update(id(n) for n in (interleaved, flat, add, *([crop] if crop is not None else [])))
     if len(replaced) != expected:
         raise FusionError(f"found {len(replaced)} polyphase interleaves, expected {expected}")
     _rewrite(model, replaced, removed, interleave_function())

@@ -64,7 +64,6 @@ def _export(
     shapes,
     counts: tuple[int, int, int],
     config: ModelConfig,
-    interleave: bool = True,
 ) -> None:
     """torch.onnx.export to ``path``; then every Snake chain becomes one ``ai.snac_onnx.Snake`` node, and
     every residual unit's Snake, depthwise Conv and Snake one ``ai.snac_onnx.SnakeDepthwiseConvSnake`` (export.fuse).
@@ -94,7 +93,7 @@ def _export(
     fuse_snake(model, expected=counts[0])
     fuse_snake_depthwise(model, expected=counts[1])
     fuse_snake_depthwise_snake(model, expected=counts[1])  # each depthwise unit's second Snake
-    fuse_interleave(model, expected=counts[2] if interleave else 0)
+    fuse_interleave(model, expected=counts[2])
     for nodes in [model.graph.node, *(function.node for function in model.functions)]:
         for node in nodes:  # torch's per-node debug notes hold memory addresses: they made exports differ
             del node.metadata_props[:]
@@ -202,7 +201,7 @@ def export_stream_graph(prepared: SNAC, config: ModelConfig, path: Path) -> dict
         return sum(map(kind, graph.modules()))
 
     counts = (count(_is_snake), count(_is_depthwise_residual), count(_is_upsampler))
-    _export(graph, tuple(args), path, inputs, outputs, shapes, counts, config, interleave=False)
+    _export(graph, tuple(args), path, inputs, outputs, shapes, counts, config)
     return {
         "step_frames": graph.step_frames,
         "first_frame": graph.first_frame,

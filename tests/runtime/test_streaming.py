@@ -1,11 +1,14 @@
-"""Streaming decode equals offline decode (noise off), for any push pattern; noise reproducible (no torch)."""
+"""Streaming decode equals offline decode (noise off, and with the stream's own noise), for both modes and
+any push pattern; first audio at the decoder's physical minimum in stateful mode (no torch)."""
 
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import pytest
 
-from snac_onnx import InvalidCodesError, StreamDecoder
+from snac_onnx import InvalidArgumentError, InvalidCodesError, ModelFormatError, ModelNotFoundError, SnacOnnx, StreamDecoder
 from snac_onnx.config import decoder_context_frames as receptive_field_frames
 from snac_onnx.layouts import codes_to_tokens, frame_size
 
@@ -43,16 +46,109 @@ def _patterns(codec, codes, seed=0):
     }
 
 
+MODES = ["stateful", "window"]
+
+
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("model", ["tiny24", "tiny44"])
-def test_stream_equals_offline_for_every_push_pattern(model, request):
+def test_stream_equals_offline_for_every_push_pattern(model, mode, request):
     codec = request.getfixturevalue(model)
     frames = FRAMES if model == "tiny24" else 28  # offline 44 kHz decode needs a multiple of 4
     codes = _codes(codec, frames)
     offline = codec.decode(codes, noise=False)
     for name, pieces in _patterns(codec, codes).items():
-        streamed = _run(codec.stream(), pieces)
+        stream = codec.stream(mode=mode)
+        assert stream.mode == mode
+        streamed = _run(stream, pieces)
         assert streamed.shape == offline.shape, name
         assert np.abs(streamed - offline).max() <= 1e-4, name
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("model", ["tiny24", "tiny44"])
+def test_stream_with_noise_equals_offline_fed_the_same_noise(model, mode, request):
+    codec = request.getfixturevalue(model)
+    frames = 13 if model == "tiny24" else 16
+    codes = _codes(codec, frames, seed=4)
+    offline = codec.decode(codes, noise=codec.stream_noise(frames, 11))
+    assert np.abs(offline - codec.decode(codes, noise=False)).max() > 1e-2  # the noise is there
+    for name, pieces in _patterns(codec, codes, seed=2).items():
+        streamed = _run(codec.stream(mode=mode, noise=True, seed=11), pieces)
+        assert np.abs(streamed - offline).max() <= 1e-4, name
+
+
+@pytest.mark.parametrize("model", ["tiny24", "tiny44"])
+def test_every_length_is_exact_in_stateful_mode(model, request):
+    """Lengths below, at and past the first audio, multiples of the step and not (44 kHz: step 4 frames)."""
+    codec = request.getfixturevalue(model)
+    multiple = codec.config.frames_multiple
+    for frames in range(1, 12):
+        codes = _codes(codec, frames, seed=frames)
+        padded = frames + (-frames % multiple)  # offline 44 kHz takes whole windows: pad as the stream does
+        per = codec.config.codes_per_frame
+        full = [np.concatenate([c, np.tile(c[-p:], padded - frames)]) for c, p in zip(codes, per)]
+        offline = codec.decode(full, noise=False)[: frames * codec.samples_per_frame]
+        for name, pieces in _patterns(codec, codes, seed=frames).items() if frames > 1 else [("one", [codes])]:
+            streamed = _run(codec.stream(mode="stateful"), pieces)
+            assert streamed.shape == offline.shape, (frames, name)
+            assert np.abs(streamed - offline).max() <= 1e-4, (frames, name)
+
+
+@pytest.mark.parametrize(("model", "first"), [("tiny24", 3), ("tiny44", 5)])
+def test_first_audio_at_the_physical_minimum(model, first, request):
+    """24 kHz: the right reach is 4,757 samples (2.32 frames): the first exact audio needs 3 frames (21
+    tokens). 32/44 kHz: attention windows (4 frames) aligned to frame 0; window 0 needs frame 4 (its
+    last latent step plus the first convolution's 3): 5 frames. Then every step returns audio."""
+    codec = request.getfixturevalue(model)
+    stream = codec.stream()
+    assert stream.mode == "stateful" and stream.first_audio_frames == first
+    window = codec.stream(mode="window")
+    assert window.first_audio_frames > first
+    codes = _codes(codec, 24, seed=3)
+    per = codec.config.codes_per_frame
+    sizes = [stream.push([c[f * p : (f + 1) * p] for c, p in zip(codes, per)]).size for f in range(24)]
+    assert sizes.index(next(s for s in sizes if s)) == first - 1
+    step = codec.manifest.stream.step_frames
+    assert all(s == step * codec.samples_per_frame for s in sizes[first - 1 + step :: step])
+    # and no earlier: the first sample depends on frame first - 1 (offline, changing that frame changes it)
+    changed = [c.copy() for c in codes]
+    for c, p in zip(changed, per):
+        c[(first - 1) * p : first * p] = (c[(first - 1) * p : first * p] + 777) % 4096
+    before, after = codec.decode(codes, noise=False), codec.decode(changed, noise=False)
+    assert abs(float(before[0]) - float(after[0])) > 0
+
+
+def test_export_without_stream_graph_streams_in_window_mode(tiny24_copy):
+    manifest = json.loads((tiny24_copy / "manifest.json").read_text())
+    del manifest["files"]["stream"], manifest["graphs"]["stream"]
+    (tiny24_copy / "manifest.json").write_text(json.dumps(manifest))
+    (tiny24_copy / "stream.onnx").unlink()
+    codec = SnacOnnx(tiny24_copy)
+    codec.load()  # every graph the export has
+    stream = codec.stream()
+    assert stream.mode == "window"
+    codes = _codes(codec, FRAMES)
+    np.testing.assert_allclose(_run(stream, [codes]), codec.decode(codes, noise=False), atol=1e-4, rtol=0)
+    with pytest.raises(ModelNotFoundError, match="no stream graph"):
+        codec.stream(mode="stateful")
+
+
+def test_tampered_stream_layout_is_refused(tiny24_copy):
+    manifest = json.loads((tiny24_copy / "manifest.json").read_text())
+    manifest["graphs"]["stream"]["step_frames"] = 0
+    (tiny24_copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ModelFormatError, match="stream graph entry"):
+        SnacOnnx(tiny24_copy)
+
+
+def test_stream_mode_errors(tiny24):
+    with pytest.raises(InvalidArgumentError, match="mode must be one of"):
+        tiny24.stream(mode="fast")
+    with pytest.raises(InvalidArgumentError, match="apply to mode='window'"):
+        tiny24.stream(mode="stateful", chunk_frames=4)
+    assert tiny24.stream(lookahead=1).mode == "window"
+    with pytest.raises(InvalidArgumentError, match="non-negative int"):
+        tiny24.stream_noise(3, None)
 
 
 def test_chunks_arrive_once_lookahead_is_in(tiny24):
@@ -94,20 +190,25 @@ def test_smaller_lookahead_is_not_exact(tiny24):
     assert np.abs(streamed - offline).max() > 1e-4
 
 
-def test_seeded_noise_is_reproducible_and_independent_of_pushes(tiny24):
+@pytest.mark.parametrize("mode", MODES)
+def test_seeded_noise_is_reproducible_and_independent_of_pushes(tiny24, mode):
     codes = _codes(tiny24, FRAMES)
     patterns = list(_patterns(tiny24, codes).values())
-    first = _run(tiny24.stream(noise=True, seed=5), patterns[0])
+    first = _run(tiny24.stream(mode=mode, noise=True, seed=5), patterns[0])
     for pieces in patterns[1:]:
-        np.testing.assert_array_equal(_run(tiny24.stream(noise=True, seed=5), pieces), first)
-    other = _run(tiny24.stream(noise=True, seed=6), patterns[1])
-    quiet = _run(tiny24.stream(), patterns[1])
-    assert not np.array_equal(first, other) and not np.array_equal(first, quiet)
+        np.testing.assert_allclose(_run(tiny24.stream(mode=mode, noise=True, seed=5), pieces), first, atol=1e-5)
+    other = _run(tiny24.stream(mode=mode, noise=True, seed=6), patterns[1])
+    quiet = _run(tiny24.stream(mode=mode), patterns[1])
+    assert np.abs(first - other).max() > 1e-2 and np.abs(first - quiet).max() > 1e-2
+    fresh = tiny24.stream(mode=mode, noise=True)  # no seed: a fresh one, kept so the audio can be reproduced
+    again = _run(tiny24.stream(mode=mode, noise=True, seed=fresh.seed), patterns[1])
+    np.testing.assert_allclose(_run(fresh, patterns[0]), again, atol=1e-5)
 
 
-def test_attention_model_flush_pads_partial_window(tiny44):
+@pytest.mark.parametrize("mode", MODES)
+def test_attention_model_flush_pads_partial_window(tiny44, mode):
     codes = _codes(tiny44, 6)  # not a multiple of 4
-    out = _run(tiny44.stream(), [codes])
+    out = _run(tiny44.stream(mode=mode), [codes])
     assert out.shape == (6 * tiny44.samples_per_frame,) and np.isfinite(out).all()
     padded = [np.concatenate([c, np.tile(c[-p:], 2)]) for c, p in zip(codes, (1, 2, 4, 8))]
     np.testing.assert_allclose(out, tiny44.decode(padded, noise=False)[: out.size], atol=1e-4)
