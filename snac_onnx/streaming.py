@@ -59,6 +59,9 @@ class StreamDecoder:
         lookahead: window mode: coarse frames after each chunk that must have arrived before the
             chunk is final (default: receptive field). Smaller values lower latency at the cost of
             differing from the offline decode.
+        steps_per_call: stateful mode: steps to gather before one graph call (default 1: audio as soon
+            as it is final). More steps per call cost less compute per frame (each call reads every
+            weight once) and add ``steps_per_call - 1`` steps of latency.
         layout: token layout for :meth:`push_tokens` (must be interleaved).
         noise: add the decoder's noise (official behaviour) or not (deterministic).
         seed: seed of the noise (a non-negative int); None with noise on: a fresh one, kept in
@@ -78,6 +81,7 @@ class StreamDecoder:
         chunk_frames: int | None = None,
         left_context: int | None = None,
         lookahead: int | None = None,
+        steps_per_call: int = 1,
         layout: TokenLayout | str = "interleaved",
         noise: bool = False,
         seed: int | None = None,
@@ -92,7 +96,12 @@ class StreamDecoder:
         self.chunk_frames = self._frames("chunk_frames", chunk_frames, multiple * max(1, math.ceil(4 / multiple)), 1)
         self.left_context = self._frames("left_context", left_context, left_default, 0)
         self.lookahead = self._frames("lookahead", lookahead, right_default, 0)
+        if isinstance(steps_per_call, bool) or not isinstance(steps_per_call, (int, np.integer)) or steps_per_call < 1:
+            raise InvalidArgumentError(f"steps_per_call must be an int >= 1, got {steps_per_call!r}")
+        self.steps_per_call = int(steps_per_call)
         self.mode = self._mode(mode, window_args)
+        if self.mode == "window" and self.steps_per_call != 1:
+            raise InvalidArgumentError("steps_per_call applies to mode='stateful' (this stream is in window mode)")
         self.layout = resolve_layout(layout)
         if self.layout.order != "interleaved":
             raise InvalidArgumentError(
@@ -177,9 +186,9 @@ class StreamDecoder:
         if self.mode == "window":
             return self.chunk_frames + self.lookahead
         spec, spf = self._spec, self._config.samples_per_frame
-        end = spec.first_frame + spec.step_frames
+        end = spec.first_frame + spec.step_frames * self.steps_per_call
         while end * spf - spec.audio_lag <= 0:
-            end += spec.step_frames
+            end += spec.step_frames * self.steps_per_call
         return end
 
     @property
@@ -188,14 +197,14 @@ class StreamDecoder:
         spf = self._config.samples_per_frame
         if self.mode == "window":
             samples = self.lookahead * spf
-        else:  # the audio lag, plus the rest of a step still to come
-            samples = self._spec.audio_lag + (self._spec.step_frames - 1) * spf
+        else:  # the audio lag, plus the rest of the steps of a call still to come
+            samples = self._spec.audio_lag + (self._spec.step_frames * self.steps_per_call - 1) * spf
         return 1000.0 * samples / self._config.sample_rate
 
     @property
     def chunk_ms(self) -> float:
         """Audio (ms) one decode call returns in steady state."""
-        frames = self.chunk_frames if self.mode == "window" else self._spec.step_frames
+        frames = self.chunk_frames if self.mode == "window" else self._spec.step_frames * self.steps_per_call
         return 1000.0 * frames * self._config.samples_per_frame / self._config.sample_rate
 
     @property
@@ -286,7 +295,7 @@ class StreamDecoder:
             steps = (self._received - self._next_frame) // spec.step_frames
             if self._max_steps is not None:
                 steps = min(steps, self._max_steps)
-            if steps <= 0:
+            if steps < self.steps_per_call:
                 break
             pieces.append(self._step(steps * spec.step_frames))
         return np.concatenate(pieces) if len(pieces) > 1 else (pieces[0] if pieces else _EMPTY)

@@ -141,7 +141,29 @@ def test_tampered_stream_layout_is_refused(tiny24_copy):
         SnacOnnx(tiny24_copy)
 
 
+@pytest.mark.parametrize("model", ["tiny24", "tiny44"])
+def test_steps_per_call_trades_latency_for_cost_and_stays_exact(model, request):
+    codec = request.getfixturevalue(model)
+    codes = _codes(codec, 24, seed=6)
+    offline = codec.decode(codes, noise=False)
+    per = codec.config.codes_per_frame
+    for k in (2, 3):
+        stream = codec.stream(steps_per_call=k)
+        assert stream.first_audio_frames >= codec.stream().first_audio_frames
+        sizes = [stream.push([c[f * p : (f + 1) * p] for c, p in zip(codes, per)]).size for f in range(24)]
+        assert sizes.index(next(s for s in sizes if s)) == stream.first_audio_frames - 1
+        calls = [s for s in sizes if s]
+        assert all(s == k * codec.manifest.stream.step_frames * codec.samples_per_frame for s in calls[1:])
+        for pieces in _patterns(codec, codes, seed=k).values():
+            stream = codec.stream(steps_per_call=k)
+            assert np.abs(_run(stream, pieces) - offline).max() <= 1e-4
+
+
 def test_stream_mode_errors(tiny24):
+    with pytest.raises(InvalidArgumentError, match="steps_per_call must be"):
+        tiny24.stream(steps_per_call=0)
+    with pytest.raises(InvalidArgumentError, match="steps_per_call applies"):
+        tiny24.stream(mode="window", steps_per_call=2)
     with pytest.raises(InvalidArgumentError, match="mode must be one of"):
         tiny24.stream(mode="fast")
     with pytest.raises(InvalidArgumentError, match="apply to mode='window'"):

@@ -1,0 +1,183 @@
+"""The stateful streaming decoder (export.stream_graph), each layer on its own against the official modules.
+
+Every streaming layer is fed an input in pieces of random sizes and its outputs, placed at their lagged
+positions, are compared with the official module run once over the whole input; the end (which the
+runtime finishes with the window decoder, the right padding) is left out. Then the whole chain against
+``SNAC.decode`` with noise off and with given noise.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+snac = pytest.importorskip("snac")
+
+from snac.layers import DecoderBlock, NoiseBlock, ResidualUnit  # noqa: E402
+
+from export.graphs import prepare_for_export  # noqa: E402
+from export.stream_graph import (  # noqa: E402
+    StreamingDecoder,
+    _Attention,
+    _Conv,
+    _Noise,
+    _Residual,
+    _Upsample,
+    first_audio_frames,
+)
+from tests.support import FIXTURES  # noqa: E402
+
+CONFIGS = ["tiny_24khz", "tiny_44khz"]
+
+
+def _models(name: str):
+    config = json.loads((FIXTURES / f"{name}.json").read_text())
+    torch.manual_seed(0)
+    model = snac.SNAC(**config).eval()
+    with torch.no_grad():
+        for param_name, param in model.named_parameters():
+            if param_name.endswith("alpha"):  # trained alphas vary and may be negative
+                param.copy_(torch.randn_like(param) * 0.8)
+    return model, prepare_for_export(model, config), config
+
+
+def _official_layers(model):
+    layers = []
+    for layer in model.decoder.model:
+        layers.extend(layer.block if isinstance(layer, DecoderBlock) else [layer])
+    return layers
+
+
+def _stream_op(op, x: torch.Tensor, sizes: list[int], lag_before: int = 0) -> tuple[torch.Tensor, int]:
+    """Run ``op`` over ``x`` in pieces of ``sizes``, with ``lag_before`` garbage samples first (at negative
+    positions: the mask must turn them into the left padding). Returns the outputs and their lag."""
+    op.rate, op.lag = 1, lag_before
+    garbage = torch.randn(x.shape[0], x.shape[1], lag_before) * 5
+    stream = torch.cat([garbage, x], dim=-1)
+    state = torch.zeros(x.shape[0], op.state_channels, op.state_length) if op.state_length else None
+    outs, pos = [], 0
+    for n in sizes:
+        frame = torch.full((x.shape[0],), pos, dtype=torch.long)  # rate 1: positions are samples
+        y, state = op.step(stream[..., pos : pos + n], frame, state, None)
+        outs.append(y)
+        pos += n
+    _, lag = op.out_rate_lag()
+    return torch.cat(outs, dim=-1), lag
+
+
+def _pieces(total: int, rng: np.random.Generator, multiple: int = 1) -> list[int]:
+    sizes = []
+    while sum(sizes) < total:
+        sizes.append(int(rng.integers(1, 9)) * multiple)
+    sizes[-1] -= sum(sizes) - total
+    return [s for s in sizes if s]
+
+
+def _compare(streamed: torch.Tensor, lag: int, official: torch.Tensor, scale: int = 1) -> float:
+    """Max abs difference where the stream has final output: stream sample ``i`` is position ``i - lag``."""
+    final = streamed[..., lag:]
+    valid = final.shape[-1] - 64 * scale  # leave out the end (right padding, finished by the window decoder)
+    return float((final[..., :valid] - official[..., :valid]).abs().max())
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("name", CONFIGS)
+def test_each_streaming_layer_equals_the_official_module(name):
+    model, prepared, _ = _models(name)
+    graph = StreamingDecoder(prepared)
+    official = _official_layers(model)
+    rng = np.random.default_rng(0)
+    kinds = set()
+    for op, ref in zip(graph.ops, official, strict=True):
+        if not isinstance(op, (_Conv, _Residual, _Upsample)):
+            continue
+        kinds.add(type(op).__name__)
+        channels = op.state_channels
+        x = torch.randn(2, channels, 300)
+        for lag_before in (0, 7):
+            streamed, lag = _stream_op(op, x, _pieces(300 + lag_before, rng), lag_before)
+            stride = getattr(op, "up", None).stride if isinstance(op, _Upsample) else 1
+            # before the upsampler comes a Snake in the official block; the op takes its output
+            expected = ref(x)
+            out_lag = lag - lag_before * stride if isinstance(op, _Upsample) else lag - lag_before
+            # the garbage's own outputs sit before position 0: drop them
+            streamed = streamed[..., lag_before * stride :]
+            assert _compare(streamed, out_lag, expected, stride) < 1e-5, (type(op).__name__, lag_before)
+    assert kinds == {"_Conv", "_Residual", "_Upsample"}
+
+
+@torch.no_grad()
+def test_attention_keeps_windows_aligned_to_frame_zero():
+    model, prepared, config = _models("tiny_44khz")
+    graph = StreamingDecoder(prepared)
+    attention = next(op for op in graph.ops if isinstance(op, _Attention))
+    official = next(layer for layer in model.decoder.model if type(layer).__name__ == "LocalMHA")
+    window = official.window_size
+    assert attention.lag == 3 and attention.state_length == (graph.first_frame * config["vq_strides"][0] - 3) % window
+    x = torch.randn(2, attention.state_channels, 8 * window)
+    # the stream at this layer runs `lag` samples behind: feed it that way, whole steps of one window
+    lagged = torch.cat([torch.zeros(2, x.shape[1], attention.lag + graph.first_frame * -config["vq_strides"][0]), x], -1)
+    state = torch.zeros(2, attention.state_channels, attention.state_length)
+    outs = []
+    for pos in range(0, lagged.shape[-1] - window + 1, window):
+        y, state = attention.step(lagged[..., pos : pos + window], torch.zeros(2, dtype=torch.long), state, None)
+        outs.append(y)
+    streamed = torch.cat(outs, -1)
+    offset = attention.lag + attention.state_length + graph.first_frame * -config["vq_strides"][0]
+    expected = official(x)
+    got = streamed[..., offset : offset + 6 * window]
+    assert float((got - expected[..., : got.shape[-1]]).abs().max()) < 1e-5
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("name", CONFIGS)
+def test_whole_stream_equals_official_decode_with_and_without_noise(name):
+    model, prepared, config = _models(name)
+    graph = StreamingDecoder(prepared)
+    s0 = config["vq_strides"][0]
+    per = [s0 // s for s in config["vq_strides"]]
+    frames = 24
+    codes = [torch.randint(0, 4096, (1, frames * p)) for p in per]
+    rates = [r for r, _ in graph.noise_lags]
+    noise = [torch.randn(1, 1, frames * r) for r in rates]
+
+    class Given(torch.nn.Module):
+        def __init__(self, block, n):
+            super().__init__()
+            self.linear, self.n = block.linear, n
+
+        def forward(self, x):
+            return x + self.n * self.linear(x)
+
+    for with_noise in (False, True):
+        reference = snac.SNAC(**config).eval()
+        reference.load_state_dict(model.state_dict())
+        arrays = iter(noise)
+        for module in list(reference.modules()):
+            for child_name, child in list(module.named_children()):
+                if isinstance(child, NoiseBlock):
+                    setattr(module, child_name, Given(child, next(arrays)) if with_noise else torch.nn.Identity())
+        expected = reference.decode(codes)[0, 0]
+        states = graph.initial_states(1)
+        out = []
+        start = graph.first_frame
+        while start + graph.step_frames <= frames:
+            piece = []
+            for c, p in zip(codes, per):
+                a, b = start * p, (start + graph.step_frames) * p
+                piece.append(torch.cat([torch.zeros(1, max(0, -a), dtype=torch.long), c[:, max(a, 0) : b]], 1))
+            step_noise = []
+            for n, (rate, lag) in zip(noise, graph.noise_lags):
+                a, b = start * rate - lag, (start + graph.step_frames) * rate - lag
+                padded = torch.cat([torch.zeros(1, 1, max(0, min(b, 0) - a)), n[..., max(a, 0) : max(b, 0)]], -1)
+                step_noise.append(padded if with_noise else torch.zeros_like(padded))
+            y, states = graph.run(piece, step_noise, torch.tensor([start]), states)
+            out.append((start * graph.samples_per_frame - graph.audio_lag, y[0, 0]))
+            start += graph.step_frames
+        final = torch.cat([y[max(0, -pos) :] for pos, y in out if pos + y.shape[0] > 0])
+        assert final.shape[0] == (start * graph.samples_per_frame - graph.audio_lag)
+        assert float((final - expected[: final.shape[0]]).abs().max()) < 1e-5, with_noise
+    assert first_audio_frames(graph) == (3 if name == "tiny_24khz" else 5)
