@@ -6,7 +6,8 @@ Usage: python bench/streaming.py [MODEL_DIR ...] [--seconds 30] [--threads 1 2] 
 For each exported model and intra-op thread count, the codes of ``--seconds`` of speech-like audio
 are pushed frame by frame (as a TTS model emits them) through three schemes on the same ONNX export:
 
-* ``stateful``: ``SnacOnnx.stream()`` on the export's stream graph (exact; nothing recomputed);
+* ``stateful``: ``SnacOnnx.stream()`` on the export's stream graph (exact; nothing recomputed); and with
+  ``steps_per_call=2`` (one graph call per two steps: less compute, one step more latency);
 * ``window``: ``SnacOnnx.stream(mode="window")`` (exact; chunks of 4 frames with full context);
 * ``orpheus-ref``: the reference Orpheus decoder every server copies (decode the last 4 frames every
   frame, keep samples ``spf:2*spf``), on the plain ONNX function bodies (no fused kernel), as
@@ -41,9 +42,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from export.signals import speech_like  # noqa: E402
-from snac_onnx import SnacOnnx  # noqa: E402
-from snac_onnx.sessions import SessionSettings  # noqa: E402
+from export.signals import speech_like
+from snac_onnx import SnacOnnx
+from snac_onnx.sessions import SessionSettings
 
 REF_FRAMES = 4  # the reference decodes 28 tokens = 4 frames per call
 
@@ -156,6 +157,7 @@ def bench_model(folder: Path, threads: int, seconds: float, load_seconds: float,
 
     schemes: dict[str, tuple[Callable[[], object], int]] = {
         "stateful": (lambda: codec.stream(mode="stateful"), 0),
+        "stateful, 2 steps per call": (lambda: codec.stream(mode="stateful", steps_per_call=2), 0),
         "window": (lambda: codec.stream(mode="window"), 0),
         "orpheus-ref": (lambda: OrpheusReference(plain), spf),  # its first output is frame 1
     }
@@ -181,11 +183,12 @@ def bench_model(folder: Path, threads: int, seconds: float, load_seconds: float,
             f"| {1000 * times[first]:.1f} | {1000 * statistics.median(producing):.1f} "
             f"| {1000 * producing[min(len(producing) - 1, int(0.95 * len(producing)))]:.1f} "
             f"| {audio_seconds / total:.1f}x | {total / offline_s:.2f} | {err:.1e} | {missing_start} | {missing_end} "
-            f"| {fit}{'+' if fit == max_streams else ''} |"
+            f"| {fit}{'+' if fit == max_streams else ''} | {lateness:.0f} |"
         )
         print(rows[-1], flush=True)
     rows.append(
-        f"| {codec.name} | {threads} | offline decode | - | - | - | - | {audio_seconds / offline_s:.1f}x | 1.00 | 0 | 0 | 0 | - |"
+        f"| {codec.name} | {threads} | offline decode | - | - | - | - | {audio_seconds / offline_s:.1f}x | 1.00 "
+        "| 0 | 0 | 0 | - | - |"
     )
     print(rows[-1], flush=True)
     codec.close()
@@ -196,33 +199,42 @@ def bench_model(folder: Path, threads: int, seconds: float, load_seconds: float,
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("models", nargs="*", type=Path, default=[Path("models/snac_24khz")])
-    parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--seconds", type=float, nargs="+", default=[30.0], help="per model (the last repeats)")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--load-seconds", type=float, default=8.0)
     parser.add_argument("--max-streams", type=int, default=6)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "RESULTS_streaming.md")
     args = parser.parse_args()
     header = [
-        "| model | threads | scheme | first audio: frames (tokens) | first audio compute (ms) | step median (ms) "
-        "| step p95 (ms) | x real time | cost / offline | max abs vs offline | missing start (samples) "
-        "| missing end (samples) | real-time streams without a stall |",
-        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        (
+            "| model | threads | scheme | first audio: frames (tokens) | first audio compute (ms) | step median (ms) "
+            "| step p95 (ms) | x real time | cost / offline | max abs vs offline | missing start (samples) "
+            "| missing end (samples) | real-time streams without a stall | worst lateness at that N, or at the "
+            "first N that stalled (ms) |"
+        ),
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     print("\n".join(header), flush=True)
     rows = []
-    for folder in args.models:
+    for i, folder in enumerate(args.models):
+        seconds = args.seconds[min(i, len(args.seconds) - 1)]
         for threads in args.threads:
-            rows += bench_model(folder, threads, args.seconds, args.load_seconds, args.max_streams)
+            rows += bench_model(folder, threads, seconds, args.load_seconds, args.max_streams)
     cpu = platform.processor() or platform.machine()
     report = [
         "# Streaming decode: stateful vs window vs the reference Orpheus scheme",
         "",
-        f"`python bench/streaming.py {' '.join(map(str, args.models))} --seconds {args.seconds:g} "
-        f"--threads {' '.join(map(str, args.threads))} --load-seconds {args.load_seconds:g} --max-streams {args.max_streams}`",
+        (
+            f"`python bench/streaming.py {' '.join(map(str, args.models))} --seconds {' '.join(map(str, args.seconds))} "
+            f"--threads {' '.join(map(str, args.threads))} --load-seconds {args.load_seconds:g} "
+            f"--max-streams {args.max_streams}`"
+        ),
         "",
-        f"Machine: {os.cpu_count()} CPUs ({cpu}), Python {platform.python_version()}. Models: random-init exports of the "
-        "official configs (same shapes and cost as the trained ones). Noise off. Codes of "
-        f"{args.seconds:g} s of speech-like audio pushed one frame per call.",
+        (
+            f"Machine: {os.cpu_count()} CPUs ({cpu}), Python {platform.python_version()}. Models: random-init exports "
+            "of the official configs (same shapes and cost as the trained ones). Noise off. Codes of --seconds of "
+            "speech-like audio pushed one frame per call."
+        ),
         "",
         *header,
         *rows,

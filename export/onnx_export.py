@@ -186,6 +186,7 @@ def export_stream_graph(prepared: SNAC, config: ModelConfig, path: Path) -> dict
     args: list[torch.Tensor] = [torch.zeros(2, 2 * n, dtype=torch.long) for n in per_step]
     args += [torch.zeros(2, 1, 2 * n) for n in noise_per_step]
     args.append(torch.tensor([graph.first_frame, graph.first_frame + graph.step_frames]))
+    args.append(torch.tensor([1 << 40, 5]))
     args += graph.initial_states(2)
     shapes: dict[str, dict[int, object]] = {}
     names = iter(inputs)
@@ -193,7 +194,8 @@ def export_stream_graph(prepared: SNAC, config: ModelConfig, path: Path) -> dict
         shapes[next(names)] = {0: batch, 1: steps * n}
     for n in noise_per_step:
         shapes[next(names)] = {0: batch, 2: steps * n}
-    shapes[next(names)] = {0: batch}
+    shapes[next(names)] = {0: batch}  # frame
+    shapes[next(names)] = {0: batch}  # end
     for name in names:
         shapes[name] = {0: batch}
 

@@ -22,11 +22,13 @@ lag: the stream at that layer runs ``D`` samples behind the latest code received
 * **Pointwise** layers (Snake, 1x1 convolutions, NoiseBlock with its noise input, Tanh, the
   quantizer's ``from_codes``) need nothing.
 
-The start: the first outputs of a layer lie at negative positions (before the audio starts) and
-are not zeros; before each layer with temporal reach, inputs at negative positions are replaced by
-zeros, exactly the layer's own left padding (``frame`` tells each row where it is). The end is
-not streamed: the runtime finishes a stream's last samples with the window decoder, which
-reproduces each layer's right padding exactly.
+The start and the end: the first outputs of a layer lie at negative positions (before the audio
+starts) and are not zeros; before each layer with temporal reach, inputs at negative positions are
+replaced by zeros, exactly the layer's own left padding (``frame`` tells each row where it is). The
+end is the same on the other side: when the stream's length is known (``end`` frames; a huge value
+while streaming), inputs at positions from ``end * rate`` on are zeros, exactly each layer's right
+padding, so the last steps (fed any codes past the end) give the offline decode's last samples. The
+end of a stream is not zero codes; this is.
 """
 
 from __future__ import annotations
@@ -55,10 +57,11 @@ class StateSpec:
     lag: int  # input lag of the layer, in samples of its rate
 
 
-def _valid_mask(x: torch.Tensor, frame: torch.Tensor, rate: int, lag: int) -> torch.Tensor:
-    """``x`` with its samples at negative positions (before the audio starts) set to zero."""
+def _valid_mask(x: torch.Tensor, frame: torch.Tensor, end: torch.Tensor, rate: int, lag: int) -> torch.Tensor:
+    """``x`` with its samples outside the audio (before position 0, from ``end * rate`` on) set to zero."""
     positions = torch.arange(x.shape[-1], device=x.device)[None, None, :] + (frame * rate - lag)[:, None, None]
-    return x * (positions >= 0).to(x.dtype)  # a Mul: onnxruntime's broadcast Where is several times slower
+    inside = (positions >= 0) & (positions < (end * rate)[:, None, None])
+    return x * inside.to(x.dtype)  # a Mul: onnxruntime's broadcast Where is several times slower
 
 
 class _Op(nn.Module):
@@ -73,7 +76,7 @@ class _Op(nn.Module):
     def out_rate_lag(self) -> tuple[int, int]:
         return self.rate, self.lag
 
-    def step(self, x: torch.Tensor, frame: torch.Tensor, state: torch.Tensor | None, noise: torch.Tensor | None):
+    def step(self, x: torch.Tensor, frame: torch.Tensor, end: torch.Tensor, state: torch.Tensor | None, noise: torch.Tensor | None):
         raise NotImplementedError
 
 
@@ -82,7 +85,7 @@ class _Pointwise(_Op):
         super().__init__()
         self.module = module
 
-    def step(self, x, frame, state, noise):
+    def step(self, x, frame, end, state, noise):
         return self.module(x), None
 
 
@@ -93,7 +96,7 @@ class _Noise(_Op):
         super().__init__()
         self.linear = block.linear
 
-    def step(self, x, frame, state, noise):
+    def step(self, x, frame, end, state, noise):
         return x + noise * self.linear(x), None
 
 
@@ -119,8 +122,8 @@ class _Conv(_Op):
     def out_rate_lag(self):
         return self.rate, self.lag + self.pad
 
-    def step(self, x, frame, state, noise):
-        buf = torch.cat([state, _valid_mask(x, frame, self.rate, self.lag)], dim=-1)
+    def step(self, x, frame, end, state, noise):
+        buf = torch.cat([state, _valid_mask(x, frame, end, self.rate, self.lag)], dim=-1)
         c = self.conv
         y = F.conv1d(buf, c.weight, c.bias, dilation=c.dilation, groups=c.groups)
         return y, buf[..., buf.shape[-1] - self.state_length :]
@@ -144,9 +147,9 @@ class _Residual(_Op):
     def out_rate_lag(self):
         return self.rate, self.lag + self.pad
 
-    def step(self, x, frame, state, noise):
+    def step(self, x, frame, end, state, noise):
         n = x.shape[-1]
-        buf = torch.cat([state, _valid_mask(x, frame, self.rate, self.lag)], dim=-1)
+        buf = torch.cat([state, _valid_mask(x, frame, end, self.rate, self.lag)], dim=-1)
         c = self.conv
         y = F.conv1d(self.snake_in(buf), c.weight, c.bias, dilation=c.dilation, groups=c.groups)
         y = self.pointwise(self.snake_out(y))
@@ -167,10 +170,10 @@ class _Upsample(_Op):
     def out_rate_lag(self):
         return self.rate * self.up.stride, self.lag * self.up.stride + self.up.padding
 
-    def step(self, x, frame, state, noise):
+    def step(self, x, frame, end, state, noise):
         batch, _, n = x.shape
         up = self.up
-        buf = torch.cat([state, _valid_mask(x, frame, self.rate, self.lag)], dim=-1)
+        buf = torch.cat([state, _valid_mask(x, frame, end, self.rate, self.lag)], dim=-1)
         z = F.conv1d(buf, up.weight)  # (B, s * out, n): phase q from inputs q - 1 and q
         z = z.reshape(batch, up.stride, up.out_channels, n).permute(0, 2, 3, 1).reshape(batch, up.out_channels, -1)
         return z + up.bias, buf[..., buf.shape[-1] - 1 :]
@@ -190,7 +193,7 @@ class _Attention(_Op):
     def out_rate_lag(self):
         return self.rate, self.lag + self.state_length
 
-    def step(self, x, frame, state, noise):
+    def step(self, x, frame, end, state, noise):
         if self.state_length == 0:
             return self.mha(x), None
         n = x.shape[-1]
@@ -236,8 +239,9 @@ class StreamingDecoder(nn.Module):
 
     Inputs: ``codes_i`` int64 ``(B, steps * step_frames * codes_per_frame_i)``; ``noise_j`` float32
     ``(B, 1, steps * step_frames * noise_per_frame_j)`` at the positions the NoiseBlock processes
-    in this call (:attr:`noise_lags`); ``frame`` int64 ``(B,)``: the first frame of the call; one
-    ``state_k`` per :attr:`states`. Outputs: ``audio`` ``(B, 1, steps * step_frames * samples_per_frame)``,
+    in this call (:attr:`noise_lags`); ``frame`` int64 ``(B,)``: the first frame of the call; ``end`` int64
+    ``(B,)``: the stream's length in frames, or more than it will ever reach while unknown; one ``state_k``
+    per :attr:`states`. Outputs: ``audio`` ``(B, 1, steps * step_frames * samples_per_frame)``,
     the samples at positions ``frame * samples_per_frame - audio_lag + [0, n)``; one ``new_state_k`` each.
     """
 
@@ -294,14 +298,19 @@ class StreamingDecoder(nn.Module):
         return [torch.zeros(batch, s.channels, s.length) for s in self.states]
 
     def run(
-        self, codes: list[torch.Tensor], noise: list[torch.Tensor], frame: torch.Tensor, states: list[torch.Tensor]
+        self,
+        codes: list[torch.Tensor],
+        noise: list[torch.Tensor],
+        frame: torch.Tensor,
+        end: torch.Tensor,
+        states: list[torch.Tensor],
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         x = self.quantizer.from_codes(codes)
         noise_iter, state_iter = iter(noise), iter(states)
         new_states: list[torch.Tensor] = []
         for op in self.ops:
             state = next(state_iter) if op.state_length else None
-            x, new = op.step(x, frame, state, next(noise_iter) if isinstance(op, _Noise) else None)
+            x, new = op.step(x, frame, end, state, next(noise_iter) if isinstance(op, _Noise) else None)
             if new is not None:
                 new_states.append(new)
         return x, new_states
@@ -314,8 +323,8 @@ def streaming_decoder_with_named_inputs(model: SNAC, input_names: list[str]) -> 
 
     def forward(self: StreamingDecoder, *args: torch.Tensor):
         codes, noise = list(args[:n_codes]), list(args[n_codes : n_codes + n_noise])
-        frame, states = args[n_codes + n_noise], list(args[n_codes + n_noise + 1 :])
-        audio, new_states = self.run(codes, noise, frame, states)
+        frame, end, states = args[n_codes + n_noise], args[n_codes + n_noise + 1], list(args[n_codes + n_noise + 2 :])
+        audio, new_states = self.run(codes, noise, frame, end, states)
         return (audio, *new_states)
 
     params = [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)]

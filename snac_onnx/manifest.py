@@ -56,6 +56,7 @@ __all__ = [
     "StateSpec",
     "STREAM_FILE",
     "FRAME_NAME",
+    "END_NAME",
     "load_manifest",
     "sha256_file",
 ]
@@ -66,6 +67,7 @@ ENCODER_FILE = "encoder.onnx"
 DECODER_FILE = "decoder.onnx"
 STREAM_FILE = "stream.onnx"
 FRAME_NAME = "frame"
+END_NAME = "end"
 AUDIO_NAME = "audio"
 CONFIG_METADATA_KEY = "snac_onnx.config"  # the graph's own copy of the config (ONNX metadata_props), JSON
 
@@ -95,7 +97,7 @@ def decoder_io(config: ModelConfig) -> tuple[list[str], list[str]]:
 def stream_io(config: ModelConfig, num_states: int) -> tuple[list[str], list[str]]:
     """(input names, output names) of the streaming decoder graph with ``num_states`` state tensors."""
     states = [f"state_{k}" for k in range(num_states)]
-    inputs = code_names(config.num_codebooks) + noise_names(config.num_noise_blocks) + [FRAME_NAME, *states]
+    inputs = code_names(config.num_codebooks) + noise_names(config.num_noise_blocks) + [FRAME_NAME, END_NAME, *states]
     return inputs, [AUDIO_NAME, *(f"new_{name}" for name in states)]
 
 
@@ -145,7 +147,7 @@ class StreamSpec:
 
     @classmethod
     def from_json(cls, raw: dict[str, Any], config: ModelConfig) -> StreamSpec:
-        """Parse and check ``graphs.stream`` (KeyError/TypeError/ValueError on a bad entry)."""
+        """Parse and check ``graphs.stream`` (KeyError, TypeError or ModelFormatError on a bad entry)."""
         states = [StateSpec(**{k: state[k] for k in StateSpec.__dataclass_fields__}) for state in raw["states"]]
         spec = cls(
             inputs=list(raw["inputs"]),
@@ -159,11 +161,11 @@ class StreamSpec:
         ints = [spec.step_frames, -spec.first_frame, spec.audio_lag, *spec.noise_lags]
         ints += [v for s in states for v in (s.channels, s.length, s.rate, s.lag)]
         if spec.step_frames < 1 or min(ints) < 0 or any(isinstance(v, bool) for v in ints):
-            raise ValueError("negative or zero sizes in graphs.stream")
+            raise ModelFormatError("negative or zero sizes in graphs.stream")
         if spec.step_frames % config.frames_multiple or len(spec.noise_lags) != config.num_noise_blocks:
-            raise ValueError("graphs.stream does not fit the config (step or noise blocks)")
+            raise ModelFormatError("graphs.stream does not fit the config (step or noise blocks)")
         if (spec.inputs, spec.outputs) != tuple(stream_io(config, len(states))):
-            raise ValueError(f"stream names {spec.inputs} -> {spec.outputs} differ from the contract")
+            raise ModelFormatError(f"stream names {spec.inputs} -> {spec.outputs} differ from the contract")
         return spec
 
 
@@ -207,7 +209,7 @@ class Manifest:
         return tiles
 
     def file_entry(self, role: str, precision: str = "fp32") -> dict[str, Any]:
-        """The manifest entry (path, sha256, bytes) of ``role``'s graph at ``precision`` (the stream graph is fp32 only)."""
+        """The manifest entry (path, sha256, bytes) of ``role``'s graph at ``precision`` (stream: fp32 only)."""
         if precision == "fp32" or role == "stream":
             return self.files[role]
         if precision not in self.variants:

@@ -173,18 +173,23 @@ class Runner:
         return audio
 
     def step(
-        self, codes: Sequence[np.ndarray], noise: Sequence[np.ndarray], frame: np.ndarray, states: Sequence[np.ndarray]
+        self,
+        codes: Sequence[np.ndarray],
+        noise: Sequence[np.ndarray],
+        frame: np.ndarray,
+        end: np.ndarray,
+        states: Sequence[np.ndarray],
     ) -> tuple[np.ndarray, list[np.ndarray]]:
         """One call of the stream graph (see :mod:`snac_onnx.manifest`) over a batch of streams.
 
         ``codes`` int64 ``(B, n_i)`` per codebook; ``noise`` float32 ``(B, 1, m_j)`` per block; ``frame``
-        int64 ``(B,)``; ``states`` float32 per the manifest's state layout. Returns audio float32
-        ``(B, samples)`` and the new states, in order.
+        and ``end`` int64 ``(B,)``; ``states`` float32 per the manifest's state layout. Returns audio
+        float32 ``(B, samples)`` and the new states, in order.
         """
         session = self.sessions.get("stream").session  # raises for an export without a stream graph
         spec = self.sessions.manifest.stream
         assert spec is not None
-        feeds: Feeds = dict(zip(spec.inputs, [*codes, *noise, frame, *states], strict=True))
+        feeds: Feeds = dict(zip(spec.inputs, [*codes, *noise, frame, end, *states], strict=True))
         outputs = session.run(spec.outputs, feeds)
         audio = outputs[0][:, 0, :]
         if not np.isfinite(audio).all():

@@ -318,7 +318,9 @@ def graph_io(manifest: Manifest, role: str) -> tuple[list[str], list[str]]:
     return stream_io(manifest.config, len(manifest.stream.states))
 
 
-def check_graph(session: ort.InferenceSession, role: str, config: ModelConfig, path: Path, step_frames: int = 0) -> None:
+def check_graph(
+    session: ort.InferenceSession, role: str, config: ModelConfig, path: Path, step_frames: int | None = None
+) -> None:
     """Check the manifest's ``config`` against what the graph itself says (the graph's sha256 is checked; the
     manifest is not): the config the exporter stored in the graph's metadata, when it did, and the time axes
     of its inputs and outputs (audio in whole padding units; code and noise lengths in the config's ratios).
@@ -359,7 +361,7 @@ def check_graph(session: ort.InferenceSession, role: str, config: ModelConfig, p
         axes = {name: _time_dim(outputs[name].shape[1]) for name in expected}
     else:
         names = decoder_io(config)[0]
-        frames = step_frames if role == "stream" else config.frames_multiple
+        frames = step_frames if role == "stream" and step_frames is not None else config.frames_multiple
         lengths = config.code_lengths(frames) + config.noise_lengths(frames)
         expected = dict(zip(names, lengths, strict=True))
         axes = {name: _time_dim(inputs[name].shape[-1]) for name in names}
@@ -451,7 +453,7 @@ def load_session(
             f"inputs {list(expected_inputs)} and outputs {list(expected_outputs)}. "
             "The graph and manifest come from different exports"
         )
-    check_graph(session, role, manifest.config, path, manifest.stream.step_frames if manifest.stream else 0)
+    check_graph(session, role, manifest.config, path, manifest.stream.step_frames if manifest.stream else None)
     logger.debug(
         "session %s (%s, %s): providers %s, fused Snake kernel %s, tiled tail %s",
         role,

@@ -6,9 +6,9 @@ whole sequence with noise off (to float error), first and last frames included.
 * **stateful** (default when the export has a stream graph, ``stream.onnx``): each step of
   :attr:`StreamSpec.step_frames` new frames runs the decoder once with each layer's explicit state
   (:mod:`export.stream_graph`), so nothing is recomputed and a sample is returned as soon as
-  every code its receptive field covers has arrived. The stream's last samples, which depend on
-  the decoder's right zero padding, are decoded at :meth:`StreamDecoder.flush` by one window
-  decode of the last frames.
+  every code its receptive field covers has arrived. At :meth:`StreamDecoder.flush` the graph is
+  told the stream's length and run past it: each layer then sees its own right zero padding, as
+  offline (the end of a stream is not zero codes). Only the stream graph is loaded.
 * **window** (exports without a stream graph, reduced precisions, or when ``chunk_frames``,
   ``left_context`` or ``lookahead`` are given): the decoder is convolutional (plus, at 32/44 kHz,
   attention inside fixed windows of 32 latent steps), so the audio of coarse frames ``[a, b)``
@@ -44,6 +44,7 @@ __all__ = ["StreamDecoder", "STREAM_MODES"]
 
 _EMPTY = np.zeros(0, np.float32)
 STREAM_MODES = ("auto", "stateful", "window")
+UNKNOWN_END = 1 << 40  # the stream graph's ``end`` while the length is unknown: beyond any stream (frames)
 
 
 class StreamDecoder:
@@ -91,8 +92,11 @@ class StreamDecoder:
         self._config = config
         multiple = config.frames_multiple
         left_default, right_default = config.decoder_context
-        window_args = [n for n, v in (("chunk_frames", chunk_frames), ("left_context", left_context),
-                                      ("lookahead", lookahead)) if v is not None]
+        window_args = [
+            n
+            for n, v in (("chunk_frames", chunk_frames), ("left_context", left_context), ("lookahead", lookahead))
+            if v is not None
+        ]
         self.chunk_frames = self._frames("chunk_frames", chunk_frames, multiple * max(1, math.ceil(4 / multiple)), 1)
         self.left_context = self._frames("left_context", left_context, left_default, 0)
         self.lookahead = self._frames("lookahead", lookahead, right_default, 0)
@@ -135,7 +139,7 @@ class StreamDecoder:
             self._max_steps = None if budget is None else max(1, budget // spec.step_frames)
 
     def _mode(self, mode: object, window_args: list[str]) -> str:
-        if mode not in STREAM_MODES:
+        if not isinstance(mode, str) or mode not in STREAM_MODES:
             raise InvalidArgumentError(f"mode must be one of {list(STREAM_MODES)}, got {mode!r}")
         sessions = self._runner.sessions
         why_not = None
@@ -146,9 +150,10 @@ class StreamDecoder:
         if mode == "stateful":
             if window_args:
                 raise InvalidArgumentError(f"{', '.join(window_args)} apply to mode='window', not 'stateful'")
+            if sessions.manifest.stream is None:
+                raise ModelNotFoundError(f"mode='stateful': {why_not}; or use mode='window'")
             if why_not is not None:
-                error = ModelNotFoundError if sessions.manifest.stream is None else InvalidArgumentError
-                raise error(f"mode='stateful': {why_not}; or use mode='window'")
+                raise InvalidArgumentError(f"mode='stateful': {why_not}; or use mode='window'")
             return "stateful"
         if mode == "window" or window_args or why_not is not None:
             return "window"
@@ -300,7 +305,8 @@ class StreamDecoder:
             pieces.append(self._step(steps * spec.step_frames))
         return np.concatenate(pieces) if len(pieces) > 1 else (pieces[0] if pieces else _EMPTY)
 
-    def _step(self, frames: int) -> np.ndarray:
+    def _step(self, frames: int, end: int = UNKNOWN_END) -> np.ndarray:
+        """One graph call over frames ``[next, next + frames)``; the stream's length is ``end`` frames (once known)."""
         spec, config = self._spec, self._config
         a = self._next_frame
         codes = []
@@ -313,32 +319,43 @@ class StreamDecoder:
             self._noise.block(j, a * per - lag, (a + frames) * per - lag)[None, None, :]
             for j, (per, lag) in enumerate(zip(config.noise_per_frame, spec.noise_lags, strict=True))
         ]
-        audio, self._states = self._runner.step(codes, noise, np.array([a], np.int64), self._states)
+        frame, length = np.array([a], np.int64), np.array([end], np.int64)
+        audio, self._states = self._runner.step(codes, noise, frame, length, self._states)
         self._next_frame = a + frames
         start = a * config.samples_per_frame - spec.audio_lag  # position of audio[0, 0]; the first are < 0
-        end = start + audio.shape[1]
-        if end <= self._emitted:
+        stop = min(start + audio.shape[1], self._received * config.samples_per_frame)
+        if stop <= self._emitted:
             return _EMPTY
-        keep = audio[0, self._emitted - start :]
-        self._emitted = end
+        keep = audio[0, self._emitted - start : stop - start]
+        self._emitted = stop
         return keep
 
     def _tail(self) -> np.ndarray:
-        """The samples after the last step: one window decode of the last frames with full left context."""
-        spf, multiple = self._config.samples_per_frame, self._config.frames_multiple
-        total = self._received * spf
-        if self._emitted >= total:
+        """The last samples: the steps past the end, with the stream's length given to the graph, so each layer
+        sees its right zero padding exactly as offline (the codes fed past the end are ignored)."""
+        spec, config = self._spec, self._config
+        spf, received = config.samples_per_frame, self._received
+        if self._emitted >= received * spf:
             return _EMPTY
-        first = self._emitted // spf
-        s = max(0, first - self.left_context) // multiple * multiple
-        audio = self._decode_window(Chunk(first, self._received, s, self._received))
-        return audio[self._emitted - first * spf :]
+        pad = -received % config.frames_multiple  # attention models: repeat the last frame to a whole window
+        needed = -(-(received * spf + spec.audio_lag) // spf)  # frames whose step makes the last sample final
+        steps = -(-(needed - self._next_frame) // spec.step_frames)
+        beyond = self._next_frame + steps * spec.step_frames - received - pad
+        self._codes = [
+            np.concatenate([buf, np.tile(buf[-per:], pad), np.zeros(max(0, beyond) * per, np.int64)])
+            for buf, per in zip(self._codes, self._per_frame, strict=True)
+        ]
+        return self._step(steps * spec.step_frames, end=received + pad)
 
     # ------------------------------------------------------------------ window mode
     def _windows(self, complete: bool) -> np.ndarray:
         spf = self._config.samples_per_frame
         chunks = grid_chunks(
-            self._emitted // spf, self._received, self.chunk_frames, self.left_context, self.lookahead,
+            self._emitted // spf,
+            self._received,
+            self.chunk_frames,
+            self.left_context,
+            self.lookahead,
             complete=complete,
         )
         pieces = [self._decode_window(chunk) for chunk in chunks]
@@ -362,10 +379,11 @@ class StreamDecoder:
         return self._runner.decode([codes], [noise], batches=[[window]])[0]
 
     def _trim_buffer(self) -> None:
-        """Drop codes no later decode reads: before the context of the first frame not yet returned."""
-        keep_from = max(0, self._emitted // self._config.samples_per_frame - self.left_context)
-        if self.mode == "stateful":
-            keep_from = max(0, min(keep_from, self._next_frame))
+        """Drop codes no later decode reads (window mode: before the context of the first frame not yet returned)."""
+        if self.mode == "stateful":  # the next step's frames, and the last frame (the flush may repeat it)
+            keep_from = max(0, min(self._next_frame, self._received - 1))
+        else:
+            keep_from = max(0, self._emitted // self._config.samples_per_frame - self.left_context)
         keep_from = keep_from // self._config.frames_multiple * self._config.frames_multiple
         drop = keep_from - self._base
         if drop > 0:

@@ -21,7 +21,7 @@ def test_int8_and_fp16_variants_of_a_deterministic_export(tmp_path):
     loaded = load_random_init(str(FIXTURES / "tiny_24khz.json"), seed=0)
     manifest = export_model(loaded, tmp_path / "m", precisions=("int8", "fp16"))
     folder = tmp_path / "m"
-    for name in ("encoder.onnx", "decoder.onnx"):
+    for name in ("encoder.onnx", "decoder.onnx", "stream.onnx"):
         assert (folder / name).read_bytes() == (FIXTURES / "tiny_24khz" / name).read_bytes(), name
     assert SnacOnnx(folder).model_id == SnacOnnx(FIXTURES / "tiny_24khz").model_id
     assert set(manifest["variants"]) == {"int8", "fp16"}

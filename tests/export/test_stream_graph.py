@@ -1,9 +1,10 @@
 """The stateful streaming decoder (export.stream_graph), each layer on its own against the official modules.
 
-Every streaming layer is fed an input in pieces of random sizes and its outputs, placed at their lagged
-positions, are compared with the official module run once over the whole input; the end (which the
-runtime finishes with the window decoder, the right padding) is left out. Then the whole chain against
-``SNAC.decode`` with noise off and with given noise.
+Every streaming layer is fed an input in pieces of random sizes, with garbage before it (negative
+positions: the mask must make it the left padding) and after it (positions past ``end``: the mask must
+make it the right padding), and its outputs, placed at their lagged positions, must equal the official
+module run once over the whole input, first and last samples included. Then the whole chain against
+``SNAC.decode`` with noise off and with given noise, flushed the way the runtime does.
 """
 
 from __future__ import annotations
@@ -16,14 +17,13 @@ import pytest
 torch = pytest.importorskip("torch")
 snac = pytest.importorskip("snac")
 
-from snac.layers import DecoderBlock, NoiseBlock, ResidualUnit  # noqa: E402
+from snac.layers import DecoderBlock, NoiseBlock  # noqa: E402
 
 from export.graphs import prepare_for_export  # noqa: E402
 from export.stream_graph import (  # noqa: E402
     StreamingDecoder,
     _Attention,
     _Conv,
-    _Noise,
     _Residual,
     _Upsample,
     first_audio_frames,
@@ -51,36 +51,29 @@ def _official_layers(model):
     return layers
 
 
-def _stream_op(op, x: torch.Tensor, sizes: list[int], lag_before: int = 0) -> tuple[torch.Tensor, int]:
-    """Run ``op`` over ``x`` in pieces of ``sizes``, with ``lag_before`` garbage samples first (at negative
-    positions: the mask must turn them into the left padding). Returns the outputs and their lag."""
+def _stream_op(op, x: torch.Tensor, sizes: list[int], lag_before: int, after: int) -> tuple[torch.Tensor, int]:
+    """Run ``op`` over ``x`` in pieces of ``sizes``, with ``lag_before`` garbage samples first (negative
+    positions) and ``after`` garbage samples past the end. Returns the outputs and their lag."""
     op.rate, op.lag = 1, lag_before
-    garbage = torch.randn(x.shape[0], x.shape[1], lag_before) * 5
-    stream = torch.cat([garbage, x], dim=-1)
+    stream = torch.cat([torch.randn(x.shape[0], x.shape[1], lag_before) * 5, x, torch.randn(*x.shape[:2], after) * 5], -1)
     state = torch.zeros(x.shape[0], op.state_channels, op.state_length) if op.state_length else None
+    end = torch.full((x.shape[0],), x.shape[-1], dtype=torch.long)  # rate 1: frames are samples
     outs, pos = [], 0
     for n in sizes:
-        frame = torch.full((x.shape[0],), pos, dtype=torch.long)  # rate 1: positions are samples
-        y, state = op.step(stream[..., pos : pos + n], frame, state, None)
+        frame = torch.full((x.shape[0],), pos, dtype=torch.long)
+        y, state = op.step(stream[..., pos : pos + n], frame, end, state, None)
         outs.append(y)
         pos += n
     _, lag = op.out_rate_lag()
     return torch.cat(outs, dim=-1), lag
 
 
-def _pieces(total: int, rng: np.random.Generator, multiple: int = 1) -> list[int]:
+def _pieces(total: int, rng: np.random.Generator) -> list[int]:
     sizes = []
     while sum(sizes) < total:
-        sizes.append(int(rng.integers(1, 9)) * multiple)
+        sizes.append(int(rng.integers(1, 9)))
     sizes[-1] -= sum(sizes) - total
     return [s for s in sizes if s]
-
-
-def _compare(streamed: torch.Tensor, lag: int, official: torch.Tensor, scale: int = 1) -> float:
-    """Max abs difference where the stream has final output: stream sample ``i`` is position ``i - lag``."""
-    final = streamed[..., lag:]
-    valid = final.shape[-1] - 64 * scale  # leave out the end (right padding, finished by the window decoder)
-    return float((final[..., :valid] - official[..., :valid]).abs().max())
 
 
 @torch.no_grad()
@@ -95,17 +88,16 @@ def test_each_streaming_layer_equals_the_official_module(name):
         if not isinstance(op, (_Conv, _Residual, _Upsample)):
             continue
         kinds.add(type(op).__name__)
-        channels = op.state_channels
-        x = torch.randn(2, channels, 300)
+        x = torch.randn(2, op.state_channels, 300)
+        expected = ref(x)  # the official module over the whole input, its own zero padding at both ends
+        stride = op.up.stride if isinstance(op, _Upsample) else 1
         for lag_before in (0, 7):
-            streamed, lag = _stream_op(op, x, _pieces(300 + lag_before, rng), lag_before)
-            stride = getattr(op, "up", None).stride if isinstance(op, _Upsample) else 1
-            # before the upsampler comes a Snake in the official block; the op takes its output
-            expected = ref(x)
-            out_lag = lag - lag_before * stride if isinstance(op, _Upsample) else lag - lag_before
-            # the garbage's own outputs sit before position 0: drop them
-            streamed = streamed[..., lag_before * stride :]
-            assert _compare(streamed, out_lag, expected, stride) < 1e-5, (type(op).__name__, lag_before)
+            after = 40  # more than any layer's reach: every output of the input comes out
+            streamed, lag = _stream_op(op, x, _pieces(300 + lag_before + after, rng), lag_before, after)
+            own_lag = lag - lag_before * stride  # the layer's own delay (upsampler: its crop)
+            final = streamed[..., lag_before * stride + own_lag :][..., : expected.shape[-1]]
+            assert final.shape == expected.shape, type(op).__name__
+            assert float((final - expected).abs().max()) < 1e-5, (type(op).__name__, lag_before)
     assert kinds == {"_Conv", "_Residual", "_Upsample"}
 
 
@@ -123,7 +115,8 @@ def test_attention_keeps_windows_aligned_to_frame_zero():
     state = torch.zeros(2, attention.state_channels, attention.state_length)
     outs = []
     for pos in range(0, lagged.shape[-1] - window + 1, window):
-        y, state = attention.step(lagged[..., pos : pos + window], torch.zeros(2, dtype=torch.long), state, None)
+        zero, end = torch.zeros(2, dtype=torch.long), torch.full((2,), 1 << 40)
+        y, state = attention.step(lagged[..., pos : pos + window], zero, end, state, None)
         outs.append(y)
     streamed = torch.cat(outs, -1)
     offset = attention.lag + attention.state_length + graph.first_frame * -config["vq_strides"][0]
@@ -164,20 +157,27 @@ def test_whole_stream_equals_official_decode_with_and_without_noise(name):
         states = graph.initial_states(1)
         out = []
         start = graph.first_frame
-        while start + graph.step_frames <= frames:
+        end = torch.tensor([frames])
+        past = frames + graph.audio_lag // graph.samples_per_frame + 2 * graph.step_frames  # the flush's steps
+        while start + graph.step_frames <= past:
             piece = []
             for c, p in zip(codes, per):
                 a, b = start * p, (start + graph.step_frames) * p
-                piece.append(torch.cat([torch.zeros(1, max(0, -a), dtype=torch.long), c[:, max(a, 0) : b]], 1))
+                real = c[:, max(a, 0) : max(min(b, c.shape[1]), 0)]
+                garbage = torch.randint(0, 4096, (1, (b - a) - real.shape[1]))  # left padding / past the end
+                piece.append(torch.cat([garbage[:, : max(0, -a)], real, garbage[:, max(0, -a) :]], 1))
             step_noise = []
             for n, (rate, lag) in zip(noise, graph.noise_lags):
                 a, b = start * rate - lag, (start + graph.step_frames) * rate - lag
-                padded = torch.cat([torch.zeros(1, 1, max(0, min(b, 0) - a)), n[..., max(a, 0) : max(b, 0)]], -1)
+                inside = n[..., max(a, 0) : max(min(b, n.shape[-1]), 0)]
+                padded = torch.cat([torch.randn(1, 1, (b - a) - inside.shape[-1]), inside], -1)
+                if a >= 0:  # the noise past the end comes last
+                    padded = torch.cat([inside, padded[..., : (b - a) - inside.shape[-1]]], -1)
                 step_noise.append(padded if with_noise else torch.zeros_like(padded))
-            y, states = graph.run(piece, step_noise, torch.tensor([start]), states)
+            y, states = graph.run(piece, step_noise, torch.tensor([start]), end, states)
             out.append((start * graph.samples_per_frame - graph.audio_lag, y[0, 0]))
             start += graph.step_frames
-        final = torch.cat([y[max(0, -pos) :] for pos, y in out if pos + y.shape[0] > 0])
-        assert final.shape[0] == (start * graph.samples_per_frame - graph.audio_lag)
-        assert float((final - expected[: final.shape[0]]).abs().max()) < 1e-5, with_noise
+        final = torch.cat([y[max(0, -pos) :] for pos, y in out if pos + y.shape[0] > 0])[: expected.shape[0]]
+        assert final.shape == expected.shape  # every sample, the last ones too
+        assert float((final - expected).abs().max()) < 1e-5, with_noise
     assert first_audio_frames(graph) == (3 if name == "tiny_24khz" else 5)

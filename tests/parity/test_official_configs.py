@@ -35,7 +35,10 @@ def _assert_rows(rows):
         where = f"length {row['length']} batch {row['batch']}"
         assert all(m < NEAR_TIE for m in row["mismatch_margins"]), f"{where}: a code differs off a near-tie"
         assert row["code_match"] >= 0.99, f"{where}: {row['code_match']}"
-        for mode in ("noise_off", "same_noise"):
+        modes = ["noise_off", "same_noise"]
+        if row["batch"] == 1:  # the stateful stream against PyTorch (frame by frame; noise off and same noise)
+            modes += ["stream_noise_off", "stream_same_noise"]
+        for mode in modes:
             assert row[mode]["rel_rms"] <= REL_RMS_LIMIT, (where, mode, row[mode])
             assert row[mode]["max_abs"] <= MAX_ABS_LIMIT, (where, mode, row[mode])
 
@@ -67,7 +70,7 @@ def test_manifest_contents(exported):
     assert on_disk == manifest
     assert manifest["random_init"] is True and "RANDOM WEIGHTS" in manifest["WARNING"]
     assert manifest["source"] == {"kind": "random-init", "config": loaded.name, "seed": 0}
-    for role in ("encoder", "decoder"):
+    for role in ("encoder", "decoder", "stream"):
         info = manifest["files"][role]
         assert sha256_file(out / info["path"]) == info["sha256"]
         assert (out / info["path"]).stat().st_size == info["bytes"]
@@ -79,6 +82,11 @@ def test_manifest_contents(exported):
     assert manifest["opset"] == 18 and manifest["exporter"]["torch"].startswith("2.13")
     assert manifest["graphs"]["decoder"]["outputs"] == ["audio"]
     assert manifest["export_seconds"] > 0
+    stream = manifest["graphs"]["stream"]
+    # 24 kHz: one-frame steps from frame 0; 32/44 kHz: one attention window (4 frames) from frame -3
+    assert (stream["step_frames"], stream["first_frame"]) == ((1, 0) if cfg["attn_window_size"] is None else (4, -3))
+    assert stream["audio_lag"] == (4757 if cfg["attn_window_size"] is None else 5519)
+    assert [s["kind"] for s in stream["states"]].count("residual_unit") == 12
 
 
 def test_exported_model_runs_without_torch(exported):
@@ -87,8 +95,10 @@ def test_exported_model_runs_without_torch(exported):
     assert result.returncode == 0, result.stderr
 
 
-def test_streaming_equals_offline_on_official_config(exported):
-    """Issue: the concatenated stream equals the offline decode for all three models."""
+@pytest.mark.parametrize("mode", ["stateful", "window"])
+def test_streaming_equals_offline_on_official_config(exported, mode):
+    """Issue: the concatenated stream equals the offline decode for all three models, both modes, with and
+    without noise; the stateful stream's first audio at the physical minimum (3 frames; 5 at 32/44 kHz)."""
     import numpy as np
 
     from export.signals import speech_like
@@ -105,10 +115,19 @@ def test_streaming_equals_offline_on_official_config(exported):
     tokens = codes_to_tokens(codes, codec.vq_strides)
     rng = np.random.default_rng(1)
     pieces = np.split(tokens, np.sort(rng.choice(np.arange(1, tokens.size), 12, replace=False)))
-    stream = codec.stream()
+    stream = codec.stream(mode=mode)
     streamed = np.concatenate([stream.push(p) for p in pieces] + [stream.flush()])
     assert streamed.shape == offline.shape
     assert np.abs(streamed - offline).max() <= 1e-4
+    noisy = codec.stream(mode=mode, noise=True, seed=7)
+    streamed = np.concatenate([noisy.push(tokens[: tokens.size // 3]), noisy.push(tokens[tokens.size // 3 :]), noisy.flush()])
+    assert np.abs(streamed - codec.decode(codes, noise=codec.stream_noise(frames, 7))).max() <= 1e-4
+    if mode == "stateful":
+        first = 3 if codec.config.attn_window_size is None else 5
+        assert codec.stream().first_audio_frames == first
+        per = codec.config.codes_per_frame
+        assert codec.stream().push([c[: first * p] for c, p in zip(codes, per)]).size > 0
+        assert codec.stream().push([c[: (first - 1) * p] for c, p in zip(codes, per)]).size == 0
 
 
 def test_parallel_chunks_equal_one_shot_on_official_config(exported):

@@ -257,8 +257,10 @@ def test_decode_tokens_any_input(tiny24, tokens, layout):
 
 
 @SETTINGS
-@given(params=st.dictionaries(st.sampled_from(["chunk_frames", "left_context", "lookahead", "layout", "noise",
-                                               "seed"]), st.one_of(JUNK, st.integers(0, 8)), max_size=4))
+@given(params=st.dictionaries(st.sampled_from(["mode", "chunk_frames", "left_context", "lookahead", "steps_per_call",
+                                               "layout", "noise", "seed"]),
+                               st.one_of(JUNK, st.integers(0, 8), st.sampled_from(["stateful", "window", "auto"])),
+                               max_size=4))
 def test_stream_any_parameters(tiny24, params):
     def run():
         stream = tiny24.stream(**params)

@@ -8,7 +8,14 @@ import json
 import numpy as np
 import pytest
 
-from snac_onnx import InvalidArgumentError, InvalidCodesError, ModelFormatError, ModelNotFoundError, SnacOnnx, StreamDecoder
+from snac_onnx import (
+    InvalidArgumentError,
+    InvalidCodesError,
+    ModelFormatError,
+    ModelNotFoundError,
+    SnacOnnx,
+    StreamDecoder,
+)
 from snac_onnx.config import decoder_context_frames as receptive_field_frames
 from snac_onnx.layouts import codes_to_tokens, frame_size
 
@@ -116,6 +123,16 @@ def test_first_audio_at_the_physical_minimum(model, first, request):
         c[(first - 1) * p : first * p] = (c[(first - 1) * p : first * p] + 777) % 4096
     before, after = codec.decode(codes, noise=False), codec.decode(changed, noise=False)
     assert abs(float(before[0]) - float(after[0])) > 0
+
+
+def test_stateful_stream_needs_only_the_stream_graph():
+    """The end is decoded by the stream graph too (told the length), so a streaming server loads one graph."""
+    from tests.support import TINY_24
+
+    codec = SnacOnnx(TINY_24)
+    codes = _codes(codec, 9)
+    _run(codec.stream(), [codes])
+    assert list(codec.active_providers) == ["stream"]
 
 
 def test_export_without_stream_graph_streams_in_window_mode(tiny24_copy):
