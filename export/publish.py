@@ -30,7 +30,7 @@ log = logging.getLogger("export.publish")
 def verify_folder(folder: Path) -> None:
     """Load the folder with the runtime (checksums, graph names) and require passing parity."""
     with SnacOnnx(folder) as codec:
-        codec.load("encoder", "decoder")
+        codec.load()  # every graph of the export
         passed = codec.manifest.raw.get("parity", {}).get("passed")
     if not passed:
         raise RuntimeError(f"{folder}: no passing parity report in the manifest")

@@ -457,6 +457,15 @@ def cmd_info(args: argparse.Namespace) -> int:
         lines.append(
             f"  providers in use: {codec.active_providers}; fused Snake kernel: {'yes' if codec.fused_snake else 'no'}"
         )
+        stream = codec.manifest.stream
+        if stream is None:
+            lines.append("  streaming: window mode only (this export has no stream graph; re-export for stateful streams)")
+        else:
+            first = codec.stream().first_audio_frames
+            lines.append(
+                f"  streaming: stateful, steps of {stream.step_frames} frame(s), first audio after {first} frames "
+                f"({first * codec.config.frame_tokens} tokens), {len(stream.states)} state tensors"
+            )
         if codec.manifest.random_init:
             lines.append(f"  WARNING: {manifest.get('WARNING')}")
     _emit(args, summary, "\n".join(lines))
@@ -471,8 +480,8 @@ def cmd_download(args: argparse.Namespace) -> int:
     if location.repo_id is None:
         raise SnacOnnxError(f"{args.name} is a local folder; nothing to download")
     manifest = load_manifest(location.folder)
-    for role in ("encoder", "decoder"):
-        location.fetch(manifest.files[role]["path"])
+    for entry in manifest.files.values():  # every graph of the export (the stream graph where it has one)
+        location.fetch(entry["path"])
     summary = {"repo_id": location.repo_id, "folder": str(location.folder), "name": manifest.name}
     _emit(args, summary, f"{location.repo_id} -> {location.folder}")
     return EXIT_OK
