@@ -459,7 +459,9 @@ def cmd_info(args: argparse.Namespace) -> int:
         )
         stream = codec.manifest.stream
         if stream is None:
-            lines.append("  streaming: window mode only (this export has no stream graph; re-export for stateful streams)")
+            lines.append(
+                "  streaming: window mode only (this export has no stream graph; re-export for stateful streams)"
+            )
         else:
             first = codec.stream().first_audio_frames
             lines.append(
