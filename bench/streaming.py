@@ -20,7 +20,8 @@ max error against the offline decode (noise off) over the samples it produced, a
 missing at the start and the end; and how many real-time streams fit on this machine: N Python
 threads share one model (sessions with ``--threads`` intra-op threads), each fed one frame every
 frame's duration for ``--load-seconds``; a stream stalls when a piece of audio arrives after the
-moment its playback would need it (playback starts at its first audio). N grows from 1 while no
+moment its playback would need it. Playback starts one step of the scheme's audio after its first audio
+(a one-step jitter buffer: audio comes in steps, so a player fed at exactly real time needs one). N grows from 1 while no
 stream stalled, up to ``--max-streams``. Every run is bounded in count and time.
 Writes a markdown report to ``--out`` and prints it.
 """
@@ -92,8 +93,13 @@ def _run(make: Callable[[], object], frames: list[list[np.ndarray]]) -> dict[str
     return {"times": times, "sizes": sizes, "audio": np.concatenate(pieces)}
 
 
-def _stall_free(make: Callable[[], object], frames: list[list[np.ndarray]], spf: int, rate: int, n: int) -> tuple[int, float]:
-    """Run ``n`` streams at once, each fed at real time; returns (streams that never stalled, worst lateness ms)."""
+def _stall_free(
+    make: Callable[[], object], frames: list[list[np.ndarray]], spf: int, rate: int, n: int, buffer: float
+) -> tuple[int, float]:
+    """Run ``n`` streams at once, each fed at real time; returns (streams that never stalled, worst lateness ms).
+
+    Each stream's player starts ``buffer`` seconds (one step of the scheme's audio) after its first audio.
+    """
     period = spf / rate
     results: list[float] = [0.0] * n
     start_barrier = threading.Barrier(n)
@@ -115,7 +121,7 @@ def _stall_free(make: Callable[[], object], frames: list[list[np.ndarray]], spf:
             if out.size:
                 if first is None:
                     first = now
-                deadline = first + played / rate  # playback of sample `played` starts then
+                deadline = first + buffer + played / rate  # playback of sample `played` starts then
                 worst = max(worst, now - deadline)
                 played += out.size
         results[k] = worst
@@ -155,14 +161,16 @@ def bench_model(folder: Path, threads: int, seconds: float, load_seconds: float,
         offline_times.append(time.perf_counter() - t0)
     offline_s = min(offline_times)
 
-    schemes: dict[str, tuple[Callable[[], object], int]] = {
-        "stateful": (lambda: codec.stream(mode="stateful"), 0),
-        "stateful, 2 steps per call": (lambda: codec.stream(mode="stateful", steps_per_call=2), 0),
-        "window": (lambda: codec.stream(mode="window"), 0),
-        "orpheus-ref": (lambda: OrpheusReference(plain), spf),  # its first output is frame 1
+    step = codec.manifest.stream.step_frames if codec.manifest.stream is not None else 1
+    window_chunk = codec.stream(mode="window").chunk_frames
+    schemes: dict[str, tuple[Callable[[], object], int, int]] = {  # (make, offset, frames per output step)
+        "stateful": (lambda: codec.stream(mode="stateful"), 0, step),
+        "stateful, 2 steps per call": (lambda: codec.stream(mode="stateful", steps_per_call=2), 0, 2 * step),
+        "window": (lambda: codec.stream(mode="window"), 0, window_chunk),
+        "orpheus-ref": (lambda: OrpheusReference(plain), spf, 1),  # its first output is frame 1
     }
     rows = []
-    for name, (make, offset) in schemes.items():
+    for name, (make, offset, step_frames) in schemes.items():
         _run(make, frames[: 2 * REF_FRAMES + 8])  # warm-up
         result = _run(make, frames)
         times, sizes = result["times"], result["sizes"]  # type: ignore[assignment]
@@ -173,7 +181,7 @@ def bench_model(folder: Path, threads: int, seconds: float, load_seconds: float,
         load_frames = frames[: max(REF_FRAMES + 1, int(load_seconds * rate / spf))]
         fit, lateness = 0, 0.0
         for n in range(1, max_streams + 1):
-            ok, late = _stall_free(make, load_frames, spf, rate, n)
+            ok, late = _stall_free(make, load_frames, spf, rate, n, step_frames * spf / rate)
             if ok < n:
                 lateness = late
                 break
