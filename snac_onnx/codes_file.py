@@ -213,7 +213,8 @@ def load_codes(path: str | os.PathLike[str]) -> CodesFile:
             tokens = np.asarray(data["tokens"]) if "tokens" in data.files else None
     except InvalidCodesError:
         raise
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as exc:
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError, NotImplementedError, RuntimeError) as exc:
+        # zipfile: NotImplementedError for an unknown compression method, RuntimeError for an encrypted entry
         raise InvalidCodesError(f"{name} is damaged: {exc}") from exc
     for i, c in enumerate(codes):
         if c.ndim != 1 or c.size == 0 or not np.issubdtype(c.dtype, np.integer):

@@ -326,6 +326,36 @@ def test_codes_file_any_bytes(tmp_path_factory, codes_bytes, edits, cut):
         assert np.isfinite(audio).all()
 
 
+@pytest.mark.parametrize("damage", ["encrypted", "unknown compression"])
+def test_codes_file_with_unreadable_zip_entries_is_refused(tmp_path, codes_bytes, damage):
+    """Found by the fuzz pass above: zipfile raises NotImplementedError (compression method) or RuntimeError
+    (encrypted entry) for these; they must be an InvalidCodesError like any other damage."""
+    import struct
+    import zipfile
+
+    from snac_onnx import InvalidCodesError, load_codes
+
+    data = bytearray(codes_bytes)
+    with zipfile.ZipFile(__import__("io").BytesIO(bytes(data))) as archive:
+        local = next(i for i in archive.infolist() if i.filename == "codes_0.npy").header_offset
+    central = next(
+        at
+        for at in range(len(data) - 46)
+        if data[at : at + 4] == b"PK\x01\x02"
+        and data[at + 46 : at + 46 + struct.unpack_from("<H", data, at + 28)[0]] == b"codes_0.npy"
+    )
+    # flags and compression method: local header at +6 / +8, central directory entry at +8 / +10
+    for flags_at, method_at in ((local + 6, local + 8), (central + 8, central + 10)):
+        if damage == "encrypted":
+            struct.pack_into("<H", data, flags_at, struct.unpack_from("<H", data, flags_at)[0] | 1)
+        else:
+            struct.pack_into("<H", data, method_at, 99)
+    path = tmp_path / "c.npz"
+    path.write_bytes(bytes(data))
+    with pytest.raises(InvalidCodesError, match="damaged"):
+        load_codes(path)
+
+
 @pytest.fixture(scope="module")
 def audio_bytes():
     import io
