@@ -23,7 +23,8 @@ from .graphs import (
     decoder_graph_with_named_inputs,
     prepare_for_export,
 )
-from .stream_graph import _Residual, streaming_decoder_with_named_inputs
+from .steady import split_steady
+from .stream_graph import _Conv, _Residual, _Upsample, streaming_decoder_with_named_inputs
 
 OPSET = 18
 MAX_BATCH = 4096
@@ -64,6 +65,7 @@ def _export(
     shapes,
     counts: tuple[int, int, int],
     config: ModelConfig,
+    steady: dict[str, Any] | None = None,
 ) -> None:
     """torch.onnx.export to ``path``; then every Snake chain becomes one ``ai.snac_onnx.Snake`` node, and
     every residual unit's Snake, depthwise Conv and Snake one ``ai.snac_onnx.SnakeDepthwiseConvSnake`` (export.fuse).
@@ -94,6 +96,8 @@ def _export(
     fuse_snake_depthwise(model, expected=counts[1])
     fuse_snake_depthwise_snake(model, expected=counts[1])  # each depthwise unit's second Snake
     fuse_interleave(model, expected=counts[2])
+    if steady is not None:  # the stream graph: a mask-free branch for steps away from both ends
+        split_steady(model, **steady)
     for nodes in [model.graph.node, *(function.node for function in model.functions)]:
         for node in nodes:  # torch's per-node debug notes hold memory addresses: they made exports differ
             del node.metadata_props[:]
@@ -203,7 +207,14 @@ def export_stream_graph(prepared: SNAC, config: ModelConfig, path: Path) -> dict
         return sum(map(kind, graph.modules()))
 
     counts = (count(_is_snake), count(_is_depthwise_residual), count(_is_upsampler))
-    _export(graph, tuple(args), path, inputs, outputs, shapes, counts, config)
+    masked = [op for op in graph.ops if isinstance(op, (_Conv, _Residual, _Upsample))]
+    steady = {
+        "expected": len(masked),
+        "safe_frame": max(-(-op.lag // op.rate) for op in masked),
+        "codes_name": inputs[0],
+        "codes_per_frame": config.codes_per_frame[0],
+    }
+    _export(graph, tuple(args), path, inputs, outputs, shapes, counts, config, steady)
     return {
         "step_frames": graph.step_frames,
         "first_frame": graph.first_frame,

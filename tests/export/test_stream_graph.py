@@ -181,3 +181,44 @@ def test_whole_stream_equals_official_decode_with_and_without_noise(name):
         assert final.shape == expected.shape  # every sample, the last ones too
         assert float((final - expected).abs().max()) < 1e-5, with_noise
     assert first_audio_frames(graph) == (3 if name == "tiny_24khz" else 5)
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_steady_branch_equals_the_masked_graph(name, tmp_path):
+    """The exported stream graph is If(steady): its mask-free branch must give what the masked one gives
+    wherever it is taken (here: the same inputs run with the condition forced to the masked branch)."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import helper
+
+    from snac_onnx import SnacOnnx
+
+    folder = FIXTURES / name
+    codec = SnacOnnx(folder)
+    spec = codec.manifest.stream
+    model = onnx.load(str(folder / "stream.onnx"))
+    top = [n.op_type for n in model.graph.node]
+    assert top.count("If") == 1
+    branch = next(n for n in model.graph.node if n.op_type == "If")
+    steady = next(a.g for a in branch.attribute if a.name == "then_branch")
+    assert not any(n.op_type == "And" for n in steady.node)  # no masks left in the steady branch
+    forced = onnx.load(str(folder / "stream.onnx"))
+    cond = next(n for n in forced.graph.node if n.op_type == "If").input[0]
+    for node in forced.graph.node:
+        if cond in node.output:  # replace the condition by False: always the masked branch
+            node.CopyFrom(helper.make_node("Constant", [], [cond], value=helper.make_tensor("f", onnx.TensorProto.BOOL, [], [False])))
+    path = tmp_path / "forced.onnx"
+    onnx.save(forced, str(path))
+    plain = ort.SessionOptions()
+    sessions = [ort.InferenceSession(str(folder / "stream.onnx"), plain), ort.InferenceSession(str(path), plain)]
+    rng = np.random.default_rng(0)
+    steps = 2
+    for frame in (0, 3, 8, 40):  # before and after the safe frame
+        values = [rng.integers(0, 4096, (2, steps * spec.step_frames * n)) for n in codec.config.codes_per_frame]
+        values += [rng.standard_normal((2, 1, steps * spec.step_frames * n)).astype(np.float32) for n in codec.config.noise_per_frame]
+        values += [np.array([frame, frame + 4], np.int64), np.array([1 << 40, 1 << 40], np.int64)]
+        values += [rng.standard_normal((2, s.channels, s.length)).astype(np.float32) for s in spec.states]
+        feeds = dict(zip(spec.inputs, values))
+        ours, masked = (s.run(None, feeds) for s in sessions)
+        for a, b in zip(ours, masked):
+            np.testing.assert_allclose(a, b, atol=1e-5, rtol=0)
