@@ -96,11 +96,11 @@ def _export(
     fuse_snake_depthwise(model, expected=counts[1])
     fuse_snake_depthwise_snake(model, expected=counts[1])  # each depthwise unit's second Snake
     fuse_interleave(model, expected=counts[2])
-    if steady is not None:  # the stream graph: a mask-free branch for steps away from both ends
-        split_steady(model, **steady)
     for nodes in [model.graph.node, *(function.node for function in model.functions)]:
         for node in nodes:  # torch's per-node debug notes hold memory addresses: they made exports differ
             del node.metadata_props[:]
+    if steady is not None:  # the stream graph's mask-free branch; after the notes are gone (it copies the nodes)
+        split_steady(model, **steady)
     entry = model.metadata_props.add()
     entry.key, entry.value = CONFIG_METADATA_KEY, json.dumps(config.to_json(), sort_keys=True)
     onnx.save(model, str(path))
