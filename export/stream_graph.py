@@ -42,6 +42,8 @@ from snac import SNAC
 from snac.layers import DecoderBlock, NoiseBlock, ResidualUnit
 from torch import nn
 
+from snac_onnx.manifest import first_audio_frame
+
 from .graphs import ExportSnake, FlatLocalMHA, PolyphaseConvTranspose1d
 
 
@@ -79,6 +81,14 @@ class _Op(nn.Module):
     def step(self, x: torch.Tensor, frame: torch.Tensor, end: torch.Tensor, state: torch.Tensor | None, noise: torch.Tensor | None):
         raise NotImplementedError
 
+    def _buffer(self, x, frame, end, state) -> torch.Tensor:
+        """``[state, x with its padding positions zeroed]``: what the layer runs over."""
+        return torch.cat([state, _valid_mask(x, frame, end, self.rate, self.lag)], dim=-1)
+
+    def _new_state(self, buf: torch.Tensor) -> torch.Tensor:
+        """The next call's state: the buffer's last ``state_length`` samples."""
+        return buf[..., buf.shape[-1] - self.state_length :]
+
 
 class _Pointwise(_Op):
     def __init__(self, module: nn.Module) -> None:
@@ -107,14 +117,10 @@ def _conv_padding(conv: nn.Conv1d) -> int:
     return p
 
 
-class _Conv(_Op):
-    """A convolution with symmetric padding ``p``: state = the last ``2p`` (masked) inputs."""
+class _Buffered(_Op):
+    """A layer around a convolution with symmetric padding ``p``: state = its last ``2p`` (masked) inputs."""
 
-    kind = "conv"
-
-    def __init__(self, conv: nn.Conv1d) -> None:
-        super().__init__()
-        self.conv = conv
+    def _keep_inputs_of(self, conv: nn.Conv1d) -> None:
         self.pad = _conv_padding(conv)
         self.state_length = 2 * self.pad
         self.state_channels = conv.in_channels
@@ -122,15 +128,26 @@ class _Conv(_Op):
     def out_rate_lag(self):
         return self.rate, self.lag + self.pad
 
+
+class _Conv(_Buffered):
+    """A convolution with symmetric padding ``p``, run over ``[state, x]`` without padding. Lag ``+p``."""
+
+    kind = "conv"
+
+    def __init__(self, conv: nn.Conv1d) -> None:
+        super().__init__()
+        self.conv = conv
+        self._keep_inputs_of(conv)
+
     def step(self, x, frame, end, state, noise):
-        buf = torch.cat([state, _valid_mask(x, frame, end, self.rate, self.lag)], dim=-1)
+        buf = self._buffer(x, frame, end, state)
         c = self.conv
         y = F.conv1d(buf, c.weight, c.bias, dilation=c.dilation, groups=c.groups)
-        return y, buf[..., buf.shape[-1] - self.state_length :]
+        return y, self._new_state(buf)
 
 
-class _Residual(_Op):
-    """``x + block(x)`` of a ResidualUnit: state = the last ``2p`` (masked) inputs, residual delayed by ``p``."""
+class _Residual(_Buffered):
+    """``x + block(x)`` of a ResidualUnit, the block over ``[state, x]``, the residual delayed by ``p``."""
 
     kind = "residual_unit"
 
@@ -140,20 +157,15 @@ class _Residual(_Op):
         if not (isinstance(snake_in, ExportSnake) and isinstance(snake_out, ExportSnake)):
             raise NotImplementedError("a ResidualUnit is Snake, Conv, Snake, Conv")
         self.snake_in, self.conv, self.snake_out, self.pointwise = snake_in, conv, snake_out, pointwise
-        self.pad = _conv_padding(conv)
-        self.state_length = 2 * self.pad
-        self.state_channels = conv.in_channels
-
-    def out_rate_lag(self):
-        return self.rate, self.lag + self.pad
+        self._keep_inputs_of(conv)
 
     def step(self, x, frame, end, state, noise):
         n = x.shape[-1]
-        buf = torch.cat([state, _valid_mask(x, frame, end, self.rate, self.lag)], dim=-1)
+        buf = self._buffer(x, frame, end, state)
         c = self.conv
         y = F.conv1d(self.snake_in(buf), c.weight, c.bias, dilation=c.dilation, groups=c.groups)
         y = self.pointwise(self.snake_out(y))
-        return buf[..., self.pad : self.pad + n] + y, buf[..., buf.shape[-1] - self.state_length :]
+        return buf[..., self.pad : self.pad + n] + y, self._new_state(buf)
 
 
 class _Upsample(_Op):
@@ -173,10 +185,10 @@ class _Upsample(_Op):
     def step(self, x, frame, end, state, noise):
         batch, _, n = x.shape
         up = self.up
-        buf = torch.cat([state, _valid_mask(x, frame, end, self.rate, self.lag)], dim=-1)
+        buf = self._buffer(x, frame, end, state)
         z = F.conv1d(buf, up.weight)  # (B, s * out, n): phase q from inputs q - 1 and q
         z = z.reshape(batch, up.stride, up.out_channels, n).permute(0, 2, 3, 1).reshape(batch, up.out_channels, -1)
-        return z + up.bias, buf[..., buf.shape[-1] - 1 :]
+        return z + up.bias, self._new_state(buf)
 
 
 class _Attention(_Op):
@@ -335,12 +347,9 @@ def streaming_decoder_with_named_inputs(model: SNAC, input_names: list[str]) -> 
 
 
 def first_audio_frames(graph: StreamingDecoder) -> int:
-    """Frames that must have arrived before the stream's first sample is final (the physical minimum at
-    this step grid): the end of the first step whose audio reaches position 0."""
-    end = graph.first_frame + graph.step_frames
-    while end * graph.samples_per_frame - graph.audio_lag <= 0:
-        end += graph.step_frames
-    return end
+    """Frames that must have arrived before the stream's first sample is final, one step per call (the
+    physical minimum at this step grid); :func:`snac_onnx.manifest.first_audio_frame` of the graph's grid."""
+    return first_audio_frame(graph.first_frame, graph.step_frames, graph.audio_lag, graph.samples_per_frame)
 
 
 __all__ = ["StateSpec", "StreamingDecoder", "first_audio_frames", "stream_grid", "streaming_decoder_with_named_inputs"]

@@ -54,6 +54,7 @@ __all__ = [
     "stream_io",
     "StreamSpec",
     "StateSpec",
+    "first_audio_frame",
     "STREAM_FILE",
     "FRAME_NAME",
     "END_NAME",
@@ -120,6 +121,16 @@ class StateSpec:
     length: int
     rate: int
     lag: int
+
+
+def first_audio_frame(first_frame: int, frames_per_call: int, audio_lag: int, samples_per_frame: int) -> int:
+    """Frames that must have arrived before a stream's first sample is returned: the end of the first call,
+    on the grid ``first_frame + k * frames_per_call``, whose audio (``audio_lag`` samples behind) reaches
+    position 0."""
+    end = first_frame + frames_per_call
+    while end * samples_per_frame - audio_lag <= 0:
+        end += frames_per_call
+    return end
 
 
 @dataclass(frozen=True)

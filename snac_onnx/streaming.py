@@ -36,6 +36,7 @@ from .codes import check_codes, check_seed
 from .config import ModelConfig
 from .errors import InvalidArgumentError, InvalidCodesError, ModelNotFoundError, StreamClosedError
 from .layouts import TokenLayout, resolve_layout, tokens_to_codes
+from .manifest import first_audio_frame
 from .noise import NoiseSource
 from .planner import Chunk, Run, budget_steps, grid_chunks
 from .runner import Runner
@@ -190,11 +191,9 @@ class StreamDecoder:
         """Frames that must have been pushed before the first audio is returned."""
         if self.mode == "window":
             return self.chunk_frames + self.lookahead
-        spec, spf = self._spec, self._config.samples_per_frame
-        end = spec.first_frame + spec.step_frames * self.steps_per_call
-        while end * spf - spec.audio_lag <= 0:
-            end += spec.step_frames * self.steps_per_call
-        return end
+        spec = self._spec
+        frames_per_call = spec.step_frames * self.steps_per_call
+        return first_audio_frame(spec.first_frame, frames_per_call, spec.audio_lag, self._config.samples_per_frame)
 
     @property
     def lookahead_ms(self) -> float:

@@ -1,4 +1,5 @@
-"""What the tests share: the tiny exported models in tests/fixtures (real graph names, tiny widths) and test PCM."""
+"""What the tests share: the tiny exported models in tests/fixtures (real graph names, tiny widths), test PCM, and
+the seeded official model the export tests build from a fixture config."""
 
 from __future__ import annotations
 
@@ -21,3 +22,22 @@ def pcm(length: int, seed: int = 0, batch: int | None = None) -> np.ndarray:
     )
     out = 0.1 * tone + 0.1 * rng.standard_normal(shape)
     return out.astype(np.float32)
+
+
+def seeded_snac(name: str):
+    """The official ``snac.SNAC`` built from ``tests/fixtures/<name>.json`` with torch seed 0 and Snake alphas
+    redrawn around zero (trained alphas vary and may be negative); returns ``(model, config dict)``.
+    Needs torch and snac (export tests only)."""
+    import json
+
+    import snac
+    import torch
+
+    config = json.loads((FIXTURES / f"{name}.json").read_text())
+    torch.manual_seed(0)
+    model = snac.SNAC(**config).eval()
+    with torch.no_grad():
+        for param_name, param in model.named_parameters():
+            if param_name.endswith("alpha"):
+                param.copy_(torch.randn_like(param) * 0.8)
+    return model, config

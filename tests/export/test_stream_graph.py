@@ -9,8 +9,6 @@ module run once over the whole input, first and last samples included. Then the 
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 
@@ -28,19 +26,13 @@ from export.stream_graph import (  # noqa: E402
     _Upsample,
     first_audio_frames,
 )
-from tests.support import FIXTURES  # noqa: E402
+from tests.support import FIXTURES, seeded_snac  # noqa: E402
 
 CONFIGS = ["tiny_24khz", "tiny_44khz"]
 
 
 def _models(name: str):
-    config = json.loads((FIXTURES / f"{name}.json").read_text())
-    torch.manual_seed(0)
-    model = snac.SNAC(**config).eval()
-    with torch.no_grad():
-        for param_name, param in model.named_parameters():
-            if param_name.endswith("alpha"):  # trained alphas vary and may be negative
-                param.copy_(torch.randn_like(param) * 0.8)
+    model, config = seeded_snac(name)
     return model, prepare_for_export(model, config), config
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -11,19 +9,13 @@ snac = pytest.importorskip("snac")
 
 from export.graphs import TAIL_TILES, DecoderGraph, ExportSnake, prepare_for_export  # noqa: E402
 from snac_onnx.config import ModelConfig  # noqa: E402
-from tests.support import FIXTURES  # noqa: E402
+from tests.support import seeded_snac  # noqa: E402
 
 CONFIGS = ["tiny_24khz", "tiny_44khz"]
 
 
 def _model(name: str) -> tuple[torch.nn.Module, ModelConfig]:
-    config = json.loads((FIXTURES / f"{name}.json").read_text())
-    torch.manual_seed(0)
-    model = snac.SNAC(**config).eval()
-    with torch.no_grad():
-        for param_name, param in model.named_parameters():
-            if param_name.endswith("alpha"):  # trained alphas vary and may be negative
-                param.copy_(torch.randn_like(param) * 0.8)
+    model, config = seeded_snac(name)
     return prepare_for_export(model, config), ModelConfig.from_json(config)
 
 
