@@ -51,6 +51,23 @@ class Port:
     channel: bool
 
 
+def _refuse_non_finite(audio: Sequence[np.ndarray], noise: Sequence[np.ndarray]) -> None:
+    """Never hand out silently broken audio: NaN or infinite samples are blamed on huge given noise, or else on
+    the model files or the kernel."""
+    if all(np.isfinite(a).all() for a in audio):
+        return
+    peak = max((float(np.abs(n).max()) for n in noise if n.size), default=0.0)
+    if not peak <= NOISE_PEAK:
+        raise InvalidArgumentError(
+            f"the decoder produced NaN or infinite samples: the noise given peaks at {peak:.3g}; SNAC's "
+            "noise is standard normal (|x| rarely above 6): pass noise of that scale, or noise=False"
+        )
+    raise ModelFormatError(
+        "the decoder produced NaN or infinite samples from valid codes: the model files or the fused "
+        "Snake kernel are damaged; re-download the model, or pass SessionSettings(fused_snake=False)"
+    )
+
+
 class Runner:
     """Plans and runs encoder and decoder calls of one model; shared by a codec and its streams.
 
@@ -158,18 +175,7 @@ class Runner:
             len(codes),
         )
         audio = [item[0] for item in outs]
-        for a in audio:
-            if not np.isfinite(a).all():  # never hand out silently broken audio
-                peak = max((float(np.abs(n).max()) for item in noise for n in item if n.size), default=0.0)
-                if not peak <= NOISE_PEAK:
-                    raise InvalidArgumentError(
-                        f"the decoder produced NaN or infinite samples: the noise given peaks at {peak:.3g}; SNAC's "
-                        "noise is standard normal (|x| rarely above 6): pass noise of that scale, or noise=False"
-                    )
-                raise ModelFormatError(
-                    "the decoder produced NaN or infinite samples from valid codes: the model files or the fused "
-                    "Snake kernel are damaged; re-download the model, or pass SessionSettings(fused_snake=False)"
-                )
+        _refuse_non_finite(audio, [n for item in noise for n in item])
         return audio
 
     def step(
@@ -192,11 +198,7 @@ class Runner:
         feeds: Feeds = dict(zip(spec.inputs, [*codes, *noise, frame, end, *states], strict=True))
         outputs = session.run(spec.outputs, feeds)
         audio = outputs[0][:, 0, :]
-        if not np.isfinite(audio).all():
-            raise ModelFormatError(
-                "the stream graph produced NaN or infinite samples from valid codes: the model files or the fused "
-                "Snake kernel are damaged; re-download the model, or pass SessionSettings(fused_snake=False)"
-            )
+        _refuse_non_finite([audio], noise)
         return audio, list(outputs[1:])
 
     def _execute(
