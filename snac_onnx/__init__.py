@@ -28,6 +28,7 @@ from .errors import (
     MissingDependencyError,
     ModelFormatError,
     ModelNotFoundError,
+    PoolFullError,
     ProviderError,
     SampleRateError,
     SnacOnnxError,
@@ -36,6 +37,7 @@ from .errors import (
 from .layouts import CODEBOOK_MAJOR, INTERLEAVED, ORPHEUS, TokenLayout, codes_to_tokens, tokens_to_codes
 from .manifest import Manifest, load_manifest
 from .orpheus import OrpheusStream
+from .pool import AsyncPooledStream, PooledStream, StreamPool
 from .presets import PRESETS, MiniOmniHeads, PresetStream, TokenPreset
 from .sessions import SessionSettings
 from .streaming import StreamDecoder
@@ -46,6 +48,9 @@ __all__ = [
     "SnacOnnx",
     "SessionSettings",
     "StreamDecoder",
+    "StreamPool",
+    "PooledStream",
+    "AsyncPooledStream",
     "load_audio",
     "load_codes",
     "save_codes",
@@ -75,6 +80,7 @@ __all__ = [
     "ProviderError",
     "KernelUnavailableError",
     "StreamClosedError",
+    "PoolFullError",
     "MissingDependencyError",
     "__version__",
 ]

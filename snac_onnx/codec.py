@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, overload
 import numpy as np
 
 from .audio import check_sample_rate, prepare_audio
-from .codes import NoiseArg, PreparedCodes, check_seed, prepare_codes, prepare_noise
+from .codes import NoiseArg, PreparedCodes, check_int, check_seed, prepare_codes, prepare_noise
 from .config import ModelConfig
 from .errors import InvalidArgumentError, InvalidCodesError
 from .hub import DEFAULT_MODEL, ModelLocation, resolve_model
@@ -46,12 +46,6 @@ def _check_model(model: object) -> str | Path:
     raise InvalidArgumentError(
         f"model must be a folder path, a short name (e.g. 'snac_24khz') or a hub repo id, got {model!r}"
     )
-
-
-def _check_int(name: str, value: object, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or int(value) < low:
-        raise InvalidArgumentError(f"{name} must be an int >= {low}, got {value!r}")
-    return int(value)
 
 
 class SnacOnnx:
@@ -123,7 +117,7 @@ class SnacOnnx:
     ) -> None:
         ort = onnxruntime()  # fail now, with the extra to install, not at the first call
         model = _check_model(model)
-        parallel = _check_int("parallel", parallel, 1)
+        parallel = check_int("parallel", parallel, 1)
         max_chunk_seconds = check_seconds("max_chunk_seconds", max_chunk_seconds)
         if settings is None:
             settings = SessionSettings(intra_op_threads=check_threads("threads", threads))
@@ -436,7 +430,7 @@ class SnacOnnx:
     def stream_noise(self, frames: int, seed: int) -> list[np.ndarray]:
         """The noise a stream with ``noise=True, seed=seed`` adds over ``frames`` coarse frames, in the shapes
         :meth:`decode` takes (``noise=``): ``decode(codes, noise=codec.stream_noise(n, seed))`` equals the stream."""
-        frames = _check_int("frames", frames, 1)
+        frames = check_int("frames", frames, 1)
         checked = check_seed(seed)
         if checked is None:
             raise InvalidArgumentError("seed must be a non-negative int (the stream's seed attribute)")

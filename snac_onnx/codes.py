@@ -173,6 +173,13 @@ def prepare_codes(codes: object, config: ModelConfig, *, check_values: bool = Tr
     return PreparedCodes(items=items, frames=[n] * batch, form="single" if unbatched else "batch")
 
 
+def check_int(name: str, value: object, low: int) -> int:
+    """``value`` as an int; :class:`InvalidArgumentError` naming ``name`` unless it is an int ``>= low`` (no bool)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or int(value) < low:
+        raise InvalidArgumentError(f"{name} must be an int >= {low}, got {value!r}")
+    return int(value)
+
+
 def check_seed(seed: object) -> int | None:
     """``seed`` as an int, or None; :class:`InvalidArgumentError` unless it is a non-negative int or None."""
     if seed is None:

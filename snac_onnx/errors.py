@@ -20,6 +20,7 @@ __all__ = [
     "ProviderError",
     "KernelUnavailableError",
     "StreamClosedError",
+    "PoolFullError",
     "MissingDependencyError",
 ]
 
@@ -66,6 +67,10 @@ class KernelUnavailableError(SnacOnnxError, RuntimeError):
 
 class StreamClosedError(SnacOnnxError, RuntimeError):
     """A stream used after :meth:`flush` ended it, or a codec used after :meth:`close`."""
+
+
+class PoolFullError(SnacOnnxError, RuntimeError):
+    """A :class:`~snac_onnx.pool.StreamPool` already holds its maximum of streams, or is closing: try again later."""
 
 
 class MissingDependencyError(SnacOnnxError, ImportError):

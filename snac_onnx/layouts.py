@@ -154,6 +154,24 @@ def codes_to_tokens(
     return tokens[0] if unbatched else tokens
 
 
+def token_codes(ids: np.ndarray, position: np.ndarray, codebook_size: int, layout: TokenLayout) -> np.ndarray:
+    """The codes of int64 ``ids`` (``(n,)`` or ``(batch, n)``) at their ``position`` in the frame (or codebook
+    index, codebook-major), ``(n,)``; :class:`InvalidCodesError` naming the first id outside its position's range."""
+    codes_flat: np.ndarray = ids - layout.offset - layout.position_stride * position
+    bad = (codes_flat < 0) | (codes_flat >= codebook_size)
+    if bad.any():
+        where = np.argwhere(bad)[0]
+        j = int(where[-1])
+        k = int(position[j])
+        low = layout.offset + k * layout.position_stride
+        raise InvalidCodesError(
+            f"token {int(ids[tuple(where)])} at index {j} is out of range: position {k} of the "
+            f"{'frame' if layout.order == 'interleaved' else 'codebooks'} takes ids in [{low}, {low + codebook_size}) "
+            f"({int(bad.sum())} bad token(s) in all)"
+        )
+    return codes_flat
+
+
 def tokens_to_codes(
     tokens: np.ndarray | Sequence[int],
     vq_strides: Sequence[int],
@@ -205,17 +223,7 @@ def tokens_to_codes(
     else:
         pattern = frame_pattern(strides)
         position = np.tile(np.arange(step), frames)
-    codes_flat = ids - layout.offset - layout.position_stride * position
-    bad = (codes_flat < 0) | (codes_flat >= codebook_size)
-    if bad.any():
-        b, j = np.argwhere(bad)[0]
-        k = int(position[j])
-        low = layout.offset + k * layout.position_stride
-        raise InvalidCodesError(
-            f"token {int(ids[b, j])} at index {int(j)} is out of range: position {k} of the "
-            f"{'frame' if layout.order == 'interleaved' else 'codebooks'} takes ids in [{low}, {low + codebook_size}) "
-            f"({int(bad.sum())} bad token(s) in all)"
-        )
+    codes_flat = token_codes(ids, position, codebook_size, layout)
     if layout.order == "codebook_major":
         out = [codes_flat[:, bounds[i] : bounds[i + 1]] for i in range(len(strides))]
     else:

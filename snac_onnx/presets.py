@@ -227,9 +227,11 @@ class PresetStream:
             slots = (self._slot + np.arange(tokens.size)) % FRAME
             tokens = layout.offset + slots * layout.position_stride + (tokens - layout.offset) % size
         self._slot = (self._slot + tokens.size) % FRAME
-        return self._trim(self._stream.push_tokens(tokens))
+        return self.trim(self._stream.push_tokens(tokens))
 
-    def _trim(self, audio: np.ndarray) -> np.ndarray:
+    def trim(self, audio: np.ndarray) -> np.ndarray:
+        """Drop what is left of the preset's output trim (``trim_samples``) from the front of ``audio``, the
+        stream's next samples (a :class:`~snac_onnx.pool.StreamPool` calls this on the audio it hands out)."""
         if self._to_trim and audio.size:
             cut = min(self._to_trim, audio.size)
             self._to_trim -= cut
@@ -241,7 +243,7 @@ class PresetStream:
         if self.done:
             return np.zeros(0, np.float32)
         self.done = True
-        return self._trim(self._stream.flush(drop_incomplete=True))
+        return self.trim(self._stream.flush(drop_incomplete=True))
 
 
 class MiniOmniHeads:

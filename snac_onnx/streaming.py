@@ -29,23 +29,43 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
-from .codes import check_codes, check_seed
+from .codes import check_codes, check_int, check_seed
 from .config import ModelConfig
 from .errors import InvalidArgumentError, InvalidCodesError, ModelNotFoundError, StreamClosedError
-from .layouts import TokenLayout, resolve_layout, tokens_to_codes
+from .layouts import TokenLayout, resolve_layout, token_codes, tokens_to_codes
 from .manifest import first_audio_frame
 from .noise import NoiseSource
 from .planner import Chunk, Run, budget_steps, grid_chunks
 from .runner import Runner
 
-__all__ = ["StreamDecoder", "STREAM_MODES"]
+__all__ = ["StreamDecoder", "StepInput", "STREAM_MODES"]
 
 _EMPTY = np.zeros(0, np.float32)
 STREAM_MODES = ("auto", "stateful", "window")
 UNKNOWN_END = 1 << 40  # the stream graph's ``end`` while the length is unknown: beyond any stream (frames)
+
+
+@dataclass(frozen=True)
+class StepInput:
+    """The stream graph's inputs for one call of one stream (batch 1), states aside.
+
+    Attributes:
+        codes: int64 ``(1, frames * codes_per_frame[i])`` per codebook.
+        noise: float32 ``(1, 1, frames * noise_per_frame[j])`` per NoiseBlock.
+        frame: int64 ``(1,)``, the call's first frame.
+        end: int64 ``(1,)``, the stream's length in frames (:data:`UNKNOWN_END` until flushed).
+        frames: coarse frames the call covers (a multiple of ``step_frames``).
+    """
+
+    codes: list[np.ndarray]
+    noise: list[np.ndarray]
+    frame: np.ndarray
+    end: np.ndarray
+    frames: int
 
 
 class StreamDecoder:
@@ -68,6 +88,9 @@ class StreamDecoder:
         noise: add the decoder's noise (official behaviour) or not (deterministic).
         seed: seed of the noise (a non-negative int); None with noise on: a fresh one, kept in
             :attr:`seed` so the audio can be reproduced.
+        deferred: stateful mode: the stream's steps are run by a scheduler (:class:`~snac_onnx.pool.StreamPool`)
+            through :meth:`ready_steps`, :meth:`prepare_step` and :meth:`finish_step`; :meth:`push` and
+            :meth:`flush` then only take input and return no audio.
 
     Raises:
         InvalidArgumentError: an argument of the wrong type or outside its range, or window
@@ -87,6 +110,7 @@ class StreamDecoder:
         layout: TokenLayout | str = "interleaved",
         noise: bool = False,
         seed: int | None = None,
+        deferred: bool = False,
     ) -> None:
         config: ModelConfig = runner.config
         self._runner = runner
@@ -101,12 +125,13 @@ class StreamDecoder:
         self.chunk_frames = self._frames("chunk_frames", chunk_frames, multiple * max(1, math.ceil(4 / multiple)), 1)
         self.left_context = self._frames("left_context", left_context, left_default, 0)
         self.lookahead = self._frames("lookahead", lookahead, right_default, 0)
-        if isinstance(steps_per_call, bool) or not isinstance(steps_per_call, (int, np.integer)) or steps_per_call < 1:
-            raise InvalidArgumentError(f"steps_per_call must be an int >= 1, got {steps_per_call!r}")
-        self.steps_per_call = int(steps_per_call)
+        self.steps_per_call = check_int("steps_per_call", steps_per_call, 1)
         self.mode = self._mode(mode, window_args)
         if self.mode == "window" and self.steps_per_call != 1:
             raise InvalidArgumentError("steps_per_call applies to mode='stateful' (this stream is in window mode)")
+        if self.mode == "window" and deferred:
+            raise InvalidArgumentError("deferred steps need mode='stateful' (this stream is in window mode)")
+        self.deferred = deferred
         self.layout = resolve_layout(layout)
         if self.layout.order != "interleaved":
             raise InvalidArgumentError(
@@ -124,6 +149,7 @@ class StreamDecoder:
         self._noise = NoiseSource(config, checked if noise else None)
         self._per_frame = config.codes_per_frame
         self._frame_tokens = config.frame_tokens
+        self._codebook = config.codebook_size
         self._codes = [np.zeros(0, np.int64) for _ in config.vq_strides]
         self._base = 0  # global frame index of self._codes[...][0]
         self._received = 0  # frames received
@@ -135,6 +161,8 @@ class StreamDecoder:
             assert spec is not None
             self._spec = spec
             self._next_frame = spec.first_frame  # first frame of the next step
+            self._end: int | None = None  # the stream's length in frames (padded to the window), once flushed
+            self._last_frame = 0  # once flushed: the frame the tail steps run up to
             self._states = [np.zeros((1, st.channels, st.length), np.float32) for st in spec.states]
             budget = budget_steps(runner.max_chunk_seconds, config.samples_per_frame, config.sample_rate)
             self._max_steps = None if budget is None else max(1, budget // spec.step_frames)
@@ -247,12 +275,16 @@ class StreamDecoder:
             return _EMPTY
         if arr.dtype.kind not in "iu" or arr.ndim != 1:
             raise InvalidCodesError(f"tokens must be a 1-D sequence of integers, got {arr.dtype} {arr.shape}")
-        buffered = np.concatenate([self._pending_tokens, arr.astype(np.int64)])
+        ids = arr.astype(np.int64)  # checked now, so that a bad id never sits in an incomplete frame
+        token_codes(
+            ids, (self._pending_tokens.size + np.arange(ids.size)) % self._frame_tokens, self._codebook, self.layout
+        )
+        buffered = np.concatenate([self._pending_tokens, ids])
         whole = (buffered.size // self._frame_tokens) * self._frame_tokens
         if whole == 0:
             self._pending_tokens = buffered
             return _EMPTY
-        codes = tokens_to_codes(buffered[:whole], self._config.vq_strides, self._config.codebook_size, self.layout)
+        codes = tokens_to_codes(buffered[:whole], self._config.vq_strides, self._codebook, self.layout)
         self._pending_tokens = buffered[whole:]
         return self._append(codes)
 
@@ -261,6 +293,8 @@ class StreamDecoder:
         frames = codes[0].shape[0] // self._per_frame[0]
         self._codes = [np.concatenate([old, c]) for old, c in zip(self._codes, codes, strict=True)]
         self._received += frames
+        if self.deferred:
+            return _EMPTY
         audio = self._steps() if self.mode == "stateful" else self._windows(complete=False)
         self._trim_buffer()
         return audio
@@ -281,9 +315,14 @@ class StreamDecoder:
                 f"{self._pending_tokens.size} token(s) of an incomplete frame remain at flush; "
                 f"a frame has {self._frame_tokens} tokens"
             )
-        audio = self._tail() if self.mode == "stateful" else self._windows(complete=True)
+        if self.mode == "window":
+            audio = self._windows(complete=True)
+        else:
+            self._mark_end()
+            audio = _EMPTY if self.deferred else self._steps()
         self._closed = True
-        self._codes = []
+        if not self.deferred:
+            self._codes = []
         return audio
 
     def _check_open(self) -> None:
@@ -293,21 +332,37 @@ class StreamDecoder:
     # ------------------------------------------------------------------ stateful mode
     def _steps(self) -> np.ndarray:
         """Run every whole step that has arrived (several steps per graph call, up to the chunk budget)."""
-        spec = self._spec
         pieces = []
-        while True:
-            steps = (self._received - self._next_frame) // spec.step_frames
-            if self._max_steps is not None:
-                steps = min(steps, self._max_steps)
-            if steps < self.steps_per_call:
-                break
-            pieces.append(self._step(steps * spec.step_frames))
+        while steps := self.ready_steps():
+            step = self.prepare_step(steps)
+            audio, states = self._runner.step(step.codes, step.noise, step.frame, step.end, self._states)
+            pieces.append(self.finish_step(step, audio[0], states))
         return np.concatenate(pieces) if len(pieces) > 1 else (pieces[0] if pieces else _EMPTY)
 
-    def _step(self, frames: int, end: int = UNKNOWN_END) -> np.ndarray:
-        """One graph call over frames ``[next, next + frames)``; the stream's length is ``end`` frames (once known)."""
+    @property
+    def done(self) -> bool:
+        """Flushed, and every sample returned (stateful mode; a deferred stream is done once its tail has run)."""
+        if self.mode == "window":
+            return self._closed
+        return self._end is not None and self._next_frame >= self._last_frame
+
+    def ready_steps(self) -> int:
+        """Steps that can run now: whole steps received (``steps_per_call`` at least, up to the chunk budget), or
+        after :meth:`flush`, the tail steps left."""
+        step_frames = self._spec.step_frames
+        if self._end is not None:
+            steps = max(0, self._last_frame - self._next_frame) // step_frames
+        else:
+            steps = (self._received - self._next_frame) // step_frames
+            if steps < self.steps_per_call:
+                return 0
+        return steps if self._max_steps is None else min(steps, self._max_steps)
+
+    def prepare_step(self, steps: int) -> StepInput:
+        """The graph inputs of the next ``steps`` steps (at most :meth:`ready_steps`), batch 1; the states are
+        :attr:`states`. Nothing changes until :meth:`finish_step`."""
         spec, config = self._spec, self._config
-        a = self._next_frame
+        a, frames = self._next_frame, steps * spec.step_frames
         codes = []
         for buf, per in zip(self._codes, self._per_frame, strict=True):
             piece = buf[(max(a, 0) - self._base) * per : (a + frames - self._base) * per]
@@ -318,33 +373,48 @@ class StreamDecoder:
             self._noise.block(j, a * per - lag, (a + frames) * per - lag)[None, None, :]
             for j, (per, lag) in enumerate(zip(config.noise_per_frame, spec.noise_lags, strict=True))
         ]
-        frame, length = np.array([a], np.int64), np.array([end], np.int64)
-        audio, self._states = self._runner.step(codes, noise, frame, length, self._states)
-        self._next_frame = a + frames
-        start = a * config.samples_per_frame - spec.audio_lag  # position of audio[0, 0]; the first are < 0
-        stop = min(start + audio.shape[1], self._received * config.samples_per_frame)
+        end = UNKNOWN_END if self._end is None else self._end
+        return StepInput(codes, noise, np.array([a], np.int64), np.array([end], np.int64), frames)
+
+    @property
+    def states(self) -> list[np.ndarray]:
+        """The layer states (float32 ``(1, channels, length)`` each, the manifest's layout) the next step reads."""
+        return self._states
+
+    def finish_step(self, step: StepInput, audio: np.ndarray, states: list[np.ndarray]) -> np.ndarray:
+        """Take the outputs of ``step`` (``audio`` float32 1-D, the new ``states`` ``(1, C, L)``); returns the samples
+        that became final (float32, 1-D)."""
+        config, a = self._config, int(step.frame[0])
+        self._states = states
+        self._next_frame = a + step.frames
+        start = a * config.samples_per_frame - self._spec.audio_lag  # position of audio[0]; the first are < 0
+        stop = min(start + audio.shape[0], self._received * config.samples_per_frame)
+        if self.deferred:
+            self._trim_buffer()
         if stop <= self._emitted:
             return _EMPTY
-        keep = audio[0, self._emitted - start : stop - start]
+        keep = audio[self._emitted - start : stop - start]
         self._emitted = stop
         return keep
 
-    def _tail(self) -> np.ndarray:
-        """The last samples: the steps past the end, with the stream's length given to the graph, so each layer
-        sees its right zero padding exactly as offline (the codes fed past the end are ignored)."""
+    def _mark_end(self) -> None:
+        """Give the graph the stream's length and queue the steps past the end, so each layer sees its right zero
+        padding exactly as offline (the codes fed past the end are ignored)."""
         spec, config = self._spec, self._config
         spf, received = config.samples_per_frame, self._received
-        if self._emitted >= received * spf:
-            return _EMPTY
         pad = -received % config.frames_multiple  # attention models: repeat the last frame to a whole window
+        self._end = received + pad
+        if self._emitted >= received * spf:
+            self._last_frame = self._next_frame
+            return
         needed = -(-(received * spf + spec.audio_lag) // spf)  # frames whose step makes the last sample final
         steps = -(-(needed - self._next_frame) // spec.step_frames)
-        beyond = self._next_frame + steps * spec.step_frames - received - pad
+        self._last_frame = self._next_frame + steps * spec.step_frames
+        beyond = self._last_frame - received - pad
         self._codes = [
             np.concatenate([buf, np.tile(buf[-per:], pad), np.zeros(max(0, beyond) * per, np.int64)])
             for buf, per in zip(self._codes, self._per_frame, strict=True)
         ]
-        return self._step(steps * spec.step_frames, end=received + pad)
 
     # ------------------------------------------------------------------ window mode
     def _windows(self, complete: bool) -> np.ndarray:

@@ -1,0 +1,582 @@
+"""Many streams, one model: the steps that are ready across all live streams run as one batched graph call.
+
+Every stream of a model's stream graph (:mod:`snac_onnx.streaming`, stateful mode) steps through
+inputs of the same shape, so the steps that are ready across streams can be stacked along the
+batch axis, with their states, and run at once: the graph's weights are read once per call, not
+once per stream. :class:`StreamPool` owns one model and one worker thread. It collects the ready
+steps (oldest first), stacks up to ``max_batch`` of them (``max_batch`` comes from the codec's
+``max_chunk_seconds`` memory budget unless given), runs them, and hands each stream its audio.
+Each row has its own frame, length and states, so the audio of every stream is what it gets
+alone (the same equality with the offline decode as :class:`~snac_onnx.streaming.StreamDecoder`).
+
+The worker runs as soon as a step is ready: while a batch runs, the next one fills, so the batch
+size follows the load. With other live streams about to be ready, it waits at most
+``collect_ms`` for them; a lone stream never waits. A batch that fails is retried row by row, so
+one bad stream fails alone.
+
+Two faces, both thread-safe: :meth:`StreamPool.open` gives a :class:`PooledStream` (``push``,
+``end``, then iterate or :meth:`~PooledStream.read` the audio chunks); :meth:`StreamPool.open_async`,
+called in a running event loop, gives an :class:`AsyncPooledStream` (``await push``, ``async for``
+chunk). Pushing only checks and buffers the input (never decodes), so it does not block an event
+loop; decoding happens on the pool's worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import queue
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from . import forks
+from .codes import check_int
+from .errors import (
+    InvalidArgumentError,
+    ModelNotFoundError,
+    PoolFullError,
+    SnacOnnxError,
+    StreamClosedError,
+)
+from .layouts import TokenLayout
+from .planner import budget_steps, check_seconds
+from .presets import PresetStream, TokenPreset, get_preset
+from .streaming import StepInput, StreamDecoder
+
+if TYPE_CHECKING:
+    from .codec import SnacOnnx
+
+__all__ = ["StreamPool", "PooledStream", "AsyncPooledStream", "BatchRecord", "PoolStats"]
+
+logger = logging.getLogger(__name__)
+
+_END = object()  # delivered after a stream's last chunk
+Item = Any  # np.ndarray | BaseException | _END
+
+
+@dataclass(frozen=True)
+class BatchRecord:
+    """One batched call, as handed to ``on_batch``.
+
+    Attributes:
+        rows: streams in the call.
+        frames: coarse frames each row covers.
+        seconds: wall time of the graph call (stacking and splitting included).
+        queue_seconds: per row, the time from its step becoming ready to the call's start.
+        failed: rows whose step failed (each retried alone first).
+    """
+
+    rows: int
+    frames: int
+    seconds: float
+    queue_seconds: tuple[float, ...]
+    failed: int = 0
+
+
+@dataclass(frozen=True)
+class PoolStats:
+    """Counters of a pool since it was made (:meth:`StreamPool.stats`)."""
+
+    streams_active: int
+    streams_opened: int
+    streams_refused: int
+    streams_failed: int
+    batches: int
+    rows: int
+    max_rows: int
+
+
+class _Sink:
+    """Where a stream's chunks go (from the worker thread); read by one consumer."""
+
+    def put(self, item: Item) -> None:
+        raise NotImplementedError
+
+
+class _ThreadSink(_Sink):
+    """A thread-safe queue."""
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[Item] = queue.SimpleQueue()
+
+    def put(self, item: Item) -> None:
+        self._queue.put(item)
+
+    def get(self, timeout: float | None) -> Item:
+        return self._queue.get(timeout=timeout)
+
+
+class _LoopSink(_Sink):
+    """Chunks handed to an ``asyncio.Queue`` on the event loop that opened the stream."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._aqueue: asyncio.Queue[Item] = asyncio.Queue()
+
+    def put(self, item: Item) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is reading any more
+            self._loop.call_soon_threadsafe(self._aqueue.put_nowait, item)
+
+    async def aget(self) -> Item:
+        return await self._aqueue.get()
+
+
+class _Entry:
+    """A pool's view of one stream: its decoder, what it pushes through, and where its audio goes."""
+
+    def __init__(self, key: int, decoder: StreamDecoder, front: StreamDecoder | PresetStream, sink: _Sink) -> None:
+        self.key = key
+        self.decoder = decoder
+        self.front = front
+        self.sink = sink
+        self.ready_since: float | None = None
+        self.running = False
+        self.gone = False  # cancelled, failed or finished: the worker skips it
+
+
+class StreamPool:
+    """Decode many streams of one model at once; see the module docstring.
+
+    Args:
+        codec: the model (fp32, with a stream graph; every export since the stream graph has one). Its
+            ``threads`` are the threads of each batched call; its ``max_chunk_seconds`` bounds a call's
+            audio, summed over its rows, and so the default ``max_batch``.
+        max_streams: streams open at once; :meth:`open` beyond it raises :class:`PoolFullError`.
+        max_batch: the most rows one call stacks (None: from the memory budget, 64 without one).
+            ``batching=False`` is ``max_batch=1`` (one stream per call).
+        batching: stack ready steps of several streams in one call.
+        collect_ms: the longest a ready step waits for steps of other live streams to join it (ms). A lone
+            stream, or a batch that is already full, never waits.
+        max_stream_seconds: the longest stream the pool accepts, in seconds of audio; a push beyond it fails
+            that stream with :class:`InvalidArgumentError` (None: no bound).
+        on_batch: called after each call with its :class:`BatchRecord` (on the worker thread; keep it short).
+
+    Raises:
+        ModelNotFoundError: the export has no stream graph (re-export it).
+        InvalidArgumentError: an argument out of range, or a codec that does not run fp32.
+    """
+
+    def __init__(
+        self,
+        codec: SnacOnnx,
+        *,
+        max_streams: int = 64,
+        max_batch: int | None = None,
+        batching: bool = True,
+        collect_ms: float = 1.0,
+        max_stream_seconds: float | None = 600.0,
+        on_batch: Callable[[BatchRecord], None] | None = None,
+    ) -> None:
+        runner = codec.runner
+        spec = runner.sessions.manifest.stream
+        if spec is None:
+            raise ModelNotFoundError(
+                "a StreamPool runs the export's stream graph (stream.onnx) and this export has none; re-export it "
+                "with 'python -m export ...'"
+            )
+        if codec.precision != "fp32":
+            raise InvalidArgumentError(f"the stream graph is fp32 and this codec runs {codec.precision}")
+        check_int("max_streams", max_streams, 1)
+        if max_batch is not None:
+            check_int("max_batch", max_batch, 1)
+        if not isinstance(batching, bool):
+            raise InvalidArgumentError(f"batching must be True or False, got {batching!r}")
+        if isinstance(collect_ms, bool) or not isinstance(collect_ms, (int, float)) or not 0 <= collect_ms <= 1000:
+            raise InvalidArgumentError(f"collect_ms must be a number of ms in [0, 1000], got {collect_ms!r}")
+        max_stream_seconds = check_seconds("max_stream_seconds", max_stream_seconds)
+        config = codec.config
+        self._frame_budget = budget_steps(runner.max_chunk_seconds, config.samples_per_frame, config.sample_rate)
+        self._max_frames = budget_steps(max_stream_seconds, config.samples_per_frame, config.sample_rate)
+        if max_batch is None:
+            max_batch = 64 if self._frame_budget is None else max(1, self._frame_budget // spec.step_frames)
+        self.codec = codec
+        self.max_streams = int(max_streams)
+        self.max_batch = int(max_batch) if batching else 1
+        self.collect_s = float(collect_ms) / 1000.0
+        self._runner = runner
+        self._step_frames = spec.step_frames
+        self._on_batch = on_batch
+        self._cond = threading.Condition()
+        self._entries: dict[int, _Entry] = {}
+        self._keys = itertools.count()
+        self._closing = False
+        self._worker: threading.Thread | None = None
+        self._counts = {"opened": 0, "refused": 0, "failed": 0, "batches": 0, "rows": 0, "max_rows": 0}
+        forks.register(self)
+
+    def after_fork_in_child(self) -> None:
+        """The worker thread is gone in a forked child: forget it and the parent's streams (a new one starts on
+        the next :meth:`open`)."""
+        self._cond = threading.Condition()
+        self._entries = {}
+        self._worker = None
+
+    # ------------------------------------------------------------------ streams
+    def open(
+        self,
+        *,
+        preset: TokenPreset | str | None = None,
+        layout: TokenLayout | str = "interleaved",
+        noise: bool = False,
+        seed: int | None = None,
+    ) -> PooledStream:
+        """A new stream; push codes or flat tokens (``layout``), or a TTS model's ids or text (``preset``, e.g.
+        ``"orpheus"``), then iterate its audio. ``noise``, ``seed``: as :meth:`SnacOnnx.stream`.
+
+        Raises:
+            PoolFullError: ``max_streams`` are open, or the pool is closing.
+        """
+        decoder, front = self._make(preset, layout, noise, seed)
+        sink = _ThreadSink()
+        return PooledStream(self, self._add(decoder, front, sink), sink)
+
+    def open_async(
+        self,
+        *,
+        preset: TokenPreset | str | None = None,
+        layout: TokenLayout | str = "interleaved",
+        noise: bool = False,
+        seed: int | None = None,
+    ) -> AsyncPooledStream:
+        """:meth:`open` for asyncio; call it in the event loop that will read the stream."""
+        loop = asyncio.get_running_loop()
+        decoder, front = self._make(preset, layout, noise, seed)
+        sink = _LoopSink(loop)
+        return AsyncPooledStream(self, self._add(decoder, front, sink), sink)
+
+    def _make(
+        self, preset: TokenPreset | str | None, layout: TokenLayout | str, noise: bool, seed: int | None
+    ) -> tuple[StreamDecoder, StreamDecoder | PresetStream]:
+        if preset is None:
+            decoder = StreamDecoder(self._runner, mode="stateful", layout=layout, noise=noise, seed=seed, deferred=True)
+            return decoder, decoder
+        chosen = get_preset(preset)
+        decoder = StreamDecoder(
+            self._runner, mode="stateful", layout=chosen.layout, noise=noise, seed=seed, deferred=True
+        )
+        return decoder, PresetStream(decoder, chosen)
+
+    def _add(self, decoder: StreamDecoder, front: StreamDecoder | PresetStream, sink: _Sink) -> _Entry:
+        with self._cond:
+            if self._closing:
+                self._counts["refused"] += 1
+                raise PoolFullError("the stream pool is closing; it takes no new streams")
+            if len(self._entries) >= self.max_streams:
+                self._counts["refused"] += 1
+                raise PoolFullError(f"the stream pool holds its maximum of {self.max_streams} streams; try again later")
+            entry = _Entry(next(self._keys), decoder, front, sink)
+            self._entries[entry.key] = entry
+            self._counts["opened"] += 1
+            if self._worker is None:
+                self._worker = threading.Thread(target=self._loop, name="snac_onnx-pool", daemon=True)
+                self._worker.start()
+        return entry
+
+    def _push(self, entry: _Entry, data: Any) -> None:
+        with self._cond:
+            if entry.gone:
+                raise StreamClosedError("this stream was cancelled, failed or has ended")
+            front = entry.front
+            try:
+                front.push(data)
+            except StreamClosedError:
+                raise StreamClosedError(
+                    "this stream has ended (end() or an end-of-speech id); open a new one"
+                ) from None
+            if self._max_frames is not None and entry.decoder.frames_received > self._max_frames:
+                self._fail(
+                    entry,
+                    InvalidArgumentError(
+                        f"the stream is longer than this pool's limit of {self._max_frames} frames (max_stream_seconds)"
+                    ),
+                )
+                raise InvalidArgumentError("the stream went past max_stream_seconds and was closed")
+            self._wake(entry)
+
+    def _end(self, entry: _Entry) -> None:
+        with self._cond:
+            if entry.gone:
+                raise StreamClosedError("this stream was cancelled, failed or has ended")
+            front = entry.front
+            if isinstance(front, PresetStream):
+                front.flush()
+            elif not front.closed:
+                front.flush(drop_incomplete=False)
+            self._wake(entry)
+
+    def _cancel(self, entry: _Entry) -> None:
+        with self._cond:
+            if not entry.gone:
+                entry.gone = True
+                self._entries.pop(entry.key, None)
+                entry.sink.put(_END)
+                self._cond.notify_all()
+
+    def _wake(self, entry: _Entry) -> None:
+        """After input or the end: mark the entry ready (its queue time starts now) or finish an empty stream."""
+        decoder = entry.decoder
+        if decoder.done and not entry.running:
+            self._finish(entry)
+        elif entry.ready_since is None and not entry.running and decoder.ready_steps():
+            entry.ready_since = time.monotonic()
+            self._cond.notify_all()
+
+    def _finish(self, entry: _Entry) -> None:
+        entry.gone = True
+        self._entries.pop(entry.key, None)
+        entry.sink.put(_END)
+        self._cond.notify_all()
+
+    def _fail(self, entry: _Entry, error: BaseException) -> None:
+        if entry.gone:
+            return
+        self._counts["failed"] += 1
+        entry.gone = True
+        self._entries.pop(entry.key, None)
+        entry.sink.put(error)
+        entry.sink.put(_END)
+        self._cond.notify_all()
+
+    # ------------------------------------------------------------------ the worker
+    def _ready(self) -> list[_Entry]:
+        ready = [e for e in self._entries.values() if e.ready_since is not None]
+        ready.sort(key=lambda e: e.ready_since or 0.0)
+        return ready
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                ready = self._ready()
+                while not ready:
+                    if self._closing and not self._entries:
+                        return
+                    self._cond.wait()
+                    ready = self._ready()
+                batch, queued = self._select(self._collect(ready))
+            self._run(batch, queued)
+
+    def _collect(self, ready: list[_Entry]) -> list[_Entry]:
+        """Wait up to ``collect_s`` for other live streams' steps while the batch is not full (lock held)."""
+        if self.collect_s <= 0 or self.max_batch == 1:
+            return ready
+        deadline = time.monotonic() + self.collect_s
+        while len(ready) < min(self.max_batch, len(self._entries)):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            self._cond.wait(remaining)
+            ready = self._ready()
+        return ready
+
+    def _select(self, ready: list[_Entry]) -> tuple[list[tuple[_Entry, StepInput]], tuple[float, ...]]:
+        """The oldest ready streams, up to ``max_batch``, each with the same number of steps (lock held)."""
+        rows = ready[: self.max_batch]
+        steps = min(e.decoder.ready_steps() for e in rows)
+        if self._frame_budget is not None:
+            steps = max(1, min(steps, self._frame_budget // (len(rows) * self._step_frames)))
+        batch = []
+        for entry in rows:
+            entry.running = True
+            batch.append((entry, entry.decoder.prepare_step(steps)))
+        now = time.monotonic()
+        return batch, tuple(now - (entry.ready_since or now) for entry in rows)
+
+    def _run(self, batch: list[tuple[_Entry, StepInput]], queued: tuple[float, ...]) -> None:
+        started = time.monotonic()
+        results, failed = self._call(batch)
+        seconds = time.monotonic() - started
+        with self._cond:
+            for (entry, step), result in zip(batch, results, strict=True):
+                entry.running = False
+                entry.ready_since = None
+                if entry.gone:
+                    continue
+                if isinstance(result, BaseException):
+                    self._fail(entry, result)
+                    continue
+                audio, states = result
+                try:
+                    chunk = entry.decoder.finish_step(step, audio, states)
+                    if isinstance(entry.front, PresetStream):
+                        chunk = entry.front.trim(chunk)
+                except SnacOnnxError as error:
+                    self._fail(entry, error)
+                    continue
+                if chunk.size:
+                    entry.sink.put(chunk)
+                self._wake(entry)
+            counts = self._counts
+            counts["batches"] += 1
+            counts["rows"] += len(batch)
+            counts["max_rows"] = max(counts["max_rows"], len(batch))
+        if self._on_batch is not None:
+            try:
+                self._on_batch(BatchRecord(len(batch), batch[0][1].frames, seconds, queued, failed))
+            except Exception:  # a broken metrics hook must not stop the decoding
+                logger.exception("on_batch raised; ignored")
+
+    def _call(
+        self, batch: list[tuple[_Entry, StepInput]]
+    ) -> tuple[list[tuple[np.ndarray, list[np.ndarray]] | BaseException], int]:
+        """Run the stacked steps; a failing batch is retried row by row so that only the failing rows fail."""
+        steps = [step for _, step in batch]
+        states = [entry.decoder.states for entry, _ in batch]
+        try:
+            audio, new_states = self._runner.step(
+                [np.concatenate(c) for c in zip(*(s.codes for s in steps), strict=True)],
+                [np.concatenate(n) for n in zip(*(s.noise for s in steps), strict=True)],
+                np.concatenate([s.frame for s in steps]),
+                np.concatenate([s.end for s in steps]),
+                [np.concatenate(st) for st in zip(*states, strict=True)],
+            )
+        except Exception as error:  # noqa: BLE001  # handed to the streams it concerns, never lost
+            if len(batch) == 1:
+                logger.warning("a stream step failed: %s", error)
+                return [error], 1
+            results: list[tuple[np.ndarray, list[np.ndarray]] | BaseException] = []
+            failed = 0
+            for row in batch:
+                result, bad = self._call([row])
+                results += result
+                failed += bad
+            return results, failed
+        return [(audio[i], [s[i : i + 1] for s in new_states]) for i in range(len(batch))], 0
+
+    # ------------------------------------------------------------------ life
+    @property
+    def streams_active(self) -> int:
+        with self._cond:
+            return len(self._entries)
+
+    def stats(self) -> PoolStats:
+        """Counters since the pool was made."""
+        with self._cond:
+            c = self._counts
+            return PoolStats(
+                len(self._entries), c["opened"], c["refused"], c["failed"], c["batches"], c["rows"], c["max_rows"]
+            )
+
+    def close(self, timeout: float | None = 0.0) -> None:
+        """Take no new streams; let the live ones finish for up to ``timeout`` s (None: wait for all), then cancel
+        the rest (their readers get :class:`StreamClosedError`) and stop the worker."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+            deadline = None if timeout is None else time.monotonic() + timeout
+            while self._entries and (deadline is None or time.monotonic() < deadline):
+                self._cond.wait(None if deadline is None else max(0.0, deadline - time.monotonic()))
+            for entry in list(self._entries.values()):
+                self._fail(entry, StreamClosedError("the stream pool closed before this stream ended"))
+            worker = self._worker
+        if worker is not None and worker is not threading.current_thread():
+            worker.join()
+
+    def __enter__(self) -> StreamPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+Input = Sequence[np.ndarray] | np.ndarray | Sequence[int] | int | str
+
+
+class _Handle:
+    """What both faces of a pool's stream share: the decoder, cancelling, and reading one delivered item."""
+
+    def __init__(self, pool: StreamPool, entry: _Entry) -> None:
+        self._pool = pool
+        self._entry = entry
+        self._done = False
+
+    @property
+    def decoder(self) -> StreamDecoder:
+        """The stream's :class:`~snac_onnx.streaming.StreamDecoder` (its ``seed``, ``frames_received``...)."""
+        return self._entry.decoder
+
+    def cancel(self) -> None:
+        """Drop the stream now and free its state; reading stops (audio not yet read is lost)."""
+        self._pool._cancel(self._entry)
+
+    def _item(self, item: Item) -> np.ndarray | None:
+        if item is _END:
+            self._done = True
+            return None
+        if isinstance(item, BaseException):
+            self._done = True
+            raise item
+        return item  # type: ignore[no-any-return]
+
+
+class PooledStream(_Handle):
+    """One stream of a :class:`StreamPool` (thread-safe); create with :meth:`StreamPool.open`.
+
+    ``push`` (any number of times), ``end`` once, and read the audio (float32 1-D chunks, in order,
+    as they become final) by iterating or with :meth:`read`. The chunks concatenated are the
+    stream's whole audio. An error of the stream is raised by the reader.
+    """
+
+    def __init__(self, pool: StreamPool, entry: _Entry, sink: _ThreadSink) -> None:
+        super().__init__(pool, entry)
+        self._sink = sink
+
+    def push(self, data: Input) -> None:
+        """Queue input: per-codebook codes or flat tokens, or with a preset, ids or generated text. Bad input
+        raises here (:class:`~snac_onnx.errors.InvalidCodesError`...) and leaves the stream as it was."""
+        self._pool._push(self._entry, data)
+
+    def end(self) -> None:
+        """No more input: the tail is decoded (as :meth:`StreamDecoder.flush`), then reading stops."""
+        self._pool._end(self._entry)
+
+    def read(self, timeout: float | None = None) -> np.ndarray | None:
+        """The next chunk, or None once the stream is over; raises the stream's error, or TimeoutError."""
+        if self._done:
+            return None
+        try:
+            item = self._sink.get(timeout)
+        except queue.Empty:
+            raise TimeoutError(f"no audio within {timeout} s") from None
+        return self._item(item)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        while (chunk := self.read()) is not None:
+            yield chunk
+
+
+class AsyncPooledStream(_Handle):
+    """One stream of a :class:`StreamPool` for asyncio; create with :meth:`StreamPool.open_async` in the loop
+    that reads it.
+
+    ``await push(...)``, ``await end()``, ``async for chunk in stream``. Pushing checks and
+    buffers the input; decoding runs on the pool's worker thread, never on the loop.
+    """
+
+    def __init__(self, pool: StreamPool, entry: _Entry, sink: _LoopSink) -> None:
+        super().__init__(pool, entry)
+        self._sink = sink
+
+    async def push(self, data: Input) -> None:
+        """As :meth:`PooledStream.push`."""
+        self._pool._push(self._entry, data)
+
+    async def end(self) -> None:
+        """As :meth:`PooledStream.end`."""
+        self._pool._end(self._entry)
+
+    async def read(self) -> np.ndarray | None:
+        """The next chunk, or None once the stream is over; raises the stream's error."""
+        if self._done:
+            return None
+        return self._item(await self._sink.aget())
+
+    async def __aiter__(self) -> AsyncIterator[np.ndarray]:
+        while (chunk := await self.read()) is not None:
+            yield chunk

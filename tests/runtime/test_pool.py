@@ -1,0 +1,290 @@
+"""StreamPool: many streams batched in one graph call, each stream's audio exactly what it gets alone (no torch)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from snac_onnx import (
+    PRESETS,
+    InvalidArgumentError,
+    InvalidCodesError,
+    ModelNotFoundError,
+    PoolFullError,
+    SnacOnnx,
+    StreamClosedError,
+    StreamPool,
+)
+from snac_onnx.layouts import codes_to_tokens, frame_size
+from snac_onnx.orpheus import CUSTOM_TOKEN_BASE
+
+
+def _codes(codec, frames: int, seed: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [rng.integers(0, 4095, n) for n in codec.config.code_lengths(frames)]
+
+
+def _pieces(codec, codes, seed: int) -> list[np.ndarray]:
+    """Tokens cut at random places (some cuts inside a frame)."""
+    tokens = codes_to_tokens(codes, codec.vq_strides)
+    rng = np.random.default_rng(seed)
+    cuts = np.sort(rng.choice(np.arange(1, tokens.size), size=min(6, tokens.size - 1), replace=False))
+    return np.split(tokens, cuts)
+
+
+def _read_all(stream) -> np.ndarray:
+    chunks = list(stream)
+    assert all(c.dtype == np.float32 and c.ndim == 1 for c in chunks)
+    return np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
+
+
+@pytest.mark.parametrize("model", ["tiny24", "tiny44"])
+def test_concurrent_streams_equal_offline(model, request):
+    """Eight streams of different lengths, pushed from eight threads in random pieces, batched together."""
+    codec: SnacOnnx = request.getfixturevalue(model)
+    records = []
+    with StreamPool(codec, collect_ms=5, on_batch=records.append) as pool:
+        m = codec.config.frames_multiple  # offline decode takes whole attention windows
+        lengths = [m * n for n in (1, 2, 3, 5, 8, 12, 17, 24)] if m == 1 else [m * n for n in (1, 1, 2, 2, 3, 3, 4, 5)]
+        expected, outputs = {}, {}
+
+        def client(i: int) -> None:
+            codes = _codes(codec, lengths[i], seed=i)
+            expected[i] = codec.decode(codes, noise=False)
+            stream = pool.open()
+            for piece in _pieces(codec, codes, seed=i):
+                stream.push(piece)
+                time.sleep(0.001)
+            stream.end()
+            outputs[i] = _read_all(stream)
+
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(len(lengths))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        for i in range(len(lengths)):
+            assert outputs[i].shape == expected[i].shape, i
+            np.testing.assert_allclose(outputs[i], expected[i], atol=1e-4, rtol=0, err_msg=str(i))
+        stats = pool.stats()
+    assert stats.streams_active == 0 and stats.streams_opened == len(lengths)
+    assert stats.max_rows > 1, "no step was batched across streams"
+    assert sum(r.rows for r in records) == stats.rows and all(len(r.queue_seconds) == r.rows for r in records)
+
+
+def test_ready_streams_share_one_call(tiny24):
+    """Four streams made ready inside the collection window run as one batch of four."""
+    records = []
+    with StreamPool(tiny24, collect_ms=1000, on_batch=records.append) as pool:
+        streams = [pool.open() for _ in range(4)]
+        codes = [_codes(tiny24, 2, seed=i) for i in range(4)]
+        for s, c in zip(streams, codes):
+            s.push(c)  # 2 frames: 2 steps ready, the worker waits for the others
+        for s in streams:
+            s.end()
+        outs = [_read_all(s) for s in streams]
+    assert records[0].rows == 4
+    for out, c in zip(outs, codes):
+        np.testing.assert_allclose(out, tiny24.decode(c, noise=False), atol=1e-4, rtol=0)
+
+
+def test_batching_off_runs_one_stream_per_call(tiny24):
+    records = []
+    with StreamPool(tiny24, batching=False, collect_ms=50, on_batch=records.append) as pool:
+        assert pool.max_batch == 1
+        streams = [pool.open() for _ in range(3)]
+        codes = [_codes(tiny24, 4, seed=i) for i in range(3)]
+        for s, c in zip(streams, codes):
+            s.push(c)
+            s.end()
+        outs = [_read_all(s) for s in streams]
+    assert records and all(r.rows == 1 for r in records)
+    for out, c in zip(outs, codes):
+        np.testing.assert_allclose(out, tiny24.decode(c, noise=False), atol=1e-4, rtol=0)
+
+
+def test_max_batch_defaults_to_the_memory_budget(tiny24):
+    spf, rate = tiny24.samples_per_frame, tiny24.sample_rate
+    assert StreamPool(tiny24).max_batch == int(5.0 * rate) // spf  # max_chunk_seconds 5 s, one frame per step
+    assert StreamPool(tiny24, max_batch=3).max_batch == 3
+
+
+def test_noise_and_presets_per_stream(tiny24):
+    """Streams with different inputs and noise in one pool: each equals its own reference."""
+    with StreamPool(tiny24, collect_ms=20) as pool:
+        codes = _codes(tiny24, 9, seed=3)
+        noisy = pool.open(noise=True, seed=11)
+        orpheus = pool.open(preset="orpheus")
+        text = pool.open(preset="orpheus")
+        plain = pool.open()
+        noisy.push(codes)
+        noisy.end()
+        ids = codes_to_tokens(codes, tiny24.vq_strides, "orpheus")
+        orpheus.push([128257, *ids.tolist()[:10]])  # start of speech, then audio ids
+        orpheus.push([*ids.tolist()[10:], 128258])  # end of speech ends the stream
+        text.push("".join(f"<custom_token_{i - CUSTOM_TOKEN_BASE}>" for i in ids.tolist())[:-5])  # a tag cut short
+        text.push("".join(f"<custom_token_{i - CUSTOM_TOKEN_BASE}>" for i in ids.tolist())[-5:])
+        text.end()
+        plain.push(codes)
+        plain.end()
+        outs = [_read_all(s) for s in (noisy, orpheus, text, plain)]
+    offline = tiny24.decode(codes, noise=False)
+    with_noise = tiny24.decode(codes, noise=tiny24.stream_noise(9, 11))
+    np.testing.assert_allclose(outs[0], with_noise, atol=1e-4, rtol=0)
+    assert np.abs(outs[0] - offline).max() > 1e-3  # the noise is really on
+    for out in outs[1:]:
+        np.testing.assert_allclose(out, offline, atol=1e-4, rtol=0)
+
+
+def test_a_presets_output_trim_is_applied_to_pooled_audio(tiny24):
+    trimmed = dataclasses.replace(PRESETS["orpheus"], name="trimmed", trim_samples=2048)
+    codes = _codes(tiny24, 6, seed=4)
+    ids = codes_to_tokens(codes, tiny24.vq_strides, "orpheus")
+    alone = tiny24.preset_stream(trimmed)
+    want = np.concatenate([alone.push(ids.tolist()), alone.flush()])
+    with StreamPool(tiny24) as pool:
+        stream = pool.open(preset=trimmed)
+        stream.push(ids.tolist())
+        stream.end()
+        got = _read_all(stream)
+    assert got.size == want.size == 6 * tiny24.samples_per_frame - 2048
+    np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)
+
+
+def test_bad_input_fails_the_push_and_leaves_the_stream_intact(tiny24):
+    with StreamPool(tiny24) as pool:
+        stream = pool.open()
+        codes = _codes(tiny24, 5, seed=5)
+        tokens = codes_to_tokens(codes, tiny24.vq_strides)
+        stream.push(tokens[:3])
+        with pytest.raises(InvalidCodesError):
+            stream.push([1, 2, 99999])
+        with pytest.raises(InvalidCodesError):
+            stream.push(np.array([0.5, 1.5]))
+        stream.push(tokens[3:])
+        stream.end()
+        np.testing.assert_allclose(_read_all(stream), tiny24.decode(codes, noise=False), atol=1e-4, rtol=0)
+        with pytest.raises(StreamClosedError):
+            stream.push(tokens[:7])
+        incomplete = pool.open()
+        incomplete.push(tokens[:3])
+        with pytest.raises(InvalidCodesError, match="incomplete frame"):
+            incomplete.end()
+        incomplete.cancel()
+
+
+def test_a_failing_step_fails_its_stream_only(tiny24, monkeypatch):
+    """The runner fails for any batch holding the bad stream's codes: the batch is retried row by row."""
+    with StreamPool(tiny24, collect_ms=50) as pool:
+        real_step = pool._runner.step
+
+        def step(codes, noise, frame, end, states):
+            if (codes[0] == 4095).any():
+                raise RuntimeError("simulated onnxruntime failure")
+            return real_step(codes, noise, frame, end, states)
+
+        monkeypatch.setattr(pool._runner, "step", step)
+        good = [pool.open() for _ in range(3)]
+        bad = pool.open()
+        codes = [_codes(tiny24, 6, seed=i) for i in range(3)]
+        bad_codes = _codes(tiny24, 6, seed=9)
+        bad_codes[0][:] = 4095
+        for s, c in zip([*good, bad], [*codes, bad_codes]):
+            s.push(c)
+            s.end()
+        outs = [_read_all(s) for s in good]
+        with pytest.raises(RuntimeError, match="simulated"):
+            _read_all(bad)
+        assert pool.stats().streams_failed == 1
+    for out, c in zip(outs, codes):
+        np.testing.assert_allclose(out, tiny24.decode(c, noise=False), atol=1e-4, rtol=0)
+
+
+def test_limits_cancel_and_close(tiny24):
+    pool = StreamPool(tiny24, max_streams=2, max_stream_seconds=0.5)
+    a, b = pool.open(), pool.open()
+    with pytest.raises(PoolFullError, match="maximum of 2"):
+        pool.open()
+    a.push(_codes(tiny24, 3, seed=1))
+    a.cancel()  # frees its place and its state
+    assert list(a) == []
+    assert pool.streams_active == 1
+    c = pool.open()
+    frames = int(0.5 * tiny24.sample_rate) // tiny24.samples_per_frame
+    with pytest.raises(InvalidArgumentError, match="max_stream_seconds"):
+        c.push(_codes(tiny24, frames + 1, seed=2))
+    with pytest.raises(InvalidArgumentError, match="longer than"):
+        _read_all(c)
+    b.push(_codes(tiny24, 2, seed=3))  # never ended: close() cancels it
+    pool.close(timeout=0.2)
+    with pytest.raises(StreamClosedError, match="closed before"):
+        _read_all(b)
+    with pytest.raises(PoolFullError, match="closing"):
+        pool.open()
+    assert pool.stats().streams_refused == 2
+
+
+def test_close_lets_live_streams_finish(tiny24):
+    pool = StreamPool(tiny24)
+    stream = pool.open()
+    codes = _codes(tiny24, 7, seed=6)
+    stream.push(codes)
+    stream.end()
+    pool.close(timeout=30)
+    np.testing.assert_allclose(_read_all(stream), tiny24.decode(codes, noise=False), atol=1e-4, rtol=0)
+
+
+def test_async_face(tiny44):
+    async def main() -> list[tuple[np.ndarray, np.ndarray]]:
+        pool = StreamPool(tiny44, collect_ms=5)
+
+        async def client(i: int) -> tuple[np.ndarray, np.ndarray]:
+            codes = _codes(tiny44, 4 * (1 + i), seed=20 + i)
+            stream = pool.open_async()
+            tokens = codes_to_tokens(codes, tiny44.vq_strides)
+            step = frame_size(tiny44.vq_strides)
+            chunks = []
+
+            async def reader() -> None:
+                async for chunk in stream:
+                    chunks.append(chunk)
+
+            task = asyncio.create_task(reader())
+            for k in range(0, tokens.size, step):
+                await stream.push(tokens[k : k + step])
+                await asyncio.sleep(0)
+            await stream.end()
+            await task
+            return np.concatenate(chunks), tiny44.decode(codes, noise=False)
+
+        try:
+            return await asyncio.gather(*(client(i) for i in range(4)))
+        finally:
+            pool.close()
+
+    for got, want in asyncio.run(main()):
+        np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)
+
+
+def test_pool_needs_the_stream_graph(tiny24_copy):
+    manifest = json.loads((tiny24_copy / "manifest.json").read_text())
+    del manifest["files"]["stream"], manifest["graphs"]["stream"]
+    (tiny24_copy / "manifest.json").write_text(json.dumps(manifest))
+    (tiny24_copy / "stream.onnx").unlink()
+    with pytest.raises(ModelNotFoundError, match="re-export"):
+        StreamPool(SnacOnnx(tiny24_copy))
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"max_streams": 0}, {"max_batch": 0}, {"batching": 1}, {"collect_ms": -1}, {"max_stream_seconds": "x"}]
+)
+def test_pool_argument_errors(tiny24, kwargs):
+    with pytest.raises(InvalidArgumentError):
+        StreamPool(tiny24, **kwargs)
+
