@@ -20,7 +20,7 @@ import numpy as np
 from .errors import InputNotFoundError, InvalidArgumentError, InvalidAudioError, MissingDependencyError, SampleRateError
 from .outputs import STDIO, atomic_output
 
-__all__ = ["AudioReader", "load_audio", "output_format", "write_audio", "resample_audio", "OUTPUT_FORMATS"]
+__all__ = ["AudioReader", "load_audio", "output_format", "write_audio", "pcm16", "resample_audio", "OUTPUT_FORMATS"]
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ class AudioReader:
 
     Args:
         path: any file libsndfile reads (wav, flac, ogg, mp3 with libsndfile >= 1.1, ...), or
-            ``-`` for standard input.
+            ``-`` for standard input, or the bytes of such a file (an upload).
         target_rate: the model's sample rate, Hz.
         mix: average multi-channel audio to mono (otherwise it is an error).
         resample: resample to ``target_rate`` with soxr when the file's rate
@@ -73,7 +73,7 @@ class AudioReader:
 
     def __init__(
         self,
-        path: str | os.PathLike[str],
+        path: str | os.PathLike[str] | bytes,
         target_rate: int,
         *,
         mix: bool = False,
@@ -88,12 +88,17 @@ class AudioReader:
             if raw_rate is None
             else {"samplerate": raw_rate, "channels": 1, "format": "RAW", "subtype": "PCM_16", "endian": "LITTLE"}
         )
-        self.name = "standard input" if str(path) == STDIO else repr(str(path))
         self._source: str | io.BytesIO
-        if str(path) == STDIO:
+        if isinstance(path, bytes):
+            self.name = "the audio given"
+            self._source = io.BytesIO(path)
+            head, size = path[:4096], len(path)
+        elif str(path) == STDIO:
+            self.name = "standard input"
             self._source = io.BytesIO(sys.stdin.buffer.read())
             head, size = self._source.getvalue()[:4096], len(self._source.getvalue())
         else:
+            self.name = repr(str(path))
             file = Path(path)
             if not file.is_file():
                 raise InputNotFoundError(
@@ -209,13 +214,17 @@ def write_audio(path: str | os.PathLike[str], audio: np.ndarray, rate: int, *, r
     samples = np.asarray(audio, np.float32)
     chosen = output_format(path, raw=raw)
     if chosen is None:
-        pcm = (np.clip(samples, -1.0, 1.0) * 32767.0).round().astype("<i2")
         with atomic_output(path) as handle:
-            handle.write(pcm.tobytes())
+            handle.write(pcm16(samples))
         return
     sf = _soundfile()
     with atomic_output(path) as handle:
         sf.write(handle, samples, rate, format=chosen[0], subtype=chosen[1])
+
+
+def pcm16(audio: np.ndarray) -> bytes:
+    """Mono float ``audio`` (nominally in [-1, 1]; clipped) as signed 16-bit little-endian PCM bytes."""
+    return bytes((np.clip(audio, -1.0, 1.0) * 32767.0).round().astype("<i2").tobytes())
 
 
 def resample_audio(audio: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
