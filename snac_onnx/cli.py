@@ -88,6 +88,10 @@ EXAMPLES = {
     "tokenize": """examples:
   snac-onnx tokenize corpus/ -o tokens/ -m models/snac_24khz --resample --mix
   snac-onnx tokenize 'corpus/**/*.mp3' -o tokens/ -m models/snac_24khz --layout orpheus --retry-errors""",
+    "serve": """examples:
+  snac-onnx serve -m models/snac_24khz                      (127.0.0.1:8000; WebSocket /v1/stream)
+  snac-onnx serve -m models/snac_24khz --host 0.0.0.0 --port 9000 --threads 2 --max-streams 32
+  snac-onnx serve -m /shared/models/snac_24khz --ray --replicas 4 --address auto   (on a Ray cluster)""",
     "download": """examples:
   snac-onnx download snac_24khz
   snac-onnx download someone/snac_custom --revision v1""",
@@ -196,6 +200,26 @@ def _parser() -> argparse.ArgumentParser:
     tok.add_argument("--offline", action="store_true", help="never use the network")
     tok.add_argument("-v", "--verbose", action="store_true", help="show Ray's own log lines")
     tok.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
+
+    srv = command("serve", "decode many streams at once over WebSocket and HTTP (FastAPI on uvicorn, or Ray Serve)")
+    srv.add_argument("-m", "--model", default=DEFAULT_MODEL, help="model folder, short name or hub repo")
+    srv.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
+    srv.add_argument("--port", type=_int_at_least(1), default=8000, help="port to listen on")
+    srv.add_argument("--providers", nargs="+", help="onnxruntime execution providers, in order (default: CPU)")
+    srv.add_argument("--threads", type=_int_at_least(0), default=0, help="onnxruntime threads (0: automatic)")
+    srv.add_argument("--max-streams", type=_int_at_least(1), default=64, help="streams open at once; beyond: refused")
+    srv.add_argument("--max-batch", type=_int_at_least(1), help="streams per batched step (default: memory budget)")
+    srv.add_argument("--no-batching", action="store_true", help="one stream per step (no batching across streams)")
+    srv.add_argument("--collect-ms", type=float, default=1.0, help="how long a ready step waits for others (ms)")
+    srv.add_argument("--max-message-bytes", type=_int_at_least(1), default=1 << 20, help="largest message or line")
+    srv.add_argument("--max-body-bytes", type=_int_at_least(1), default=64 << 20, help="largest HTTP body")
+    srv.add_argument("--idle-timeout", type=_seconds, default=30.0, help="close a stream silent this long (s)")
+    srv.add_argument("--max-stream-seconds", type=_seconds, default=600.0, help="longest stream (s of audio)")
+    srv.add_argument("--shutdown-grace", type=_seconds, default=10.0, help="at shutdown, time to finish (s)")
+    srv.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    srv.add_argument("--ray", action="store_true", help="deploy on Ray Serve instead of one uvicorn process")
+    srv.add_argument("--replicas", type=_int_at_least(1), default=1, help="--ray: replicas of the deployment")
+    srv.add_argument("--address", help="--ray: Ray cluster address (default RAY_ADDRESS, else a local Ray)")
 
     dl = command("download", "fetch a model into the hub cache for offline use")
     dl.add_argument("name", help="short name or hub repo id")
@@ -523,6 +547,34 @@ def cmd_tokenize(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        from .server import ServeSettings, serve
+    except ImportError as exc:
+        raise MissingDependencyError(f"snac-onnx serve needs pip install 'snac-onnx[serve]' ({exc})") from exc
+    settings = ServeSettings(
+        model=args.model,
+        providers=tuple(args.providers) if args.providers else None,
+        threads=args.threads,
+        max_streams=args.max_streams,
+        max_batch=args.max_batch,
+        batching=not args.no_batching,
+        collect_ms=args.collect_ms,
+        max_message_bytes=args.max_message_bytes,
+        max_body_bytes=args.max_body_bytes,
+        idle_timeout_s=args.idle_timeout,
+        max_stream_seconds=args.max_stream_seconds,
+        shutdown_grace_s=args.shutdown_grace,
+    )
+    if args.ray:
+        from .ray_serve import run_on_ray
+
+        run_on_ray(settings, host=args.host, port=args.port, replicas=args.replicas, address=args.address)
+    else:
+        serve(settings, host=args.host, port=args.port, log_level=args.log_level)
+    return EXIT_OK
+
+
 COMMANDS = {
     "encode": cmd_encode,
     "decode": cmd_decode,
@@ -530,6 +582,7 @@ COMMANDS = {
     "info": cmd_info,
     "download": cmd_download,
     "tokenize": cmd_tokenize,
+    "serve": cmd_serve,
 }
 
 

@@ -273,13 +273,9 @@ class _Service:
         self.encodes = asyncio.Semaphore(1)  # encoding shares the cores with the pool: one at a time
 
     def start(self) -> None:
-        from .codec import SnacOnnx
-
         s = self.settings
         if self.codec is None:
-            self.codec = SnacOnnx(
-                s.model, providers=list(s.providers) if s.providers else None, threads=s.threads, verify=s.verify
-            )
+            self.codec = make_codec(s)
         self.codec.load("stream")
         self.pool = StreamPool(
             self.codec,
@@ -336,6 +332,15 @@ class _PushResponse(StreamingResponse):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         with contextlib.suppress(OSError):
             await self.stream_response(send)
+
+
+def make_codec(settings: ServeSettings) -> SnacOnnx:
+    """The codec ``settings`` name, with its stream graph loaded."""
+    from .codec import SnacOnnx
+
+    providers = list(settings.providers) if settings.providers else None
+    codec = SnacOnnx(settings.model, providers=providers, threads=settings.threads, verify=settings.verify)
+    return codec.load("stream")
 
 
 def create_app(settings: ServeSettings | None = None, *, codec: SnacOnnx | None = None) -> FastAPI:
@@ -713,11 +718,12 @@ async def _send_audio(ws: WebSocket, stream: AsyncPooledStream, fmt: str, servic
 
 
 def serve(settings: ServeSettings, *, host: str = "127.0.0.1", port: int = 8000, log_level: str = "info") -> None:
-    """Run the app on uvicorn until interrupted (SIGINT/SIGTERM: graceful shutdown)."""
+    """Run the app on uvicorn until interrupted (SIGINT/SIGTERM: graceful shutdown). The model is loaded first, so
+    that a model that cannot be loaded is a :class:`SnacOnnxError` here, not a failed startup inside uvicorn."""
     import uvicorn
 
     uvicorn.run(
-        create_app(settings),
+        create_app(settings, codec=make_codec(settings)),
         host=host,
         port=port,
         log_level=log_level,

@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 
 pytest.importorskip("fastapi")
-from starlette.testclient import TestClient  # noqa: E402
+from starlette.testclient import TestClient
 
-from snac_onnx import InvalidArgumentError, PoolFullError, SnacOnnx  # noqa: E402
-from snac_onnx.audio_io import pcm16  # noqa: E402
-from snac_onnx.layouts import codes_to_tokens  # noqa: E402
-from snac_onnx.server import ServeSettings, create_app  # noqa: E402
-from tests.support import TINY_24, pcm  # noqa: E402
+from snac_onnx import InvalidArgumentError, PoolFullError, SnacOnnx
+from snac_onnx.audio_io import pcm16
+from snac_onnx.layouts import codes_to_tokens
+from snac_onnx.server import ServeSettings, create_app
+from tests.support import TINY_24, pcm
 
 FRAMES = 10
 
@@ -94,7 +94,10 @@ def test_websocket_text_codes_tokens_and_float_output(codec):
     cases = {
         "preset=orpheus&format=f32le": [{"text": text[:100]}, {"text": text[100:] + "<custom_token_2>"}],  # 128258 ends
         "format=f32le": [{"codes": [c.tolist() for c in codes]}, {"end": True}],
-        "layout=interleaved&format=f32le": [{"tokens": codes_to_tokens(codes, codec.vq_strides).tolist()}, {"end": True}],
+        "layout=interleaved&format=f32le": [
+            {"tokens": codes_to_tokens(codes, codec.vq_strides).tolist()},
+            {"end": True},
+        ],
     }
     with _client(codec) as client:
         for query, messages in cases.items():
@@ -262,7 +265,12 @@ def test_health_ready_metrics_info_and_draining(codec):
         with client.websocket_connect("/v1/stream") as ws:
             _talk(ws, [{"codes": [c.tolist() for c in _codes(codec, 3)]}, {"end": True}])
         text = client.get("/metrics").text
-        for name in ("snac_streams_active", "snac_batch_rows_count", "snac_step_seconds_bucket", "snac_queue_seconds_sum"):
+        for name in (
+            "snac_streams_active",
+            "snac_batch_rows_count",
+            "snac_step_seconds_bucket",
+            "snac_queue_seconds_sum",
+        ):
             assert name in text
     service = app.state.service
     assert service.draining
