@@ -20,6 +20,7 @@ from .codec import SnacOnnx
 from .codes_file import CodesFile, load_codes, save_codes
 from .config import ModelConfig
 from .errors import (
+    DecodeFailedError,
     InputNotFoundError,
     InvalidArgumentError,
     InvalidAudioError,
@@ -81,6 +82,7 @@ __all__ = [
     "KernelUnavailableError",
     "StreamClosedError",
     "PoolFullError",
+    "DecodeFailedError",
     "MissingDependencyError",
     "__version__",
 ]

@@ -21,6 +21,7 @@ __all__ = [
     "KernelUnavailableError",
     "StreamClosedError",
     "PoolFullError",
+    "DecodeFailedError",
     "MissingDependencyError",
 ]
 
@@ -71,6 +72,10 @@ class StreamClosedError(SnacOnnxError, RuntimeError):
 
 class PoolFullError(SnacOnnxError, RuntimeError):
     """A :class:`~snac_onnx.pool.StreamPool` already holds its maximum of streams, or is closing: try again later."""
+
+
+class DecodeFailedError(SnacOnnxError, RuntimeError):
+    """onnxruntime failed to run a graph on checked inputs (out of memory, a damaged model, or a bug to report)."""
 
 
 class MissingDependencyError(SnacOnnxError, ImportError):

@@ -23,7 +23,6 @@ loop; decoding happens on the pool's worker thread.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import itertools
 import logging
@@ -32,13 +31,14 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from . import forks
 from .codes import check_int
 from .errors import (
+    DecodeFailedError,
     InvalidArgumentError,
     ModelNotFoundError,
     PoolFullError,
@@ -50,7 +50,9 @@ from .planner import budget_steps, check_seconds
 from .presets import PresetStream, TokenPreset, get_preset
 from .streaming import StepInput, StreamDecoder
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # asyncio only where it is used: importing it imports socket, and a decode-only process stays light
+    import asyncio
+
     from .codec import SnacOnnx
 
 __all__ = ["StreamPool", "PooledStream", "AsyncPooledStream", "BatchRecord", "PoolStats"]
@@ -58,7 +60,7 @@ __all__ = ["StreamPool", "PooledStream", "AsyncPooledStream", "BatchRecord", "Po
 logger = logging.getLogger(__name__)
 
 _END = object()  # delivered after a stream's last chunk
-Item = Any  # np.ndarray | BaseException | _END
+Item = Any  # np.ndarray | SnacOnnxError | _END
 
 
 @dataclass(frozen=True)
@@ -93,14 +95,13 @@ class PoolStats:
     max_rows: int
 
 
-class _Sink:
+class _Sink(Protocol):
     """Where a stream's chunks go (from the worker thread); read by one consumer."""
 
-    def put(self, item: Item) -> None:
-        raise NotImplementedError
+    def put(self, item: Item) -> None: ...
 
 
-class _ThreadSink(_Sink):
+class _ThreadSink:
     """A thread-safe queue."""
 
     def __init__(self) -> None:
@@ -113,10 +114,12 @@ class _ThreadSink(_Sink):
         return self._queue.get(timeout=timeout)
 
 
-class _LoopSink(_Sink):
+class _LoopSink:
     """Chunks handed to an ``asyncio.Queue`` on the event loop that opened the stream."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        import asyncio
+
         self._loop = loop
         self._aqueue: asyncio.Queue[Item] = asyncio.Queue()
 
@@ -246,6 +249,8 @@ class StreamPool:
         seed: int | None = None,
     ) -> AsyncPooledStream:
         """:meth:`open` for asyncio; call it in the event loop that will read the stream."""
+        import asyncio
+
         loop = asyncio.get_running_loop()
         decoder, front = self._make(preset, layout, noise, seed)
         sink = _LoopSink(loop)
@@ -334,7 +339,7 @@ class StreamPool:
         entry.sink.put(_END)
         self._cond.notify_all()
 
-    def _fail(self, entry: _Entry, error: BaseException) -> None:
+    def _fail(self, entry: _Entry, error: SnacOnnxError) -> None:
         if entry.gone:
             return
         self._counts["failed"] += 1
@@ -398,7 +403,7 @@ class StreamPool:
                 entry.ready_since = None
                 if entry.gone:
                     continue
-                if isinstance(result, BaseException):
+                if isinstance(result, SnacOnnxError):
                     self._fail(entry, result)
                     continue
                 audio, states = result
@@ -424,7 +429,7 @@ class StreamPool:
 
     def _call(
         self, batch: list[tuple[_Entry, StepInput]]
-    ) -> tuple[list[tuple[np.ndarray, list[np.ndarray]] | BaseException], int]:
+    ) -> tuple[list[tuple[np.ndarray, list[np.ndarray]] | SnacOnnxError], int]:
         """Run the stacked steps; a failing batch is retried row by row so that only the failing rows fail."""
         steps = [step for _, step in batch]
         states = [entry.decoder.states for entry, _ in batch]
@@ -439,8 +444,12 @@ class StreamPool:
         except Exception as error:  # noqa: BLE001  # handed to the streams it concerns, never lost
             if len(batch) == 1:
                 logger.warning("a stream step failed: %s", error)
-                return [error], 1
-            results: list[tuple[np.ndarray, list[np.ndarray]] | BaseException] = []
+                if isinstance(error, SnacOnnxError):
+                    return [error], 1
+                wrapped = DecodeFailedError(f"onnxruntime failed to run this stream's step: {error}")
+                wrapped.__cause__ = error
+                return [wrapped], 1
+            results: list[tuple[np.ndarray, list[np.ndarray]] | SnacOnnxError] = []
             failed = 0
             for row in batch:
                 result, bad = self._call([row])
@@ -509,7 +518,7 @@ class _Handle:
         if item is _END:
             self._done = True
             return None
-        if isinstance(item, BaseException):
+        if isinstance(item, SnacOnnxError):  # the pool hands a stream only its own errors, as SnacOnnxError
             self._done = True
             raise item
         return item  # type: ignore[no-any-return]

@@ -30,6 +30,7 @@ def deployment(settings: ServeSettings, *, replicas: int = 1, name: str = "snac_
         from ray import serve
     except ImportError as exc:  # pragma: no cover - depends on the install
         raise MissingDependencyError(f"Ray Serve is not installed: pip install 'snac-onnx[ray-serve]' ({exc})") from exc
+
     def build_app() -> Any:  # a function (not a partial): Serve calls it in each replica to build the ASGI app
         return create_app(settings)
 

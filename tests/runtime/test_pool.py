@@ -13,6 +13,7 @@ import pytest
 
 from snac_onnx import (
     PRESETS,
+    DecodeFailedError,
     InvalidArgumentError,
     InvalidCodesError,
     ModelNotFoundError,
@@ -199,7 +200,7 @@ def test_a_failing_step_fails_its_stream_only(tiny24, monkeypatch):
             s.push(c)
             s.end()
         outs = [_read_all(s) for s in good]
-        with pytest.raises(RuntimeError, match="simulated"):
+        with pytest.raises(DecodeFailedError, match="simulated"):
             _read_all(bad)
         assert pool.stats().streams_failed == 1
     for out, c in zip(outs, codes):
