@@ -209,6 +209,9 @@ def _parser() -> argparse.ArgumentParser:
     srv.add_argument("--threads", type=_int_at_least(0), default=0, help="onnxruntime threads (0: automatic)")
     srv.add_argument("--max-streams", type=_int_at_least(1), default=64, help="streams open at once; beyond: refused")
     srv.add_argument("--max-batch", type=_int_at_least(1), help="streams per batched step (default: memory budget)")
+    srv.add_argument(
+        "--workers", type=_int_at_least(1), default=1, help="batched steps at once (CPU: one per core, --threads 1)"
+    )
     srv.add_argument("--no-batching", action="store_true", help="one stream per step (no batching across streams)")
     srv.add_argument("--collect-ms", type=float, default=1.0, help="how long a ready step waits for others (ms)")
     srv.add_argument("--max-message-bytes", type=_int_at_least(1), default=1 << 20, help="largest message or line")
@@ -558,6 +561,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         threads=args.threads,
         max_streams=args.max_streams,
         max_batch=args.max_batch,
+        workers=args.workers,
         batching=not args.no_batching,
         collect_ms=args.collect_ms,
         max_message_bytes=args.max_message_bytes,

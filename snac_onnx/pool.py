@@ -3,22 +3,22 @@
 Every stream of a model's stream graph (:mod:`snac_onnx.streaming`, stateful mode) steps through
 inputs of the same shape, so the steps that are ready across streams can be stacked along the
 batch axis, with their states, and run at once: the graph's weights are read once per call, not
-once per stream. :class:`StreamPool` owns one model and one worker thread. It collects the ready
-steps (oldest first), stacks up to ``max_batch`` of them (``max_batch`` comes from the codec's
-``max_chunk_seconds`` memory budget unless given), runs them, and hands each stream its audio.
-Each row has its own frame, length and states, so the audio of every stream is what it gets
-alone (the same equality with the offline decode as :class:`~snac_onnx.streaming.StreamDecoder`).
+once per stream. :class:`StreamPool` owns one model and its worker threads (one by default). A
+worker collects the ready steps (oldest first), stacks up to ``max_batch`` of them, runs them, and
+hands each stream its audio. Each row has its own frame, length and states, so the audio of every
+stream is what it gets alone (the same equality with the offline decode as
+:class:`~snac_onnx.streaming.StreamDecoder`). A stream's steps run one at a time, in order.
 
-The worker runs as soon as a step is ready: while a batch runs, the next one fills, so the batch
-size follows the load. With other live streams about to be ready, it waits at most
-``collect_ms`` for them; a lone stream never waits. A batch that fails is retried row by row, so
-one bad stream fails alone.
+A worker runs as soon as a step is ready: while a batch runs, the next one fills, so the batch
+size follows the load. With other live streams about to be ready, it waits at most ``collect_ms``
+for them; a lone stream never waits. A batch that fails is retried row by row, so one bad stream
+fails alone.
 
 Two faces, both thread-safe: :meth:`StreamPool.open` gives a :class:`PooledStream` (``push``,
 ``end``, then iterate or :meth:`~PooledStream.read` the audio chunks); :meth:`StreamPool.open_async`,
 called in a running event loop, gives an :class:`AsyncPooledStream` (``await push``, ``async for``
 chunk). Pushing only checks and buffers the input (never decodes), so it does not block an event
-loop; decoding happens on the pool's worker thread.
+loop; decoding happens on the pool's workers.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
+import math
 import queue
 import threading
 import time
@@ -60,6 +61,9 @@ __all__ = ["StreamPool", "PooledStream", "AsyncPooledStream", "BatchRecord", "Po
 logger = logging.getLogger(__name__)
 
 _END = object()  # delivered after a stream's last chunk
+_COST_WEIGHT = 0.2  # of a new measurement in the running average of a call size's time
+_RELEARN_CALLS = 512
+DEFAULT_MAX_BATCH = 16  # on CPU a step's cost per row stops falling by about 4-8 rows (bench/RESULTS_serve.md)
 Item = Any  # np.ndarray | SnacOnnxError | _END
 
 
@@ -152,8 +156,12 @@ class StreamPool:
             ``threads`` are the threads of each batched call; its ``max_chunk_seconds`` bounds a call's
             audio, summed over its rows, and so the default ``max_batch``.
         max_streams: streams open at once; :meth:`open` beyond it raises :class:`PoolFullError`.
-        max_batch: the most rows one call stacks (None: from the memory budget, 64 without one).
-            ``batching=False`` is ``max_batch=1`` (one stream per call).
+        max_batch: the most steps one call runs, over all its rows (None: the rows of the memory budget, at most
+            :data:`DEFAULT_MAX_BATCH`; GPUs gain from more, e.g. 64). A lone stream with many steps ready runs
+            ``max_batch`` of them per call. ``batching=False`` is ``max_batch=1`` (one stream, one step per call).
+        workers: calls run at once, each on its own thread (with the codec's ``threads`` inside each). On a CPU,
+            one worker per core with ``threads=1`` outruns one worker with every core: a step is too small for
+            onnxruntime's threads to share well (bench/RESULTS_serve.md).
         batching: stack ready steps of several streams in one call.
         collect_ms: the longest a ready step waits for steps of other live streams to join it (ms). A lone
             stream, or a batch that is already full, never waits.
@@ -172,6 +180,7 @@ class StreamPool:
         *,
         max_streams: int = 64,
         max_batch: int | None = None,
+        workers: int = 1,
         batching: bool = True,
         collect_ms: float = 1.0,
         max_stream_seconds: float | None = 600.0,
@@ -197,10 +206,12 @@ class StreamPool:
         config = codec.config
         self._frame_budget = budget_steps(runner.max_chunk_seconds, config.samples_per_frame, config.sample_rate)
         self._max_frames = budget_steps(max_stream_seconds, config.samples_per_frame, config.sample_rate)
-        if max_batch is None:
-            max_batch = 64 if self._frame_budget is None else max(1, self._frame_budget // spec.step_frames)
+        if max_batch is None:  # the memory budget's rows, at most DEFAULT_MAX_BATCH
+            budget_rows = DEFAULT_MAX_BATCH if self._frame_budget is None else self._frame_budget // spec.step_frames
+            max_batch = max(1, min(DEFAULT_MAX_BATCH, budget_rows))
         self.codec = codec
         self.max_streams = int(max_streams)
+        self.workers = check_int("workers", workers, 1)
         self.max_batch = int(max_batch) if batching else 1
         self.collect_s = float(collect_ms) / 1000.0
         self._runner = runner
@@ -210,7 +221,10 @@ class StreamPool:
         self._entries: dict[int, _Entry] = {}
         self._keys = itertools.count()
         self._closing = False
-        self._worker: threading.Thread | None = None
+        self._workers: list[threading.Thread] = []
+        self._busy = 0  # workers in a call
+        self._cost: dict[int, float] = {}  # seconds of a call, by its steps (rows x steps each), averaged
+        self._calls = 0
         self._counts = {"opened": 0, "refused": 0, "failed": 0, "batches": 0, "rows": 0, "max_rows": 0}
         forks.register(self)
 
@@ -219,7 +233,8 @@ class StreamPool:
         the next :meth:`open`)."""
         self._cond = threading.Condition()
         self._entries = {}
-        self._worker = None
+        self._workers = []
+        self._busy = 0
 
     # ------------------------------------------------------------------ streams
     def open(
@@ -279,9 +294,11 @@ class StreamPool:
             entry = _Entry(next(self._keys), decoder, front, sink)
             self._entries[entry.key] = entry
             self._counts["opened"] += 1
-            if self._worker is None:
-                self._worker = threading.Thread(target=self._loop, name="snac_onnx-pool", daemon=True)
-                self._worker.start()
+            if not self._workers:
+                for k in range(self.workers):
+                    worker = threading.Thread(target=self._loop, name=f"snac_onnx-pool-{k}", daemon=True)
+                    worker.start()
+                    self._workers.append(worker)
         return entry
 
     def _push(self, entry: _Entry, data: Any) -> None:
@@ -351,7 +368,7 @@ class StreamPool:
 
     # ------------------------------------------------------------------ the worker
     def _ready(self) -> list[_Entry]:
-        ready = [e for e in self._entries.values() if e.ready_since is not None]
+        ready = [e for e in self._entries.values() if e.ready_since is not None and not e.running]
         ready.sort(key=lambda e: e.ready_since or 0.0)
         return ready
 
@@ -372,7 +389,7 @@ class StreamPool:
         if self.collect_s <= 0 or self.max_batch == 1:
             return ready
         deadline = time.monotonic() + self.collect_s
-        while len(ready) < min(self.max_batch, len(self._entries)):
+        while len(ready) < min(self.max_batch, sum(1 for e in self._entries.values() if not e.running)):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
@@ -381,23 +398,58 @@ class StreamPool:
         return ready
 
     def _select(self, ready: list[_Entry]) -> tuple[list[tuple[_Entry, StepInput]], tuple[float, ...]]:
-        """The oldest ready streams, up to ``max_batch``, each with the same number of steps (lock held)."""
-        rows = ready[: self.max_batch]
-        steps = min(e.decoder.ready_steps() for e in rows)
-        if self._frame_budget is not None:
-            steps = max(1, min(steps, self._frame_budget // (len(rows) * self._step_frames)))
+        """The oldest ready streams, as many as :meth:`_rows` says, each with the same number of steps (lock
+        held)."""
+        rows = ready[: self._rows(len(ready))]
+        # a call covers at most max_batch steps in all (a lone burst runs max_batch steps at a time), so its memory
+        # and its time stay those of a full batch of single steps
+        steps = max(1, min(min(e.decoder.ready_steps() for e in rows), self.max_batch // len(rows)))
         batch = []
         for entry in rows:
             entry.running = True
             batch.append((entry, entry.decoder.prepare_step(steps)))
+        self._busy += 1
         now = time.monotonic()
         return batch, tuple(now - (entry.ready_since or now) for entry in rows)
+
+    def _rows(self, ready: int) -> int:
+        """How many of ``ready`` streams one call takes: the size that clears them soonest on the idle workers, by
+        the measured time of calls of each size (lock held).
+
+        Whether stacking pays depends on the machine: on a GPU a call of 64 rows costs little more than one of
+        1; on a CPU a call's time grows about linearly with its rows, and workers running calls side by side do
+        better. A size not measured yet is assumed to cost what the largest smaller measured size costs, so it
+        is tried once; the measurements of sizes above 1 are forgotten every ``_RELEARN_CALLS`` calls.
+        """
+        limit = min(ready, self.max_batch)
+        if limit <= 1:
+            return limit
+        idle = max(1, self.workers - self._busy)
+        sizes = sorted({*(1 << k for k in range(limit.bit_length()) if 1 << k <= limit), limit})
+        best, best_time, known = 1, math.inf, 0.0
+        for size in sizes:
+            known = self._cost.get(size, known)
+            clear = math.ceil(ready / (size * idle)) * known
+            if clear <= best_time:
+                best, best_time = size, clear
+        return best
+
+    def _learn(self, steps: int, seconds: float) -> None:
+        """Fold a call's time into the cost of its size (lock held)."""
+        self._calls += 1
+        if self._calls % _RELEARN_CALLS == 0:
+            self._cost = {k: v for k, v in self._cost.items() if k == 1}
+        old = self._cost.get(steps)
+        self._cost[steps] = seconds if old is None else old + _COST_WEIGHT * (seconds - old)
 
     def _run(self, batch: list[tuple[_Entry, StepInput]], queued: tuple[float, ...]) -> None:
         started = time.monotonic()
         results, failed = self._call(batch)
         seconds = time.monotonic() - started
         with self._cond:
+            self._busy -= 1
+            if not failed:
+                self._learn(len(batch) * batch[0][1].frames // self._step_frames, seconds)
             for (entry, step), result in zip(batch, results, strict=True):
                 entry.running = False
                 entry.ready_since = None
@@ -474,7 +526,7 @@ class StreamPool:
 
     def close(self, timeout: float | None = 0.0) -> None:
         """Take no new streams; let the live ones finish for up to ``timeout`` s (None: wait for all), then cancel
-        the rest (their readers get :class:`StreamClosedError`) and stop the worker."""
+        the rest (their readers get :class:`StreamClosedError`) and stop the workers."""
         with self._cond:
             self._closing = True
             self._cond.notify_all()
@@ -483,9 +535,10 @@ class StreamPool:
                 self._cond.wait(None if deadline is None else max(0.0, deadline - time.monotonic()))
             for entry in list(self._entries.values()):
                 self._fail(entry, StreamClosedError("the stream pool closed before this stream ended"))
-            worker = self._worker
-        if worker is not None and worker is not threading.current_thread():
-            worker.join()
+            workers = list(self._workers)
+        for worker in workers:
+            if worker is not threading.current_thread():
+                worker.join()
 
     def __enter__(self) -> StreamPool:
         return self

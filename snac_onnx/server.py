@@ -95,7 +95,8 @@ class ServeSettings:
         providers: onnxruntime provider names in order (None: CPU).
         threads: onnxruntime threads of each batched call (0: onnxruntime chooses).
         max_streams: streams open at once (WebSocket and HTTP together); beyond, a clear refusal.
-        max_batch: rows per batched call (None: the pool's default from the memory budget).
+        max_batch: steps per batched call (None: the pool's default from the memory budget).
+        workers: batched calls at once (the pool's workers; on a CPU, one per core with ``threads=1``).
         batching: batch steps across streams (False: one stream per call).
         collect_ms: the pool's collection window (ms).
         max_message_bytes: the largest WebSocket message or NDJSON line.
@@ -111,6 +112,7 @@ class ServeSettings:
     threads: int = 0
     max_streams: int = 64
     max_batch: int | None = None
+    workers: int = 1
     batching: bool = True
     collect_ms: float = 1.0
     max_message_bytes: int = 1 << 20
@@ -121,7 +123,7 @@ class ServeSettings:
     verify: bool = True
 
     def __post_init__(self) -> None:
-        for name in ("max_streams", "max_message_bytes", "max_body_bytes"):
+        for name in ("max_streams", "workers", "max_message_bytes", "max_body_bytes"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise InvalidArgumentError(f"{name} must be an int >= 1, got {value!r}")
@@ -281,6 +283,7 @@ class _Service:
             self.codec,
             max_streams=s.max_streams,
             max_batch=s.max_batch,
+            workers=s.workers,
             batching=s.batching,
             collect_ms=s.collect_ms,
             max_stream_seconds=s.max_stream_seconds or None,

@@ -24,6 +24,7 @@ from snac_onnx import (
 )
 from snac_onnx.layouts import codes_to_tokens, frame_size
 from snac_onnx.orpheus import CUSTOM_TOKEN_BASE
+from tests.support import TINY_24
 
 
 def _codes(codec, frames: int, seed: int) -> list[np.ndarray]:
@@ -111,9 +112,25 @@ def test_batching_off_runs_one_stream_per_call(tiny24):
 
 
 def test_max_batch_defaults_to_the_memory_budget(tiny24):
-    spf, rate = tiny24.samples_per_frame, tiny24.sample_rate
-    assert StreamPool(tiny24).max_batch == int(5.0 * rate) // spf  # max_chunk_seconds 5 s, one frame per step
+    from snac_onnx.pool import DEFAULT_MAX_BATCH
+
+    assert StreamPool(tiny24).max_batch == DEFAULT_MAX_BATCH  # below 5 s of one-frame steps (58)
+    small = SnacOnnx(TINY_24, max_chunk_seconds=0.5)  # 5 frames of audio per call
+    assert StreamPool(small).max_batch == int(0.5 * small.sample_rate) // small.samples_per_frame
     assert StreamPool(tiny24, max_batch=3).max_batch == 3
+
+
+def test_a_call_never_runs_more_than_max_batch_steps(tiny24):
+    """A burst (all at once) runs max_batch steps per call, so a call's memory stays that of a full batch."""
+    records = []
+    with StreamPool(tiny24, max_batch=4, on_batch=records.append) as pool:
+        stream = pool.open()
+        codes = _codes(tiny24, 30, seed=8)
+        stream.push(codes)
+        stream.end()
+        out = _read_all(stream)
+    assert max(r.rows * r.frames for r in records) == 4
+    np.testing.assert_allclose(out, tiny24.decode(codes, noise=False), atol=1e-4, rtol=0)
 
 
 def test_noise_and_presets_per_stream(tiny24):
@@ -289,3 +306,19 @@ def test_pool_argument_errors(tiny24, kwargs):
     with pytest.raises(InvalidArgumentError):
         StreamPool(tiny24, **kwargs)
 
+
+
+def test_batch_size_follows_the_measured_cost_of_calls(tiny24):
+    """Stacking is chosen only where it pays: CPU-like costs (linear in rows) keep calls small and spread them over
+    the idle workers; GPU-like costs (flat) stack every ready stream; a size never measured is tried."""
+    pool = StreamPool(tiny24, workers=2, max_batch=16)
+    pool._cost = {1: 0.010, 2: 0.020, 4: 0.045, 8: 0.095}
+    assert pool._rows(8) == 2  # 4 calls of 2 on 2 workers: 40 ms; 8 of 1: 40 ms; 1 of 8: 95 ms (ties take more rows)
+    pool._busy = 1  # one worker is in a call: rows for the other alone
+    assert pool._rows(8) == 2  # 8 calls of 1 or 4 of 2: 80 ms; 2 of 4: 90 ms; 1 of 8: 95 ms
+    pool._busy = 0
+    pool._cost = {1: 0.010, 2: 0.0101, 4: 0.0102, 8: 0.0105, 16: 0.011}
+    assert pool._rows(16) == 16
+    pool._cost = {1: 0.010}
+    assert pool._rows(5) == 5  # 2, 4 and 5 not measured yet: assumed no dearer than 1, so tried
+    assert StreamPool(tiny24, batching=False)._rows(9) == 1
