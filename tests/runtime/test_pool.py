@@ -317,8 +317,9 @@ def test_batch_size_follows_the_measured_cost_of_calls(tiny24):
     pool._busy = 1  # one worker is in a call: rows for the other alone
     assert pool._rows(8) == 2  # 8 calls of 1 or 4 of 2: 80 ms; 2 of 4: 90 ms; 1 of 8: 95 ms
     pool._busy = 0
-    pool._cost = {1: 0.010, 2: 0.0101, 4: 0.0102, 8: 0.0105, 16: 0.011}
-    assert pool._rows(16) == 16
+    gpu = StreamPool(tiny24, max_batch=16)  # one worker
+    gpu._cost = {1: 0.010, 2: 0.0101, 4: 0.0102, 8: 0.0105, 16: 0.011}
+    assert gpu._rows(16) == 16
     pool._cost = {1: 0.010}
     assert pool._rows(5) == 5  # 2, 4 and 5 not measured yet: assumed no dearer than 1, so tried
     assert StreamPool(tiny24, batching=False)._rows(9) == 1
