@@ -381,8 +381,21 @@ class StreamPool:
                         return
                     self._cond.wait()
                     ready = self._ready()
-                batch, queued = self._select(self._collect(ready))
-            self._run(batch, queued)
+                ready = self._collect(ready)
+                if not ready:  # another worker took them while this one was collecting
+                    continue
+                batch, queued = self._select(ready)
+            try:
+                self._run(batch, queued)
+            except Exception as error:  # a bug must fail the streams of the call, not stop the worker
+                logger.exception("stream pool worker error")
+                with self._cond:
+                    for entry, _ in batch:
+                        entry.running = False
+                        self._fail(entry, DecodeFailedError(f"internal error of the stream pool: {error!r}"))
+            finally:
+                with self._cond:
+                    self._busy -= 1
 
     def _collect(self, ready: list[_Entry]) -> list[_Entry]:
         """Wait up to ``collect_s`` for other live streams' steps while the batch is not full (lock held)."""
@@ -447,7 +460,6 @@ class StreamPool:
         results, failed = self._call(batch)
         seconds = time.monotonic() - started
         with self._cond:
-            self._busy -= 1
             if not failed:
                 self._learn(len(batch) * batch[0][1].frames // self._step_frames, seconds)
             for (entry, step), result in zip(batch, results, strict=True):

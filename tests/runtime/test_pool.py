@@ -46,12 +46,12 @@ def _read_all(stream) -> np.ndarray:
     return np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
 
 
-@pytest.mark.parametrize("model", ["tiny24", "tiny44"])
-def test_concurrent_streams_equal_offline(model, request):
+@pytest.mark.parametrize(("model", "workers"), [("tiny24", 1), ("tiny44", 1), ("tiny24", 3)])
+def test_concurrent_streams_equal_offline(model, workers, request):
     """Eight streams of different lengths, pushed from eight threads in random pieces, batched together."""
     codec: SnacOnnx = request.getfixturevalue(model)
     records = []
-    with StreamPool(codec, collect_ms=5, on_batch=records.append) as pool:
+    with StreamPool(codec, collect_ms=5, workers=workers, on_batch=records.append) as pool:
         m = codec.config.frames_multiple  # offline decode takes whole attention windows
         lengths = [m * n for n in (1, 2, 3, 5, 8, 12, 17, 24)] if m == 1 else [m * n for n in (1, 1, 2, 2, 3, 3, 4, 5)]
         expected, outputs = {}, {}
@@ -323,3 +323,19 @@ def test_batch_size_follows_the_measured_cost_of_calls(tiny24):
     pool._cost = {1: 0.010}
     assert pool._rows(5) == 5  # 2, 4 and 5 not measured yet: assumed no dearer than 1, so tried
     assert StreamPool(tiny24, batching=False)._rows(9) == 1
+
+
+def test_an_internal_error_fails_its_streams_and_the_workers_go_on(tiny24, monkeypatch):
+    with StreamPool(tiny24, workers=2) as pool:
+        bad = pool.open()
+        monkeypatch.setattr(bad.decoder, "finish_step", lambda *a: 1 / 0)
+        bad.push(_codes(tiny24, 3, seed=1))
+        with pytest.raises(DecodeFailedError, match="internal error"):
+            _read_all(bad)
+        for seed in range(4):  # both workers still serve
+            good = pool.open()
+            codes = _codes(tiny24, 3, seed=seed)
+            good.push(codes)
+            good.end()
+            np.testing.assert_allclose(_read_all(good), tiny24.decode(codes, noise=False), atol=1e-4, rtol=0)
+        assert all(w.is_alive() for w in pool._workers)
