@@ -1,20 +1,22 @@
 """Load test of ``snac-onnx serve``: N WebSocket clients streaming Orpheus ids at an LLM's real-time rate.
 
-Usage: python bench/serve_load.py [--model models/snac_24khz] [--seconds 6] [--streams 1 2 4 6 8 10 12]
-                                  [--threads 2] [--jitter-frames 1] [--out bench/RESULTS_serve.md]
+Usage: python bench/serve_load.py [--model models/snac_24khz] [--seconds 6] [--streams 1 2 4 6 8 10 12 14]
+                                  [--jitter-ms 150] [--out bench/RESULTS_serve.md]
 
 Side by side in one run, each on its own server process on 127.0.0.1 (started fresh, warmed up):
 
-* ``pool``: ``snac-onnx serve`` (the stream pool, steps batched across streams);
-* ``pool, no batching``: ``snac-onnx serve --no-batching`` (the same pool, one stream per step);
+* ``pool``: ``snac-onnx serve`` with its defaults (the stream pool: a worker per core, one onnxruntime thread
+  per call, steps stacked across streams where the measured cost says it pays);
+* ``pool, no batching``: ``snac-onnx serve --no-batching`` (the same pool, one stream per call);
+* ``pool, 1 worker x N threads``: one worker whose calls use every core (onnxruntime's threads);
 * ``orpheus-ref``: bench/orpheus_ref_server.py, the reference Orpheus scheme (the last 28 ids decoded every 7, one
   thread per stream, on the same model and fused kernels; onnxruntime at 1 thread per stream).
 
 For each N, every client streams its utterance's ids (one frame of 7 ids per frame duration, as an LLM
 generating at exactly real time; starts spread over one second) and checks its audio against the offline
 decode of its codes (noise off): max abs error, samples missing. Measured per N: time to first audio from the
-first id sent (p50, p95), stalls (a client's player starts ``--jitter-frames`` frames after its first audio;
-a chunk arriving after its playback time is a stall; stalled clients and their worst lateness), the
+first id sent (p50, p95), stalls (a client's player starts ``--jitter-ms`` after its first audio, as players
+prebuffer; a chunk arriving after its playback time is a stall; stalled clients and their worst lateness), the
 server's CPU (percent of one core), batched rows per step, step and queue times (the server's /metrics).
 N grows while no client stalled, stopping after the first N that stalls. Then a fault run on the pool at
 the largest stall-free N less two: well-behaved clients beside clients that disconnect mid-stream, send
@@ -226,15 +228,15 @@ def run_scheme(server: Server, utts, n: int, period: float, jitter: float, rate:
     }
 
 
-def fault_run(model: str, threads: int, utts, n_good: int, period: float, jitter: float, rate: int) -> list[str]:
+def fault_run(model: str, utts, n_good: int, period: float, jitter: float, rate: int) -> list[str]:
     faulty = {"leave": 2, "garbage": 2, "flood": 2}
     extra = 3  # beyond max-streams
     limit = n_good + sum(faulty.values())
     port = _free_port()
     server = Server(
         "pool",
-        [sys.executable, "-m", "snac_onnx", "serve", "-m", model, "--port", str(port), "--threads", str(threads),
-         "--max-streams", str(limit), "--log-level", "error"],
+        [sys.executable, "-m", "snac_onnx", "serve", "-m", model, "--port", str(port), "--max-streams", str(limit),
+         "--log-level", "error"],
         port,
     )
     try:
@@ -288,18 +290,19 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="models/snac_24khz")
     parser.add_argument("--seconds", type=float, default=6.0, help="length of each utterance")
-    parser.add_argument("--streams", type=int, nargs="+", default=[1, 2, 4, 6, 8, 10, 12])
-    parser.add_argument("--threads", type=int, default=2, help="onnxruntime threads of the pool's calls")
-    parser.add_argument("--jitter-frames", type=float, default=1.0, help="client playback buffer, in frames")
-    parser.add_argument("--schemes", nargs="+", default=["pool", "pool, no batching", "orpheus-ref"])
+    parser.add_argument("--streams", type=int, nargs="+", default=[1, 2, 4, 6, 8, 10, 12, 14])
+    parser.add_argument("--jitter-ms", type=float, default=150.0, help="client playback buffer (ms after first audio)")
+    parser.add_argument(
+        "--schemes", nargs="+", default=["pool", "pool, no batching", f"pool, 1 worker x {os.cpu_count()} threads", "orpheus-ref"]
+    )
     parser.add_argument("--no-faults", action="store_true")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "RESULTS_serve.md")
     args = parser.parse_args()
 
-    codec = SnacOnnx(args.model, threads=args.threads)
+    codec = SnacOnnx(args.model)
     config = codec.config
     spf, rate = config.samples_per_frame, config.sample_rate
-    period, jitter = spf / rate, args.jitter_frames * spf / rate
+    period, jitter = spf / rate, args.jitter_ms / 1000
     utts = []
     for seed in range(UTTERANCES):
         codes = codec.encode(speech_like(rate, args.seconds, seed=10 + seed))
@@ -308,11 +311,10 @@ def main() -> int:
         utts.append((frames, codec.decode(codes, noise=False)))
     codec.close()
 
-    commands = {
-        "pool": ["--threads", str(args.threads)],
-        "pool, no batching": ["--threads", str(args.threads), "--no-batching"],
-        "pool, 2 workers x 1 thread": ["--threads", "1", "--workers", "2"],
-        "pool, 2 workers x 1 thread, no batching": ["--threads", "1", "--workers", "2", "--no-batching"],
+    commands = {  # the server's defaults: a worker per core, one onnxruntime thread per call
+        "pool": [],
+        "pool, no batching": ["--no-batching"],
+        f"pool, 1 worker x {os.cpu_count()} threads": ["--workers", "1", "--threads", str(os.cpu_count())],
     }
     header = [
         f"# snac-onnx serve under load ({config.sample_rate // 1000} kHz, {args.model})",
@@ -322,7 +324,7 @@ def main() -> int:
         "this machine, loopback)."),
         "",
         (f"Each client streams a {args.seconds:.0f} s utterance's Orpheus ids at real time (7 ids every "
-        f"{1000 * period:.1f} ms), starts within one second, and plays with a {args.jitter_frames:g}-frame buffer. "
+        f"{1000 * period:.1f} ms), starts within one second, and starts playing {args.jitter_ms:.0f} ms after its first audio. "
         "Time to first audio counts from the first id sent. CPU is the server process's, in % of one core. "
         "Rows, step and queue are the server's means over the run (pool only)."),
         "",
@@ -365,7 +367,7 @@ def main() -> int:
     print("\n".join(summary), flush=True)
     faults: list[str] = []
     if not args.no_faults and "pool" in best:
-        faults = fault_run(args.model, args.threads, utts, max(1, best["pool"] - 2), period, jitter, rate)
+        faults = fault_run(args.model, utts, max(1, best["pool"] - 2), period, jitter, rate)
         print("\n".join(faults), flush=True)
     args.out.write_text("\n".join(header + rows + summary + faults) + "\n")
     return 0

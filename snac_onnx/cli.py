@@ -206,11 +206,13 @@ def _parser() -> argparse.ArgumentParser:
     srv.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
     srv.add_argument("--port", type=_int_at_least(1), default=8000, help="port to listen on")
     srv.add_argument("--providers", nargs="+", help="onnxruntime execution providers, in order (default: CPU)")
-    srv.add_argument("--threads", type=_int_at_least(0), default=0, help="onnxruntime threads (0: automatic)")
+    srv.add_argument(
+        "--threads", type=_int_at_least(0), default=1, help="onnxruntime threads of each call (0: automatic)"
+    )
     srv.add_argument("--max-streams", type=_int_at_least(1), default=64, help="streams open at once; beyond: refused")
     srv.add_argument("--max-batch", type=_int_at_least(1), help="streams per batched step (default: memory budget)")
     srv.add_argument(
-        "--workers", type=_int_at_least(1), default=1, help="batched steps at once (CPU: one per core, --threads 1)"
+        "--workers", type=_int_at_least(1), help="calls at once (default: one per core on CPU, one on GPU)"
     )
     srv.add_argument("--no-batching", action="store_true", help="one stream per step (no batching across streams)")
     srv.add_argument("--collect-ms", type=float, default=1.0, help="how long a ready step waits for others (ms)")

@@ -398,11 +398,14 @@ class StreamPool:
                     self._busy -= 1
 
     def _collect(self, ready: list[_Entry]) -> list[_Entry]:
-        """Wait up to ``collect_s`` for other live streams' steps while the batch is not full (lock held)."""
+        """Wait up to ``collect_s`` for other live streams' steps while one more would join the call (the batch is
+        not full and, by the measured costs, stacking pays; lock held)."""
         if self.collect_s <= 0 or self.max_batch == 1:
             return ready
         deadline = time.monotonic() + self.collect_s
-        while len(ready) < min(self.max_batch, sum(1 for e in self._entries.values() if not e.running)):
+        while len(ready) < min(self.max_batch, sum(1 for e in self._entries.values() if not e.running)) and (
+            self._rows(len(ready) + 1) > len(ready)
+        ):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break

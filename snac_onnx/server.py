@@ -93,10 +93,12 @@ class ServeSettings:
     Attributes:
         model: a model folder, short name or hub repo (as :class:`SnacOnnx`).
         providers: onnxruntime provider names in order (None: CPU).
-        threads: onnxruntime threads of each batched call (0: onnxruntime chooses).
+        threads: onnxruntime threads of each batched call (0: onnxruntime chooses). On a CPU a step is too small
+            for threads to share well: one thread per call and a worker per core do better (the default).
         max_streams: streams open at once (WebSocket and HTTP together); beyond, a clear refusal.
         max_batch: steps per batched call (None: the pool's default from the memory budget).
-        workers: batched calls at once (the pool's workers; on a CPU, one per core with ``threads=1``).
+        workers: batched calls at once (the pool's workers). None: one per CPU core on the CPU provider, one with
+            any other provider (a GPU runs calls one after another; it gains from batching instead).
         batching: batch steps across streams (False: one stream per call).
         collect_ms: the pool's collection window (ms).
         max_message_bytes: the largest WebSocket message or NDJSON line.
@@ -109,10 +111,10 @@ class ServeSettings:
 
     model: str = DEFAULT_MODEL
     providers: tuple[str, ...] | None = None
-    threads: int = 0
+    threads: int = 1
     max_streams: int = 64
     max_batch: int | None = None
-    workers: int = 1
+    workers: int | None = None
     batching: bool = True
     collect_ms: float = 1.0
     max_message_bytes: int = 1 << 20
@@ -125,6 +127,8 @@ class ServeSettings:
     def __post_init__(self) -> None:
         for name in ("max_streams", "workers", "max_message_bytes", "max_body_bytes"):
             value = getattr(self, name)
+            if name == "workers" and value is None:
+                continue
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise InvalidArgumentError(f"{name} must be an int >= 1, got {value!r}")
         for name in ("idle_timeout_s", "max_stream_seconds", "shutdown_grace_s"):
@@ -283,7 +287,7 @@ class _Service:
             self.codec,
             max_streams=s.max_streams,
             max_batch=s.max_batch,
-            workers=s.workers,
+            workers=s.workers if s.workers is not None else _default_workers(self.codec),
             batching=s.batching,
             collect_ms=s.collect_ms,
             max_stream_seconds=s.max_stream_seconds or None,
@@ -335,6 +339,15 @@ class _PushResponse(StreamingResponse):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         with contextlib.suppress(OSError):
             await self.stream_response(send)
+
+
+def _default_workers(codec: SnacOnnx) -> int:
+    """One worker per CPU core when the stream graph runs on the CPU provider only, else one."""
+    import os
+
+    if codec.active_providers.get("stream") == ["CPUExecutionProvider"]:
+        return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    return 1
 
 
 def make_codec(settings: ServeSettings) -> SnacOnnx:
