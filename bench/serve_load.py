@@ -18,9 +18,10 @@ decode of its codes (noise off): max abs error, samples missing. Measured per N:
 first id sent (p50, p95), stalls (a client's player starts ``--jitter-ms`` after its first audio, as players
 prebuffer; a chunk arriving after its playback time is a stall; stalled clients and their worst lateness), the
 server's CPU (percent of one core), batched rows per step, step and queue times (the server's /metrics).
-N grows while no client stalled, stopping after the first N that stalls. Then a fault run on the pool at
-the largest stall-free N less two: well-behaved clients beside clients that disconnect mid-stream, send
-garbage, send everything at once, and open streams beyond the server's limit; the well-behaved ones must
+N grows while no client stalled, stopping after the first N that stalls. Then a fault run on the pool: well-behaved
+clients beside one that disconnects mid-stream and one that sends garbage (both at real time until then; the
+three together two below the largest stall-free N), two that send everything at once, and three that open
+streams beyond the server's limit; the well-behaved ones must
 still be exact and never stall, and the server's memory (VmRSS) must come back to its baseline.
 Every run is bounded in count and time. Writes a markdown report to ``--out`` and prints it.
 """
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -122,8 +124,11 @@ async def _client(
     try:
         async with websockets.connect(url, max_size=None, open_timeout=30) as ws:
             first_message = json.loads(await ws.recv())
-            if first_message.get("type") == "error":
-                raise websockets.ConnectionClosed(None, None)
+            if first_message.get("type") == "error":  # refused: the close code follows
+                with contextlib.suppress(websockets.ConnectionClosed):
+                    await ws.recv()
+                result["code"] = ws.close_code
+                return result
             t0 = time.monotonic()
             cut = len(frames) // 3
 
@@ -229,7 +234,9 @@ def run_scheme(server: Server, utts, n: int, period: float, jitter: float, rate:
 
 
 def fault_run(model: str, utts, n_good: int, period: float, jitter: float, rate: int) -> list[str]:
-    faulty = {"leave": 2, "garbage": 2, "flood": 2}
+    faulty = {"leave": 1, "garbage": 1, "flood": 2}  # leave and garbage stream at real time until they misbehave
+    if os.environ.get("FAULTS"):  # e.g. FAULTS=leave=2,garbage=0,flood=1 (to look at one kind alone)
+        faulty = {k: int(v) for k, v in (kv.split("=") for kv in os.environ["FAULTS"].split(","))}
     extra = 3  # beyond max-streams
     limit = n_good + sum(faulty.values())
     port = _free_port()
@@ -257,6 +264,9 @@ def fault_run(model: str, utts, n_good: int, period: float, jitter: float, rate:
         results = asyncio.run(_wave(url, jobs, period, jitter, rate))
         time.sleep(1.5)
         after = server.rss_mb()
+        asyncio.run(_wave(url, warm, period, jitter, rate))  # the clean run again: memory must not keep growing
+        time.sleep(1.0)
+        again = server.rss_mb()
         metrics = server.metrics()
         active = metrics.get("snac_streams_active", float("nan"))
     finally:
@@ -281,7 +291,8 @@ def fault_run(model: str, utts, n_good: int, period: float, jitter: float, rate:
     lines.append("")
     lines.append(
         f"Server memory (VmRSS): {baseline:.0f} MB after a clean run, {after:.0f} MB after the fault run "
-        f"({after - baseline:+.0f} MB); streams active afterwards: {active:.0f}."
+        f"({after - baseline:+.0f} MB), {again:.0f} MB after the clean run once more ({again - baseline:+.0f} MB); "
+        f"streams active afterwards: {active:.0f}."
     )
     return lines
 
@@ -296,6 +307,7 @@ def main() -> int:
         "--schemes", nargs="+", default=["pool", "pool, no batching", f"pool, 1 worker x {os.cpu_count()} threads", "orpheus-ref"]
     )
     parser.add_argument("--no-faults", action="store_true")
+    parser.add_argument("--faults-only", type=int, metavar="N", help="only the fault run, with N well-behaved clients")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "RESULTS_serve.md")
     args = parser.parse_args()
 
@@ -334,6 +346,10 @@ def main() -> int:
     ]
     print("\n".join(header), flush=True)
     rows, best = [], {}
+    if args.faults_only:
+        faults = fault_run(args.model, utts, args.faults_only, period, jitter, rate)
+        print("\n".join(faults), flush=True)
+        return 0
     for scheme in args.schemes:
         port = _free_port()
         if scheme == "orpheus-ref":
@@ -367,7 +383,9 @@ def main() -> int:
     print("\n".join(summary), flush=True)
     faults: list[str] = []
     if not args.no_faults and "pool" in best:
-        faults = fault_run(args.model, utts, max(1, best["pool"] - 2), period, jitter, rate)
+        # the real-time load (well-behaved, and the leave and garbage clients until they misbehave) two below the
+        # largest stall-free N; the floods come on top, as far ahead of real time as the server lets them
+        faults = fault_run(args.model, utts, max(1, best["pool"] - 4), period, jitter, rate)
         print("\n".join(faults), flush=True)
     args.out.write_text("\n".join(header + rows + summary + faults) + "\n")
     return 0

@@ -4,15 +4,19 @@ Every stream of a model's stream graph (:mod:`snac_onnx.streaming`, stateful mod
 inputs of the same shape, so the steps that are ready across streams can be stacked along the
 batch axis, with their states, and run at once: the graph's weights are read once per call, not
 once per stream. :class:`StreamPool` owns one model and its worker threads (one by default). A
-worker collects the ready steps (oldest first), stacks up to ``max_batch`` of them, runs them, and
+worker collects the ready steps, stacks up to ``max_batch`` of them, runs them, and
 hands each stream its audio. Each row has its own frame, length and states, so the audio of every
 stream is what it gets alone (the same equality with the offline decode as
 :class:`~snac_onnx.streaming.StreamDecoder`). A stream's steps run one at a time, in order.
 
 A worker runs as soon as a step is ready: while a batch runs, the next one fills, so the batch
-size follows the load. With other live streams about to be ready, it waits at most ``collect_ms``
-for them; a lone stream never waits. A batch that fails is retried row by row, so one bad stream
-fails alone.
+size follows the load; how many rows a call stacks follows the measured cost of calls of each size
+(stacking pays on a GPU, hardly on a CPU, where workers side by side do better). Ready steps run
+earliest deadline first: the deadline of a stream is when its listener would run out of audio, so a
+stream far ahead of real time (a whole request pushed at once) yields to those that are not, and runs
+one step per call while others are live. Where stacking pays and other live streams are about to be
+ready, a worker waits at most ``collect_ms`` for them; a lone stream never waits. A batch that fails is
+retried row by row, so one bad stream fails alone.
 
 Two faces, both thread-safe: :meth:`StreamPool.open` gives a :class:`PooledStream` (``push``,
 ``end``, then iterate or :meth:`~PooledStream.read` the audio chunks); :meth:`StreamPool.open_async`,
@@ -144,8 +148,19 @@ class _Entry:
         self.front = front
         self.sink = sink
         self.ready_since: float | None = None
+        self.first_audio: float | None = None  # when its first audio was handed out (monotonic s)
+        self.audio_seconds = 0.0  # audio handed out so far (s)
         self.running = False
         self.gone = False  # cancelled, failed or finished: the worker skips it
+
+
+def _deadline(entry: _Entry) -> float:
+    """When the stream's listener runs out of audio (monotonic s): its first audio's time plus the audio handed
+    out since; before its first audio, when its first step became ready. Ready steps run earliest deadline
+    first, so a stream far ahead of real time (a whole request pushed at once) yields to those that are not."""
+    if entry.first_audio is None:
+        return entry.ready_since or 0.0
+    return entry.first_audio + entry.audio_seconds
 
 
 class StreamPool:
@@ -216,6 +231,7 @@ class StreamPool:
         self.collect_s = float(collect_ms) / 1000.0
         self._runner = runner
         self._step_frames = spec.step_frames
+        self._sample_rate = config.sample_rate
         self._on_batch = on_batch
         self._cond = threading.Condition()
         self._entries: dict[int, _Entry] = {}
@@ -369,7 +385,7 @@ class StreamPool:
     # ------------------------------------------------------------------ the worker
     def _ready(self) -> list[_Entry]:
         ready = [e for e in self._entries.values() if e.ready_since is not None and not e.running]
-        ready.sort(key=lambda e: e.ready_since or 0.0)
+        ready.sort(key=_deadline)
         return ready
 
     def _loop(self) -> None:
@@ -417,9 +433,13 @@ class StreamPool:
         """The oldest ready streams, as many as :meth:`_rows` says, each with the same number of steps (lock
         held)."""
         rows = ready[: self._rows(len(ready))]
-        # a call covers at most max_batch steps in all (a lone burst runs max_batch steps at a time), so its memory
-        # and its time stay those of a full batch of single steps
-        steps = max(1, min(min(e.decoder.ready_steps() for e in rows), self.max_batch // len(rows)))
+        # Several steps per row only when no other stream waits: a burst (a whole request pushed at once) then runs
+        # max_batch steps per call, and otherwise one at a time beside the others, so it never holds a worker
+        # while real-time streams wait. A call covers at most max_batch steps in all, so its memory and its time
+        # stay those of a full batch of single steps.
+        steps = 1
+        if len(rows) == len(self._entries):
+            steps = max(1, min(min(e.decoder.ready_steps() for e in rows), self.max_batch // len(rows)))
         batch = []
         for entry in rows:
             entry.running = True
@@ -482,6 +502,9 @@ class StreamPool:
                     self._fail(entry, error)
                     continue
                 if chunk.size:
+                    if entry.first_audio is None:
+                        entry.first_audio = time.monotonic()
+                    entry.audio_seconds += chunk.size / self._sample_rate
                     entry.sink.put(chunk)
                 self._wake(entry)
             counts = self._counts
@@ -507,6 +530,8 @@ class StreamPool:
                 np.concatenate([s.frame for s in steps]),
                 np.concatenate([s.end for s in steps]),
                 [np.concatenate(st) for st in zip(*states, strict=True)],
+                # a burst's call is larger than the steady ones: its arena growth goes back to the system after it
+                shrink_arena=steps[0].frames > self._step_frames,
             )
         except Exception as error:  # noqa: BLE001  # handed to the streams it concerns, never lost
             if len(batch) == 1:

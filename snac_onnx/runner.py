@@ -185,18 +185,24 @@ class Runner:
         frame: np.ndarray,
         end: np.ndarray,
         states: Sequence[np.ndarray],
+        *,
+        shrink_arena: bool = False,
     ) -> tuple[np.ndarray, list[np.ndarray]]:
         """One call of the stream graph (see :mod:`snac_onnx.manifest`) over a batch of streams.
 
         ``codes`` int64 ``(B, n_i)`` per codebook; ``noise`` float32 ``(B, 1, m_j)`` per block; ``frame``
         and ``end`` int64 ``(B,)``; ``states`` float32 per the manifest's state layout. Returns audio
-        float32 ``(B, samples)`` and the new states, in order.
+        float32 ``(B, samples)`` and the new states, in order. ``shrink_arena``: hand the CPU arena's
+        memory this call grew back to the system after it (for a call larger than the usual ones).
         """
         session = self.sessions.get("stream").session  # raises for an export without a stream graph
         spec = self.sessions.manifest.stream
         assert spec is not None
         feeds: Feeds = dict(zip(spec.inputs, [*codes, *noise, frame, end, *states], strict=True))
-        outputs = session.run(spec.outputs, feeds)
+        options = None
+        if shrink_arena:
+            options = self.sessions.run_options(shrink_arena=True)
+        outputs = session.run(spec.outputs, feeds, options)
         audio = outputs[0][:, 0, :]
         _refuse_non_finite([audio], noise)
         return audio, list(outputs[1:])

@@ -529,6 +529,14 @@ class ModelSessions:
                 self._built[role] = loaded
         return loaded
 
+    def run_options(self, *, shrink_arena: bool) -> ort.RunOptions:
+        """``RunOptions`` for a call; ``shrink_arena``: give the CPU arena's unused memory back to the system at the
+        end of the call (onnxruntime's ``memory.enable_memory_arena_shrinkage``)."""
+        options = onnxruntime().RunOptions()
+        if shrink_arena:
+            options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
+        return options
+
     @property
     def built(self) -> dict[str, LoadedSession]:
         """The sessions built so far, by role."""

@@ -121,7 +121,8 @@ def test_max_batch_defaults_to_the_memory_budget(tiny24):
 
 
 def test_a_call_never_runs_more_than_max_batch_steps(tiny24):
-    """A burst (all at once) runs max_batch steps per call, so a call's memory stays that of a full batch."""
+    """A lone burst (all at once) runs max_batch steps per call, so a call's memory stays that of a full batch;
+    beside another live stream it runs one step per call, so it never holds the worker while others wait."""
     records = []
     with StreamPool(tiny24, max_batch=4, on_batch=records.append) as pool:
         stream = pool.open()
@@ -129,7 +130,16 @@ def test_a_call_never_runs_more_than_max_batch_steps(tiny24):
         stream.push(codes)
         stream.end()
         out = _read_all(stream)
-    assert max(r.rows * r.frames for r in records) == 4
+        assert max(r.rows * r.frames for r in records) == 4
+        np.testing.assert_allclose(out, tiny24.decode(codes, noise=False), atol=1e-4, rtol=0)
+        records.clear()
+        waiting = pool.open()  # live, nothing pushed yet
+        burst = pool.open()
+        burst.push(codes)
+        burst.end()
+        out = _read_all(burst)
+        waiting.cancel()
+    assert records and max(r.frames for r in records) == 1
     np.testing.assert_allclose(out, tiny24.decode(codes, noise=False), atol=1e-4, rtol=0)
 
 
@@ -202,10 +212,10 @@ def test_a_failing_step_fails_its_stream_only(tiny24, monkeypatch):
     with StreamPool(tiny24, collect_ms=50) as pool:
         real_step = pool._runner.step
 
-        def step(codes, noise, frame, end, states):
+        def step(codes, noise, frame, end, states, **options):
             if (codes[0] == 4095).any():
                 raise RuntimeError("simulated onnxruntime failure")
-            return real_step(codes, noise, frame, end, states)
+            return real_step(codes, noise, frame, end, states, **options)
 
         monkeypatch.setattr(pool._runner, "step", step)
         good = [pool.open() for _ in range(3)]
