@@ -67,6 +67,7 @@ logger = logging.getLogger(__name__)
 _END = object()  # delivered after a stream's last chunk
 _COST_WEIGHT = 0.2  # of a new measurement in the running average of a call size's time
 _RELEARN_CALLS = 512
+_STACK_GAIN = 0.9  # a larger call is chosen only if it clears the ready streams in under this share of the time
 DEFAULT_MAX_BATCH = 16  # on CPU a step's cost per row stops falling by about 4-8 rows (bench/RESULTS_serve.md)
 Item = Any  # np.ndarray | SnacOnnxError | _END
 
@@ -462,11 +463,11 @@ class StreamPool:
             return limit
         idle = max(1, self.workers - self._busy)
         sizes = sorted({*(1 << k for k in range(limit.bit_length()) if 1 << k <= limit), limit})
-        best, best_time, known = 1, math.inf, 0.0
+        best, best_time, known = 1, math.inf, 1.0  # before any measurement: every size costs one unit
         for size in sizes:
             known = self._cost.get(size, known)
             clear = math.ceil(ready / (size * idle)) * known
-            if clear <= best_time:
+            if clear < _STACK_GAIN * best_time or size == 1:  # stack only for a clear gain: rows wait for the call
                 best, best_time = size, clear
         return best
 

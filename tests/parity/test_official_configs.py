@@ -147,3 +147,44 @@ def test_parallel_chunks_equal_one_shot_on_official_config(exported):
     for a, b in zip(codes, par.encode(audio)):
         np.testing.assert_array_equal(a, b)
     np.testing.assert_allclose(par.decode(codes, seed=2), one.decode(codes, seed=2), atol=1e-5, rtol=0)
+
+
+def test_stream_pool_equals_offline_on_official_config(exported):
+    """#16: streams decoded together in one StreamPool (batched rows, two workers) each equal their own offline
+    decode, for all three models."""
+    import threading
+
+    import numpy as np
+
+    from export.signals import speech_like
+    from snac_onnx import SnacOnnx, StreamPool
+    from snac_onnx.layouts import codes_to_tokens
+
+    _, out, _ = exported
+    codec = SnacOnnx(out, threads=1)
+    m = codec.config.frames_multiple
+    items = []
+    for k, frames in enumerate((m, 3 * m, 5 * m)):
+        audio = speech_like(codec.sample_rate, frames * codec.samples_per_frame / codec.sample_rate, seed=20 + k)
+        codes = codec.encode(audio)
+        items.append((codes, codec.decode(codes, noise=False)))
+    outputs = {}
+    with StreamPool(codec, workers=2, collect_ms=5) as pool:
+
+        def client(k: int) -> None:
+            tokens = codes_to_tokens(items[k][0], codec.vq_strides)
+            stream = pool.open()
+            step = codec.config.frame_tokens
+            for i in range(0, tokens.size, step):
+                stream.push(tokens[i : i + step])
+            stream.end()
+            outputs[k] = np.concatenate(list(stream))
+
+        threads = [threading.Thread(target=client, args=(k,)) for k in range(len(items))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=300)
+    for k, (_, offline) in enumerate(items):
+        assert outputs[k].shape == offline.shape
+        assert np.abs(outputs[k] - offline).max() <= 1e-4

@@ -323,15 +323,17 @@ def test_batch_size_follows_the_measured_cost_of_calls(tiny24):
     the idle workers; GPU-like costs (flat) stack every ready stream; a size never measured is tried."""
     pool = StreamPool(tiny24, workers=2, max_batch=16)
     pool._cost = {1: 0.010, 2: 0.020, 4: 0.045, 8: 0.095}
-    assert pool._rows(8) == 2  # 4 calls of 2 on 2 workers: 40 ms; 8 of 1: 40 ms; 1 of 8: 95 ms (ties take more rows)
+    assert pool._rows(8) == 1  # 8 calls of 1 or 4 of 2 on 2 workers: 40 ms; 1 of 8: 95 ms (no gain: no stacking)
     pool._busy = 1  # one worker is in a call: rows for the other alone
-    assert pool._rows(8) == 2  # 8 calls of 1 or 4 of 2: 80 ms; 2 of 4: 90 ms; 1 of 8: 95 ms
+    assert pool._rows(8) == 1  # 8 calls of 1 or 4 of 2: 80 ms; 2 of 4: 90 ms; 1 of 8: 95 ms
+    pool._cost = {1: 0.010, 2: 0.012, 4: 0.030, 8: 0.070}
+    assert pool._rows(8) == 2  # 4 calls of 2: 48 ms, against 80 ms one at a time
     pool._busy = 0
     gpu = StreamPool(tiny24, max_batch=16)  # one worker
     gpu._cost = {1: 0.010, 2: 0.0101, 4: 0.0102, 8: 0.0105, 16: 0.011}
     assert gpu._rows(16) == 16
     pool._cost = {1: 0.010}
-    assert pool._rows(5) == 5  # 2, 4 and 5 not measured yet: assumed no dearer than 1, so tried
+    assert pool._rows(5) == 4  # 2 and 4 not measured yet: assumed no dearer than 1, so tried (4 and 1 on two workers)
     assert StreamPool(tiny24, batching=False)._rows(9) == 1
 
 
