@@ -246,7 +246,7 @@ class StreamPool:
         forks.register(self)
 
     def after_fork_in_child(self) -> None:
-        """The worker thread is gone in a forked child: forget it and the parent's streams (a new one starts on
+        """The worker threads are gone in a forked child: forget them and the parent's streams (new ones start on
         the next :meth:`open`)."""
         self._cond = threading.Condition()
         self._entries = {}
