@@ -5,9 +5,10 @@ Usage: python bench/serve_load.py [--model models/snac_24khz] [--seconds 6] [--s
 
 Side by side in one run, each on its own server process on 127.0.0.1 (started fresh, warmed up):
 
-* ``pool``: ``snac-onnx serve`` with its defaults (the stream pool: a worker per core, one onnxruntime thread
-  per call, steps stacked across streams where the measured cost says it pays);
-* ``pool, no batching``: ``snac-onnx serve --no-batching`` (the same pool, one stream per call);
+* ``pool``: ``snac-onnx serve`` with its defaults (the stream pool; on CPU a worker per core, one onnxruntime
+  thread per call, one stream per call);
+* ``pool, stacking on``: ``snac-onnx serve --batching on`` (the same, with steps of several streams stacked in
+  one call where the measured cost of calls says it pays, as on a GPU);
 * ``pool, 1 worker x N threads``: one worker whose calls use every core (onnxruntime's threads);
 * ``orpheus-ref``: bench/orpheus_ref_server.py, the reference Orpheus scheme (the last 28 ids decoded every 7, one
   thread per stream, on the same model and fused kernels; onnxruntime at 1 thread per stream).
@@ -304,7 +305,7 @@ def main() -> int:
     parser.add_argument("--streams", type=int, nargs="+", default=[1, 2, 4, 6, 8, 10, 12, 14])
     parser.add_argument("--jitter-ms", type=float, default=150.0, help="client playback buffer (ms after first audio)")
     parser.add_argument(
-        "--schemes", nargs="+", default=["pool", "pool, no batching", f"pool, 1 worker x {os.cpu_count()} threads", "orpheus-ref"]
+        "--schemes", nargs="+", default=["pool", "pool, stacking on", f"pool, 1 worker x {os.cpu_count()} threads", "orpheus-ref"]
     )
     parser.add_argument("--no-faults", action="store_true")
     parser.add_argument("--faults-only", type=int, metavar="N", help="only the fault run, with N well-behaved clients")
@@ -323,9 +324,9 @@ def main() -> int:
         utts.append((frames, codec.decode(codes, noise=False)))
     codec.close()
 
-    commands = {  # the server's defaults: a worker per core, one onnxruntime thread per call
+    commands = {  # the server's defaults on CPU: a worker per core, one onnxruntime thread per call, no stacking
         "pool": [],
-        "pool, no batching": ["--no-batching"],
+        "pool, stacking on": ["--batching", "on"],
         f"pool, 1 worker x {os.cpu_count()} threads": ["--workers", "1", "--threads", str(os.cpu_count())],
     }
     header = [

@@ -214,7 +214,13 @@ def _parser() -> argparse.ArgumentParser:
     srv.add_argument(
         "--workers", type=_int_at_least(1), help="calls at once (default: one per core on CPU, one on GPU)"
     )
-    srv.add_argument("--no-batching", action="store_true", help="one stream per step (no batching across streams)")
+    srv.add_argument(
+        "--batching",
+        choices=["auto", "on", "off"],
+        default="auto",
+        help="stack steps of several streams in one call (auto: on with a GPU provider, off on CPU, where it does "
+        "not pay)",
+    )
     srv.add_argument("--collect-ms", type=float, default=1.0, help="how long a ready step waits for others (ms)")
     srv.add_argument("--max-message-bytes", type=_int_at_least(1), default=1 << 20, help="largest message or line")
     srv.add_argument("--max-body-bytes", type=_int_at_least(1), default=64 << 20, help="largest HTTP body")
@@ -564,7 +570,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         max_streams=args.max_streams,
         max_batch=args.max_batch,
         workers=args.workers,
-        batching=not args.no_batching,
+        batching={"auto": None, "on": True, "off": False}[args.batching],
         collect_ms=args.collect_ms,
         max_message_bytes=args.max_message_bytes,
         max_body_bytes=args.max_body_bytes,

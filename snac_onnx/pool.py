@@ -66,7 +66,7 @@ logger = logging.getLogger(__name__)
 
 _END = object()  # delivered after a stream's last chunk
 _COST_WEIGHT = 0.2  # of a new measurement in the running average of a call size's time
-_RELEARN_CALLS = 512
+_RELEARN_CALLS = 4096
 _STACK_GAIN = 0.75  # a larger call is chosen only if it clears the ready streams in under this share of the time
 # (measured costs are noisy on a shared CPU: a false gain stacks rows, and rows wait for their whole call)
 DEFAULT_MAX_BATCH = 16  # on CPU a step's cost per row stops falling by about 4-8 rows (bench/RESULTS_serve.md)

@@ -99,7 +99,8 @@ class ServeSettings:
         max_batch: steps per batched call (None: the pool's default from the memory budget).
         workers: batched calls at once (the pool's workers). None: one per CPU core on the CPU provider, one with
             any other provider (a GPU runs calls one after another; it gains from batching instead).
-        batching: batch steps across streams (False: one stream per call).
+        batching: stack the steps of several streams in one call (None: on unless the stream graph runs on the
+            CPU provider only, where it does not pay: a step's cost grows with its rows, bench/RESULTS_serve.md).
         collect_ms: the pool's collection window (ms).
         max_message_bytes: the largest WebSocket message or NDJSON line.
         max_body_bytes: the largest HTTP body (an upload to encode, a whole decode request).
@@ -115,7 +116,7 @@ class ServeSettings:
     max_streams: int = 64
     max_batch: int | None = None
     workers: int | None = None
-    batching: bool = True
+    batching: bool | None = None
     collect_ms: float = 1.0
     max_message_bytes: int = 1 << 20
     max_body_bytes: int = 64 << 20
@@ -288,7 +289,7 @@ class _Service:
             max_streams=s.max_streams,
             max_batch=s.max_batch,
             workers=s.workers if s.workers is not None else _default_workers(self.codec),
-            batching=s.batching,
+            batching=s.batching if s.batching is not None else not _cpu_only(self.codec),
             collect_ms=s.collect_ms,
             max_stream_seconds=s.max_stream_seconds or None,
             on_batch=self.metrics.on_batch,
@@ -341,11 +342,15 @@ class _PushResponse(StreamingResponse):
             await self.stream_response(send)
 
 
+def _cpu_only(codec: SnacOnnx) -> bool:
+    return codec.active_providers.get("stream") == ["CPUExecutionProvider"]
+
+
 def _default_workers(codec: SnacOnnx) -> int:
     """One worker per CPU core when the stream graph runs on the CPU provider only, else one."""
     import os
 
-    if codec.active_providers.get("stream") == ["CPUExecutionProvider"]:
+    if _cpu_only(codec):
         return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
     return 1
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import threading
 import time
 import wave
@@ -272,6 +273,9 @@ def test_health_ready_metrics_info_and_draining(codec):
             "snac_queue_seconds_sum",
         ):
             assert name in text
+        pool = app.state.service.pool
+        assert pool.workers == len(os.sched_getaffinity(0))  # CPU defaults: a worker per core, no stacking
+        assert pool.max_batch == 1
     service = app.state.service
     assert service.draining
     with pytest.raises(PoolFullError, match="shutting down"):
