@@ -6,7 +6,7 @@ Usage: python bench/gpu_check.py MODEL_DIR [--out gpu.md] [--provider CUDAExecut
    (``active_providers``; onnxruntime and onnxruntime-gpu installed together silently give CPU only).
 2. Parity, GPU against CPU on the same export: decode (offline), the stream graph pushed frame by frame, and
    encode (codes equal, or the share that differs).
-3. The fp16 variant's error against fp32 (when the export holds one: ``python -m export ... --variants fp16``).
+3. The fp16 variant's error against fp32 (when the export holds one: ``python -m export ... --precision fp16``).
 4. Batched stream steps on the GPU: one call of B rows (B = 1, 8, 64), ms per call and steps per second.
 5. The stream pool on the GPU: S streams pushed all at once, decoded to the end, with batching and without:
    seconds of audio decoded per second, and rows per call.
@@ -64,7 +64,8 @@ def main() -> int:
         args.out.write_text("\n".join(lines) + "\n")
         return 1
     cpu = SnacOnnx(args.model, providers=["CPUExecutionProvider"]).load()
-    gpu = SnacOnnx(args.model, providers=[args.provider, "CPUExecutionProvider"]).load()
+    providers = list(dict.fromkeys([args.provider, "CPUExecutionProvider"]))
+    gpu = SnacOnnx(args.model, providers=providers).load()
     say(f"sessions run on: {gpu.active_providers}")
     on_gpu = all(p[0] == args.provider for p in gpu.active_providers.values())
     say(f"every graph on {args.provider}: {'yes' if on_gpu else '**no**'}")
@@ -85,11 +86,11 @@ def main() -> int:
     differ = sum(int((x != y).sum()) for x, y in zip(ca, cb)) / sum(x.size for x in ca)
     say(f"| encode | - | {100 * differ:.2f} % of codes differ (float error at codebook ties) |")
     if "fp16" in gpu.manifest.raw.get("variants", {}):
-        half = SnacOnnx(args.model, providers=[args.provider, "CPUExecutionProvider"], precision="fp16")
+        half = SnacOnnx(args.model, providers=providers, precision="fp16")
         err = np.abs(half.decode(codes, noise=False) - gpu.decode(codes, noise=False)).max()
         say(f"| fp16 variant decode vs fp32 | {err:.2e} | |")
     else:
-        say("| fp16 variant | - | not in this export (python -m export ... --variants fp16) |")
+        say("| fp16 variant | - | not in this export (python -m export ... --precision fp16) |")
     say()
 
     spec = gpu.manifest.stream
@@ -119,7 +120,7 @@ def main() -> int:
     say("| pool | streams | batching | audio s per s | rows per call | max abs vs offline |")
     say("|---|---:|---|---:|---:|---:|")
     items = [_codes(gpu, frames, seed=10 + i) for i in range(max(args.streams))]
-    offline = [gpu.decode(c, noise=False) for c in items[:2]]
+    offline = [gpu.decode(c, noise=False) for c in items]
     for n in args.streams:
         for batching in (True, False):
             records = []

@@ -43,6 +43,7 @@ import numpy as np
 from .audio_io import pcm16
 from .codes import check_seed
 from .errors import (
+    DecodeFailedError,
     InvalidArgumentError,
     InvalidCodesError,
     MissingDependencyError,
@@ -486,6 +487,9 @@ def create_app(settings: ServeSettings | None = None, *, codec: SnacOnnx | None 
             await stream.end()
             chunks = [chunk async for chunk in stream]
             outcome = "completed"
+        except DecodeFailedError as error:  # onnxruntime failed on checked input: the server's fault
+            service.metrics.errors.labels("stream").inc()
+            return refuse(500, str(error), endpoint)
         except SnacOnnxError as error:
             return refuse(400, str(error), endpoint)
         finally:
