@@ -52,7 +52,7 @@ def main() -> int:
         step = spec.step_frames
         values = [rng.integers(0, 4096, (1, n)) for n in codec.config.code_lengths(step)]
         values += [np.zeros(s, np.float32) for s in codec.noise_shapes(1, step)]
-        values += [np.array([10], np.int64)]
+        values += [np.array([10], np.int64), np.array([1 << 40], np.int64)]  # frame, end (not known yet)
         values += [np.zeros((1, st.channels, st.length), np.float32) for st in spec.states]
         feeds = dict(zip(spec.inputs, values))
     else:
