@@ -66,11 +66,12 @@ $PY scripts/roundtrip.py "$MODEL" --out out
 CLI=.venv/bin/snac-onnx
 cat <<EOF
 
-Done. The model is in $MODEL (encoder.onnx, decoder.onnx, manifest.json); the clip and its
-round trip are out/roundtrip_in.wav and out/roundtrip_out.wav.
+Done. The model is in $MODEL (encoder.onnx, decoder.onnx, stream.onnx, manifest.json); the clip and
+its round trip are out/roundtrip_in.wav and out/roundtrip_out.wav.
 
 Try next:
   $CLI roundtrip your.wav -o out/your_snac.wav -m $MODEL --mix --resample
   $CLI encode your.wav -o out/your.npz -m $MODEL --mix --resample --layout orpheus
   $CLI decode out/your.npz -o out/your_decoded.wav --output-rate source
+  $CLI serve -m $MODEL     # decode many token streams at once: WebSocket ws://127.0.0.1:8000/v1/stream
 EOF

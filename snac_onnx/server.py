@@ -106,7 +106,7 @@ class ServeSettings:
         max_message_bytes: the largest WebSocket message or NDJSON line.
         max_body_bytes: the largest HTTP body (an upload to encode, a whole decode request).
         idle_timeout_s: a stream with no message for this long is closed (1008).
-        max_stream_seconds: the longest stream, in seconds of audio.
+        max_stream_seconds: the longest stream, in seconds of audio (0: no bound).
         shutdown_grace_s: at shutdown, how long live streams get to finish.
         verify: check graph files' sha256 when loading.
     """
