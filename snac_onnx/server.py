@@ -32,6 +32,7 @@ import contextlib
 import io
 import json
 import logging
+import time
 import wave
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -743,15 +744,43 @@ async def _send_audio(ws: WebSocket, stream: AsyncPooledStream, fmt: str, servic
 
 
 def serve(settings: ServeSettings, *, host: str = "127.0.0.1", port: int = 8000, log_level: str = "info") -> None:
-    """Run the app on uvicorn until interrupted (SIGINT/SIGTERM: graceful shutdown). The model is loaded first, so
-    that a model that cannot be loaded is a :class:`SnacOnnxError` here, not a failed startup inside uvicorn."""
+    """Run the app on uvicorn until interrupted. The model is loaded first, so that a model that cannot be loaded
+    is a :class:`SnacOnnxError` here, not a failed startup inside uvicorn.
+
+    SIGTERM or SIGINT drains: no new streams (WebSocket 1013, HTTP 503, ``/readyz`` 503) while the live ones get
+    ``shutdown_grace_s`` to finish; then uvicorn shuts down (closing what is left with 1012) and re-raises the
+    signal. A second signal stops at once.
+    """
+    import threading
+
     import uvicorn
 
-    uvicorn.run(
-        create_app(settings, codec=make_codec(settings)),
+    app = create_app(settings, codec=make_codec(settings))
+    service: _Service = app.state.service
+    grace = settings.shutdown_grace_s
+
+    class DrainingServer(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            if service.draining or self.should_exit:  # a second signal: uvicorn's own handling, now
+                super().handle_exit(sig, frame)
+                return
+            getattr(self, "_captured_signals", []).append(sig)  # uvicorn re-raises it at the end
+            service.draining = True
+            logger.warning("draining: no new streams; the live ones have %.0f s to finish", grace)
+            threading.Thread(target=self._drain, name="snac_onnx-drain", daemon=True).start()
+
+        def _drain(self) -> None:
+            deadline = time.monotonic() + grace
+            while time.monotonic() < deadline and service.pool is not None and service.pool.streams_active:
+                time.sleep(0.05)
+            self.should_exit = True
+
+    config = uvicorn.Config(
+        app,
         host=host,
         port=port,
         log_level=log_level,
         ws_max_size=settings.max_message_bytes + 1024,
-        timeout_graceful_shutdown=max(1, int(settings.shutdown_grace_s)),
+        timeout_graceful_shutdown=max(1, int(grace)),
     )
+    DrainingServer(config).run()

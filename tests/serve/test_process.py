@@ -19,35 +19,76 @@ from tests.serve.support import free_port, start_server, stream
 from tests.support import TINY_24
 
 
-def test_serve_streams_exactly_and_shuts_down_gracefully(tmp_path):
+def test_serve_streams_exactly_and_drains_at_sigterm(tmp_path):
+    """Three streams exact; at SIGTERM the server refuses new streams and reports not ready, a live stream that
+    ends within the grace time finishes exactly (1000), one that never ends is closed with 1012 after it."""
+    import json
+    import urllib.error
+    import urllib.request
+
     codec = SnacOnnx(TINY_24)
     rng = np.random.default_rng(0)
     codes = [rng.integers(0, 4096, n) for n in codec.config.code_lengths(12)]
     ids = codes_to_tokens(codes, codec.vq_strides, "orpheus").tolist()
+    offline = codec.decode(codes, noise=False)
     port = free_port()
     log = tmp_path / "server.log"
-    proc = start_server(TINY_24, port, "--shutdown-grace", "2", "--log-level", "info", log=log)
+    proc = start_server(TINY_24, port, "--shutdown-grace", "3", "--log-level", "info", log=log)
     try:
         url = f"ws://127.0.0.1:{port}/v1/stream?preset=orpheus&format=f32le"
         frames = [{"ids": ids[i : i + 7]} for i in range(0, len(ids), 7)]
 
+        async def finishing_after_the_signal(signalled: asyncio.Event) -> dict:
+            import websockets
+
+            audio = b""
+            async with websockets.connect(url) as ws:
+                await ws.recv()  # start
+                for f in frames[:4]:
+                    await ws.send(json.dumps(f))
+                await signalled.wait()
+                for f in frames[4:]:
+                    await ws.send(json.dumps(f))
+                    await asyncio.sleep(0.01)
+                await ws.send(json.dumps({"end": True}))
+                async for m in ws:
+                    if isinstance(m, bytes):
+                        audio += m
+                return {"audio": audio, "code": ws.close_code}
+
+        def ready_status() -> int:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as r:
+                    return r.status
+            except urllib.error.HTTPError as error:
+                return error.code
+
         async def clients():
             done = await asyncio.gather(*(stream(url, [*frames, {"end": True}], gap=0.005) for _ in range(3)))
-            live = asyncio.create_task(stream(url, frames[:4], gap=0.01))  # never ends: open at shutdown
+            signalled = asyncio.Event()
+            finishing = asyncio.create_task(finishing_after_the_signal(signalled))
+            stuck = asyncio.create_task(stream(url, frames[:4], gap=0.01))  # never ends
             await asyncio.sleep(1.0)
             proc.send_signal(signal.SIGTERM)
-            return done, await asyncio.wait_for(live, 30)
+            await asyncio.sleep(0.3)
+            signalled.set()
+            ready = await asyncio.to_thread(ready_status)
+            refused = await stream(url, frames[:1])
+            return done, await asyncio.wait_for(finishing, 30), await asyncio.wait_for(stuck, 30), ready, refused
 
-        done, live = asyncio.run(clients())
-        offline = codec.decode(codes, noise=False)
+        done, finishing, stuck, ready, refused = asyncio.run(clients())
         for out in done:
             assert out["code"] == 1000
             np.testing.assert_allclose(np.frombuffer(out["audio"], "<f4"), offline, atol=1e-4, rtol=0)
-        assert live["code"] == 1012  # closed by the server's shutdown, not dropped
+        assert ready == 503
+        assert refused["code"] == 1013 and "shutting down" in refused["texts"][-1]["message"]
+        assert finishing["code"] == 1000  # ended within the grace time: finished, exact
+        np.testing.assert_allclose(np.frombuffer(finishing["audio"], "<f4"), offline, atol=1e-4, rtol=0)
+        assert stuck["code"] == 1012  # still open when the grace time ran out
         # uvicorn shuts down (the app's lifespan closes the pool), then re-raises SIGTERM so supervisors see it
         assert proc.wait(timeout=30) in (0, -signal.SIGTERM)
         text = log.read_text()
-        assert "Application shutdown complete" in text and "Traceback" not in text
+        assert "draining" in text and "Application shutdown complete" in text and "Traceback" not in text
     finally:
         if proc.poll() is None:
             proc.kill()
