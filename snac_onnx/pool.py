@@ -605,6 +605,12 @@ class _Handle:
         """The stream's :class:`~snac_onnx.streaming.StreamDecoder` (its ``seed``, ``frames_received``...)."""
         return self._entry.decoder
 
+    @property
+    def closed(self) -> bool:
+        """The pool is done with the stream: it ended, failed or was cancelled (its remaining audio may still be
+        waiting to be read)."""
+        return self._entry.gone
+
     def cancel(self) -> None:
         """Drop the stream now and free its state; reading stops (audio not yet read is lost)."""
         self._pool._cancel(self._entry)

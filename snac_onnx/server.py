@@ -706,7 +706,8 @@ async def _receive(
         except _TooBig as error:
             return await _refuse_message(ws, sender, "too_big", error)
         except (SnacOnnxError, ValueError) as error:  # json's JSONDecodeError is a ValueError
-            return await _refuse_message(ws, sender, "malformed", error)
+            # bad input leaves the stream open; a limit (max_stream_seconds) has closed it
+            return await _refuse_message(ws, sender, "policy" if stream.closed else "malformed", error)
 
 
 async def _refuse_message(ws: WebSocket, sender: asyncio.Task[str], why: str, error: Exception) -> str:

@@ -203,6 +203,9 @@ def test_limits_streams_message_size_idle(codec):
             out = _talk(ws, [{"tokens": [1] * 500}])
         assert out["code"] == 1009
         assert 'snac_streams_total{outcome="refused"} 2.0' in client.get("/metrics").text
+    with _client(codec, max_stream_seconds=0.2) as client, client.websocket_connect("/v1/stream") as ws:
+        out = _talk(ws, [{"codes": [c.tolist() for c in _codes(codec, 4)]}])  # 0.34 s of audio
+    assert out["code"] == 1008 and "max_stream_seconds" in out["errors"][0]
 
 
 def test_http_decode_whole_and_streamed(codec):
