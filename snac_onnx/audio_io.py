@@ -167,7 +167,7 @@ class AudioReader:
 
 
 def load_audio(
-    path: str | os.PathLike[str],
+    path: str | os.PathLike[str] | bytes,
     sample_rate: int,
     *,
     mix: bool = False,

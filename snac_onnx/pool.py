@@ -221,10 +221,10 @@ class StreamPool:
             raise InvalidArgumentError(f"collect_ms must be a number of ms in [0, 1000], got {collect_ms!r}")
         max_stream_seconds = check_seconds("max_stream_seconds", max_stream_seconds)
         config = codec.config
-        self._frame_budget = budget_steps(runner.max_chunk_seconds, config.samples_per_frame, config.sample_rate)
+        frame_budget = budget_steps(runner.max_chunk_seconds, config.samples_per_frame, config.sample_rate)
         self._max_frames = budget_steps(max_stream_seconds, config.samples_per_frame, config.sample_rate)
         if max_batch is None:  # the memory budget's rows, at most DEFAULT_MAX_BATCH
-            budget_rows = DEFAULT_MAX_BATCH if self._frame_budget is None else self._frame_budget // spec.step_frames
+            budget_rows = DEFAULT_MAX_BATCH if frame_budget is None else frame_budget // spec.step_frames
             max_batch = max(1, min(DEFAULT_MAX_BATCH, budget_rows))
         self.codec = codec
         self.max_streams = int(max_streams)
@@ -331,7 +331,7 @@ class StreamPool:
                     "this stream has ended (end() or an end-of-speech id); open a new one"
                 ) from None
             if self._max_frames is not None and entry.decoder.frames_received > self._max_frames:
-                self._fail(
+                self._finish(
                     entry,
                     InvalidArgumentError(
                         f"the stream is longer than this pool's limit of {self._max_frames} frames (max_stream_seconds)"
@@ -353,11 +353,7 @@ class StreamPool:
 
     def _cancel(self, entry: _Entry) -> None:
         with self._cond:
-            if not entry.gone:
-                entry.gone = True
-                self._entries.pop(entry.key, None)
-                entry.sink.put(_END)
-                self._cond.notify_all()
+            self._finish(entry)
 
     def _wake(self, entry: _Entry) -> None:
         """After input or the end: mark the entry ready (its queue time starts now) or finish an empty stream."""
@@ -368,19 +364,15 @@ class StreamPool:
             entry.ready_since = time.monotonic()
             self._cond.notify_all()
 
-    def _finish(self, entry: _Entry) -> None:
-        entry.gone = True
-        self._entries.pop(entry.key, None)
-        entry.sink.put(_END)
-        self._cond.notify_all()
-
-    def _fail(self, entry: _Entry, error: SnacOnnxError) -> None:
+    def _finish(self, entry: _Entry, error: SnacOnnxError | None = None) -> None:
+        """Drop the entry (once) and end its reader, with ``error`` first if it failed (lock held)."""
         if entry.gone:
             return
-        self._counts["failed"] += 1
         entry.gone = True
         self._entries.pop(entry.key, None)
-        entry.sink.put(error)
+        if error is not None:
+            self._counts["failed"] += 1
+            entry.sink.put(error)
         entry.sink.put(_END)
         self._cond.notify_all()
 
@@ -410,7 +402,7 @@ class StreamPool:
                 with self._cond:
                     for entry, _ in batch:
                         entry.running = False
-                        self._fail(entry, DecodeFailedError(f"internal error of the stream pool: {error!r}"))
+                        self._finish(entry, DecodeFailedError(f"internal error of the stream pool: {error!r}"))
             finally:
                 with self._cond:
                     self._busy -= 1
@@ -493,7 +485,7 @@ class StreamPool:
                 if entry.gone:
                     continue
                 if isinstance(result, SnacOnnxError):
-                    self._fail(entry, result)
+                    self._finish(entry, result)
                     continue
                 audio, states = result
                 try:
@@ -501,7 +493,7 @@ class StreamPool:
                     if isinstance(entry.front, PresetStream):
                         chunk = entry.front.trim(chunk)
                 except SnacOnnxError as error:
-                    self._fail(entry, error)
+                    self._finish(entry, error)
                     continue
                 if chunk.size:
                     if entry.first_audio is None:
@@ -576,7 +568,7 @@ class StreamPool:
             while self._entries and (deadline is None or time.monotonic() < deadline):
                 self._cond.wait(None if deadline is None else max(0.0, deadline - time.monotonic()))
             for entry in list(self._entries.values()):
-                self._fail(entry, StreamClosedError("the stream pool closed before this stream ended"))
+                self._finish(entry, StreamClosedError("the stream pool closed before this stream ended"))
             workers = list(self._workers)
         for worker in workers:
             if worker is not threading.current_thread():

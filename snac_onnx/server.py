@@ -42,7 +42,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .audio_io import pcm16
-from .codes import check_seed
 from .errors import (
     DecodeFailedError,
     InvalidArgumentError,
@@ -55,7 +54,6 @@ from .errors import (
 from .hub import DEFAULT_MODEL
 from .layouts import codes_to_tokens, resolve_layout
 from .pool import AsyncPooledStream, BatchRecord, StreamPool
-from .presets import get_preset
 
 try:
     import prometheus_client as prom
@@ -195,21 +193,15 @@ class _Options:
 def _options(
     preset: str | None, layout: str | None, fmt: str, noise: bool, seed: int | None, formats: Sequence[str]
 ) -> _Options:
+    """What only the server checks (the format, preset or layout); the preset, layout and seed themselves are
+    checked by the stream when it is opened (:meth:`_Service.open`)."""
     if fmt not in formats:
         raise InvalidArgumentError(f"format must be one of {list(formats)}, got {fmt!r}")
     if preset is not None and layout is not None:
         raise InvalidArgumentError(
             "give preset (for a TTS model's ids or text) or layout (for tokens or codes), not both"
         )
-    if preset is not None:
-        get_preset(preset)  # raises for an unknown name
-        kinds: tuple[str, ...] = ("ids", "text")
-    else:
-        resolve_layout(layout or "interleaved")
-        kinds = ("tokens", "codes")
-    check_seed(seed)
-    if seed is not None and not noise:
-        raise InvalidArgumentError("seed applies to noise; pass noise=true with seed")
+    kinds = ("ids", "text") if preset is not None else ("tokens", "codes")
     return _Options(preset, layout or "interleaved", fmt, noise, seed, kinds)
 
 
@@ -304,7 +296,8 @@ class _Service:
             self.pool.close(timeout=self.settings.shutdown_grace_s)
 
     def open(self, options: _Options) -> AsyncPooledStream:
-        """A new pool stream, or PoolFullError (counted as refused)."""
+        """A new pool stream; PoolFullError (counted as refused), or InvalidArgumentError for a bad preset, layout
+        or seed."""
         if self.draining or self.pool is None:
             self.metrics.streams.labels("refused").inc()
             raise PoolFullError("the server is shutting down; it takes no new streams")
@@ -439,6 +432,9 @@ def create_app(settings: ServeSettings | None = None, *, codec: SnacOnnx | None 
         except PoolFullError as error:
             await _close(ws, "try_later", str(error))
             return
+        except SnacOnnxError as error:
+            await _close(ws, "policy", str(error))
+            return
         outcome = "cancelled"
         sender = asyncio.create_task(_send_audio(ws, stream, options.format, service))
         try:
@@ -482,6 +478,8 @@ def create_app(settings: ServeSettings | None = None, *, codec: SnacOnnx | None 
             stream = service.open(options)
         except PoolFullError as error:
             return refuse(503, str(error), endpoint, **{"Retry-After": "1"})
+        except SnacOnnxError as error:
+            return refuse(400, str(error), endpoint)
         outcome = "failed"
         try:
             await stream.push(data)
@@ -535,6 +533,8 @@ def create_app(settings: ServeSettings | None = None, *, codec: SnacOnnx | None 
             stream = service.open(options)
         except PoolFullError as error:
             return refuse(503, str(error), endpoint, **{"Retry-After": "1"})
+        except SnacOnnxError as error:
+            return refuse(400, str(error), endpoint)
         failure: list[BaseException] = []
 
         async def feed() -> None:
@@ -584,8 +584,7 @@ def create_app(settings: ServeSettings | None = None, *, codec: SnacOnnx | None 
         if service.draining:
             return refuse(503, "the server is shutting down", endpoint, **{"Retry-After": "1"})
         try:
-            if layout is not None:
-                resolve_layout(layout)
+            chosen = resolve_layout(layout) if layout is not None else None  # refused before the body is read
             body = await _read_body(request, settings.max_body_bytes)
             if not body:
                 raise InvalidArgumentError("the body is empty; send an audio file (WAV, FLAC, OGG...)")
@@ -597,21 +596,20 @@ def create_app(settings: ServeSettings | None = None, *, codec: SnacOnnx | None 
         assert codec is not None
 
         def run() -> dict[str, Any]:
-            from .audio_io import AudioReader
+            from .audio_io import load_audio
 
-            reader = AudioReader(body, codec.sample_rate, mix=mix, resample=resample)
-            pcm = reader.read(0, reader.num_samples)
+            pcm = load_audio(body, codec.sample_rate, mix=mix, resample=resample)
             codes = codec.encode(pcm, sample_rate=codec.sample_rate)
             out: dict[str, Any] = {
                 "sample_rate": codec.sample_rate,
                 "samples": int(pcm.size),
                 "frames": int(codes[0].size // codec.config.codes_per_frame[0]),
             }
-            if layout is None:
+            if chosen is None:
                 out["codes"] = [c.tolist() for c in codes]
             else:
                 out["layout"] = layout
-                out["tokens"] = codes_to_tokens(codes, codec.vq_strides, layout).tolist()
+                out["tokens"] = codes_to_tokens(codes, codec.vq_strides, chosen).tolist()
             return out
 
         try:

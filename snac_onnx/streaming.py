@@ -275,12 +275,10 @@ class StreamDecoder:
             return _EMPTY
         if arr.dtype.kind not in "iu" or arr.ndim != 1:
             raise InvalidCodesError(f"tokens must be a 1-D sequence of integers, got {arr.dtype} {arr.shape}")
-        ids = arr.astype(np.int64)  # checked now, so that a bad id never sits in an incomplete frame
-        token_codes(
-            ids, (self._pending_tokens.size + np.arange(ids.size)) % self._frame_tokens, self._codebook, self.layout
-        )
-        buffered = np.concatenate([self._pending_tokens, ids])
+        buffered = np.concatenate([self._pending_tokens, arr.astype(np.int64)])
         whole = (buffered.size // self._frame_tokens) * self._frame_tokens
+        tail = buffered[whole:]  # an incomplete frame's ids are checked now, so that a bad one never waits there
+        token_codes(tail, np.arange(tail.size), self._codebook, self.layout)
         if whole == 0:
             self._pending_tokens = buffered
             return _EMPTY
@@ -295,7 +293,9 @@ class StreamDecoder:
         self._received += frames
         if self.deferred:
             return _EMPTY
-        audio = self._steps() if self.mode == "stateful" else self._windows(complete=False)
+        if self.mode == "stateful":
+            return self._steps()  # each step trims the buffer (finish_step)
+        audio = self._windows(complete=False)
         self._trim_buffer()
         return audio
 
@@ -389,8 +389,7 @@ class StreamDecoder:
         self._next_frame = a + step.frames
         start = a * config.samples_per_frame - self._spec.audio_lag  # position of audio[0]; the first are < 0
         stop = min(start + audio.shape[0], self._received * config.samples_per_frame)
-        if self.deferred:
-            self._trim_buffer()
+        self._trim_buffer()
         if stop <= self._emitted:
             return _EMPTY
         keep = audio[self._emitted - start : stop - start]
