@@ -3,7 +3,7 @@
  *
  *     y = x + inv_alpha * sin(alpha * x)^2        (per channel, as snac.layers.snake)
  *
- * Two custom operators in the domain ``ai.snac_onnx``:
+ * Custom operators in the domain ``ai.snac_onnx``:
  *   Snake(x, alpha, inv_alpha) -> y: x float32 (batch, channels, time); alpha, inv_alpha
  *     float32 (1, channels, 1); y shaped like x.
  *   SnakeDepthwiseConv(x, alpha, inv_alpha, weight, bias) -> y: Snake, then a depthwise Conv
@@ -12,6 +12,12 @@
  *   SnakeDepthwiseConvSnake(x, alpha, inv_alpha, weight, bias, alpha_out, inv_alpha_out) -> y:
  *     SnakeDepthwiseConv, then a second Snake (alpha_out, inv_alpha_out) on its output: the first
  *     three layers of each SNAC residual unit in one pass.
+ *   SnakeStream(state, x, alpha, inv_alpha) -> (y, new_state) and SnakeDepthwiseConvSnakeStream(state, x,
+ *     alpha, inv_alpha, weight, bias, alpha_out, inv_alpha_out) -> (y, new_state, residual): the stream
+ *     graph's forms (export.fuse). The layer runs over [state, x] joined in time (state (batch, channels, S)):
+ *     SnakeStream gives y = [state, Snake(x)]; the other gives y = SnakeDepthwiseConvSnake([state, x]) with
+ *     no padding (S = (taps - 1) * dilation, so y has x's length) and residual = [state, x][S/2, S/2 + n).
+ *     Both give new_state = the last S samples of the buffer: no Concat or Slice nodes around them.
  *   PolyphaseInterleave(z, bias) -> y: the second half of a polyphase ConvTranspose1d (see
  *     export.graphs.PolyphaseConvTranspose1d): z float32 (batch, stride * channels, steps) holds one
  *     phase per block of channels; y (batch, channels, steps * stride - 2 * padding + output_padding)
@@ -28,7 +34,8 @@
  * minimax polynomial for sin on [-pi/4, pi/4] (about 1 ulp). A row holding any |z| above 16384
  * (or a NaN) is redone with the reduction in double. The loops are branch-free and vectorise; on
  * GCC/x86-64 Linux they are compiled for AVX-512, AVX2+FMA and baseline x86-64, picked at load.
- * Rows are spread over a small process-wide pool of helper threads (see snac_snake_set_threads).
+ * Rows are spread over the session's own intra-op threads (OrtApi KernelContext_ParallelFor), so the
+ * kernels use the threads the session was given and never compete with another pool.
  *
  * The onnxruntime C API is used through the few entries declared below, by their fixed
  * positions in the (append-only) OrtApi table of API version 13; onnxruntime keeps these
@@ -45,6 +52,7 @@
 #include <math.h>
 
 #ifdef _MSC_VER
+#include <intrin.h>
 #define SNAKE_RESTRICT __restrict
 #else
 #define SNAKE_RESTRICT restrict
@@ -129,6 +137,14 @@ typedef struct SnakeCustomOp {
 } SnakeCustomOp;
 
 static const SnakeApiFn *g_api;
+
+/* KernelContext_ParallelFor (OrtApi entry 274, API version 17 = onnxruntime 1.17, the oldest snac_onnx
+ * supports): runs a kernel's rows on the session's intra-op threads. NULL on an older onnxruntime: the
+ * kernels then run on the calling thread. */
+typedef OrtStatus *(SNAKE_CALL *KernelContextParallelForFn)(const OrtKernelContext *ctx, void (*fn)(void *, size_t),
+                                                             size_t total, size_t num_batch, void *user_data);
+enum { SNAKE_PARALLEL_FOR_API_VERSION = 17, API_KernelContext_ParallelFor = 274 };
+static KernelContextParallelForFn g_parallel_for;
 #define API(name, type) ((type)g_api[API_##name])
 
 /* ---- the arithmetic ------------------------------------------------------------------ */
@@ -232,7 +248,24 @@ typedef struct SnakeJob {
     int64_t stride; /* PolyphaseInterleave only (0 otherwise): x is z, rows are (batch, channel) of the output */
     int64_t next_row; /* the next row to take, shared by the threads working on the job */
     int failed;       /* a thread could not get its scratch row */
+    /* The stream graph's forms (state NULL otherwise): the layer runs over [state, x] along time
+     * (state (rows, state_len)); new_state gets that buffer's last state_len samples, and (residual
+     * units) residual gets its samples [state_len / 2, state_len / 2 + steps). */
+    const float *state;
+    int64_t state_len;
+    float *new_state, *residual;
 } SnakeJob;
+
+/* out[0 .. len) = [a (la samples), b][start .. start + len): a window of two rows joined in time. */
+static void joined_window(const float *a, size_t la, const float *b, size_t start, size_t len, float *out) {
+    if (start < la) {
+        size_t from_a = la - start < len ? la - start : len;
+        memcpy(out, a + start, from_a * sizeof(float));
+        memcpy(out + from_a, b, (len - from_a) * sizeof(float));
+    } else {
+        memcpy(out, b + (start - la), len * sizeof(float));
+    }
+}
 
 /* y[t] = bias + phase[(t + padding) % stride][(t + padding) / stride] for t < n_out, where the
  * phases of this channel are rows `phase_step` floats apart starting at z: one pass per phase, each
@@ -254,7 +287,7 @@ static void interleave_row(const float *SNAKE_RESTRICT z, size_t phase_step, flo
 /* The next row of `job` for the calling thread to do (>= job->rows: none left). */
 static int64_t next_row(SnakeJob *job) {
 #if defined(_MSC_VER)
-    return job->next_row++; /* single-threaded on MSVC builds (no pool) */
+    return _InterlockedExchangeAdd64((volatile __int64 *)&job->next_row, 1);
 #else
     return __atomic_fetch_add(&job->next_row, 1, __ATOMIC_RELAXED);
 #endif
@@ -278,8 +311,9 @@ static void snake_take_rows(SnakeJob *job) {
     }
     float *scratch = NULL; /* SnakeDepthwiseConv: [zeros(padding), snake(x row), zeros(padding)] */
     float *conv_row = NULL; /* SnakeDepthwiseConvSnake: the convolution's output row, before its Snake */
+    const size_t held = (size_t)job->state_len; /* 0 unless the stream form */
     if (job->weight != NULL) {
-        size_t len = (size_t)(job->steps + 2 * job->padding);
+        size_t len = held + (size_t)(job->steps + 2 * job->padding);
         size_t out_len = job->alpha_out != NULL ? (size_t)job->steps_out : 0;
         scratch = (float *)malloc((len + out_len) * sizeof(float));
         if (scratch == NULL) {
@@ -288,18 +322,30 @@ static void snake_take_rows(SnakeJob *job) {
         }
         if (out_len > 0) conv_row = scratch + len;
         memset(scratch, 0, (size_t)job->padding * sizeof(float));
-        memset(scratch + job->padding + job->steps, 0, (size_t)job->padding * sizeof(float));
+        memset(scratch + held + job->padding + job->steps, 0, (size_t)job->padding * sizeof(float));
     }
     for (;;) {
         int64_t r = next_row(job);
         if (r >= job->rows) break;
         int64_t c = r % job->channels;
         const float *x = job->x + (size_t)(r * job->steps);
-        if (scratch == NULL) {
+        const float *state = job->state != NULL ? job->state + r * held : NULL;
+        const size_t steps = (size_t)job->steps;
+        if (scratch == NULL && state != NULL) { /* SnakeStream: y = [state, snake(x)] */
+            float *y = job->y + r * (held + steps);
+            memcpy(y, state, held * sizeof(float));
+            snake_row(x, y + held, steps, job->alpha[c], job->inv_alpha[c]);
+            memcpy(job->new_state + r * held, y + steps, held * sizeof(float));
+        } else if (scratch == NULL) {
             snake_row(x, job->y + (size_t)(r * job->steps), (size_t)job->steps, job->alpha[c], job->inv_alpha[c]);
         } else {
             float *y = job->y + (size_t)(r * job->steps_out);
-            snake_row(x, scratch + job->padding, (size_t)job->steps, job->alpha[c], job->inv_alpha[c]);
+            if (state != NULL) { /* SnakeDepthwiseConvSnakeStream: the buffer [state, x], no padding */
+                snake_row(state, scratch, held, job->alpha[c], job->inv_alpha[c]);
+                joined_window(state, held, x, steps, held, job->new_state + r * held);
+                joined_window(state, held, x, held / 2, steps, job->residual + r * steps);
+            }
+            snake_row(x, scratch + held + job->padding, steps, job->alpha[c], job->inv_alpha[c]);
             depthwise_row(scratch, conv_row != NULL ? conv_row : y, (size_t)job->steps_out,
                           job->weight + (size_t)(c * job->taps), (size_t)job->taps, (size_t)job->dilation,
                           job->bias[c]);
@@ -311,106 +357,28 @@ static void snake_take_rows(SnakeJob *job) {
     free(scratch);
 }
 
-/* Below this many samples a job runs on the calling thread: waking helpers costs more. */
+/* Below this many samples a job runs on the calling thread: sharing it costs more than it saves. */
 #define SNAKE_MIN_PARALLEL_SAMPLES (1 << 17)
-#define SNAKE_MAX_THREADS 64
 
-#if defined(_WIN32)
-static int g_threads_wanted = 1;
-static void snake_run(SnakeJob *job) { snake_take_rows(job); }
-#else
-#include <pthread.h>
+/* ParallelFor's tasks: each takes rows until none are left (rows are shared through job->next_row), so
+ * tasks beyond the session's thread count cost a look at the counter. */
+#define SNAKE_PARALLEL_TASKS 16
 
-/* A process-wide pool of helper threads that sleep between jobs (no spinning, so they never
- * compete with onnxruntime's own threads). One job at a time; a job that finds the pool busy
- * (another session running concurrently) runs on its calling thread. */
-static int g_threads_wanted = 1; /* set by snac_onnx (snac_snake_set_threads) per its session settings */
-static pthread_mutex_t g_job_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_mutex_t g_pool_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t g_work_ready = PTHREAD_COND_INITIALIZER;
-static pthread_cond_t g_work_done = PTHREAD_COND_INITIALIZER;
-static int g_workers;              /* helper threads started */
-static int g_participants;         /* helpers that take rows in the current job */
-static int g_unfinished;           /* helpers that have not yet finished the current job */
-static unsigned long g_generation; /* bumped for every job */
-static unsigned long g_spawn_generation; /* g_generation just before the job that started the newest helpers */
-static SnakeJob *g_job;
-static int g_atfork_registered;
-
-static void *snake_worker(void *arg) {
-    const int index = (int)(intptr_t)arg;
-    pthread_mutex_lock(&g_pool_lock);
-    unsigned long seen = g_spawn_generation; /* so the job it was started for is not missed */
-    for (;;) {
-        while (g_generation == seen) pthread_cond_wait(&g_work_ready, &g_pool_lock);
-        seen = g_generation;
-        SnakeJob *job = g_job;
-        int participate = index < g_participants;
-        pthread_mutex_unlock(&g_pool_lock);
-        if (participate) snake_take_rows(job);
-        pthread_mutex_lock(&g_pool_lock);
-        if (--g_unfinished == 0) pthread_cond_signal(&g_work_done);
-    }
-    return NULL;
+static void snake_task(void *job, size_t index) {
+    (void)index;
+    snake_take_rows((SnakeJob *)job);
 }
 
-/* In a forked child the helpers do not exist: start over with no pool. */
-static void snake_after_fork_in_child(void) {
-    pthread_mutex_init(&g_job_lock, NULL);
-    pthread_mutex_init(&g_pool_lock, NULL);
-    pthread_cond_init(&g_work_ready, NULL);
-    pthread_cond_init(&g_work_done, NULL);
-    g_workers = 0;
-    g_unfinished = 0;
-    g_job = NULL;
-}
-
-static void snake_run(SnakeJob *job) {
-    int wanted = __atomic_load_n(&g_threads_wanted, __ATOMIC_RELAXED);
-    if (wanted <= 1 || job->rows < 2 || job->rows * job->steps < SNAKE_MIN_PARALLEL_SAMPLES ||
-        pthread_mutex_trylock(&g_job_lock) != 0) {
-        snake_take_rows(job);
-        return;
+/* Run a job on the session's intra-op threads (the calling thread included). */
+static void snake_run(SnakeJob *job, OrtKernelContext *context) {
+    if (g_parallel_for != NULL && job->rows >= 2 &&
+        job->rows * (job->steps + job->state_len) >= SNAKE_MIN_PARALLEL_SAMPLES) {
+        OrtStatus *status = g_parallel_for(context, snake_task, SNAKE_PARALLEL_TASKS, 0, job);
+        if (status == NULL) return;
+        API(ReleaseStatus, ReleaseStatusFn)(status);
     }
-    pthread_mutex_lock(&g_pool_lock);
-    if (!g_atfork_registered) {
-        g_atfork_registered = pthread_atfork(NULL, NULL, snake_after_fork_in_child) == 0;
-    }
-    g_spawn_generation = g_generation;
-    while (g_atfork_registered && g_workers < wanted - 1) {
-        pthread_t thread;
-        if (pthread_create(&thread, NULL, snake_worker, (void *)(intptr_t)g_workers) != 0) break;
-        pthread_detach(thread);
-        ++g_workers;
-    }
-    g_job = job;
-    g_participants = wanted - 1;
-    g_unfinished = g_workers;
-    ++g_generation;
-    pthread_cond_broadcast(&g_work_ready);
-    pthread_mutex_unlock(&g_pool_lock);
-    snake_take_rows(job);
-    pthread_mutex_lock(&g_pool_lock);
-    while (g_unfinished > 0) pthread_cond_wait(&g_work_done, &g_pool_lock);
-    g_job = NULL;
-    pthread_mutex_unlock(&g_pool_lock);
-    pthread_mutex_unlock(&g_job_lock);
+    snake_take_rows(job); /* everything, or whatever a failed ParallelFor left (each row is taken once) */
 }
-#endif
-
-/* Threads (the caller included) that each Snake node may use, process-wide; 1 = no helpers.
- * snac_onnx sets it from its session settings when it registers this library. */
-SNAKE_EXPORT void snac_snake_set_threads(int threads) {
-    if (threads < 1) threads = 1;
-    if (threads > SNAKE_MAX_THREADS) threads = SNAKE_MAX_THREADS;
-#if defined(_MSC_VER)
-    g_threads_wanted = threads;
-#else
-    __atomic_store_n(&g_threads_wanted, threads, __ATOMIC_RELAXED);
-#endif
-}
-
-SNAKE_EXPORT int snac_snake_get_threads(void) { return g_threads_wanted; }
 
 /* ---- the kernel ---------------------------------------------------------------------- */
 
@@ -530,7 +498,7 @@ static void SNAKE_CALL snake_compute(void *kernel_state, OrtKernelContext *conte
                 job.inv_alpha_out = (const float *)data[6];
             }
         }
-        snake_run(&job);
+        snake_run(&job, context);
         valid = !job.failed;
     }
     if (!valid) {
@@ -570,8 +538,94 @@ static void SNAKE_CALL interleave_compute(void *kernel_state, OrtKernelContext *
     }
     SnakeJob job = {(const float *)data[0], y, NULL, NULL, channels, z[2], z[0] * channels, NULL, (const float *)data[1],
                     NULL, NULL, 0, 1, padding, steps_out, stride, 0, 0};
-    snake_run(&job);
+    snake_run(&job, context);
 }
+
+/* SnakeStream (state, x, alpha, inv_alpha) -> (y, new_state) and SnakeDepthwiseConvSnakeStream (state, x,
+ * alpha, inv_alpha, weight, bias, alpha_out, inv_alpha_out) -> (y, new_state, residual): the stream graph's
+ * layers over [state, x] (see the header). Like snake_compute, NaN outputs on shapes the graphs never produce. */
+static void SNAKE_CALL stream_compute(void *kernel_state, OrtKernelContext *context) {
+    const SnakeKernel *kernel = (const SnakeKernel *)kernel_state;
+    const int depthwise = kernel != NULL && kernel->depthwise;
+    const size_t n_inputs = depthwise ? 8 : 4, n_outputs = depthwise ? 3 : 2;
+    const OrtValue *inputs[8];
+    void *data[8];
+    int64_t dims[8][8];
+    int ranks[8];
+    for (size_t k = 0; k < n_inputs; ++k) {
+        if (API(KernelContext_GetInput, KernelContextGetInputFn)(context, k, &inputs[k]) != NULL) return;
+        ranks[k] = tensor_shape(inputs[k], dims[k]);
+        if (API(GetTensorMutableData, GetTensorMutableDataFn)((OrtValue *)inputs[k], &data[k]) != NULL) data[k] = NULL;
+    }
+    if (ranks[0] != 3 || ranks[1] != 3 || kernel == NULL) return;
+    const int64_t *st = dims[0], *x = dims[1];
+    const int64_t batch = x[0], channels = x[1], steps = x[2], held = st[2];
+    int valid = st[0] == batch && st[1] == channels;
+    for (size_t k = 2; k < n_inputs; k = (k == 3 ? 6 : k + 1)) { /* the alphas: inputs 2, 3 (and 6, 7) */
+        valid = valid && ranks[k] == 3 && dims[k][0] == 1 && dims[k][1] == channels && dims[k][2] == 1;
+    }
+    int64_t taps = 0;
+    if (depthwise && valid) {
+        taps = dims[4][2];
+        valid = ranks[4] == 3 && dims[4][0] == channels && dims[4][1] == 1 && taps >= 1 && ranks[5] == 1 &&
+                dims[5][0] == channels && kernel->dilation >= 1 && held == kernel->dilation * (taps - 1) &&
+                held % 2 == 0;
+    }
+    const int64_t y_steps = depthwise ? steps : held + steps;
+    int64_t out_dims[3][3] = {{batch, channels, y_steps}, {batch, channels, held}, {batch, channels, steps}};
+    float *out[3] = {NULL, NULL, NULL};
+    for (size_t k = 0; k < n_outputs; ++k) {
+        OrtValue *value = NULL;
+        if (API(KernelContext_GetOutput, KernelContextGetOutputFn)(context, k, out_dims[k], 3, &value) != NULL) return;
+        if (API(GetTensorMutableData, GetTensorMutableDataFn)(value, (void **)&out[k]) != NULL) return;
+    }
+    for (size_t k = 0; k < n_inputs; ++k) valid = valid && data[k] != NULL;
+    if (valid) {
+        SnakeJob job = {(const float *)data[1], out[0], (const float *)data[2], (const float *)data[3], channels,
+                        steps, batch * channels, NULL, NULL, NULL, NULL, 0, 1, 0, y_steps, 0, 0, 0,
+                        (const float *)data[0], held, out[1], out[2]};
+        if (depthwise) {
+            job.weight = (const float *)data[4];
+            job.bias = (const float *)data[5];
+            job.alpha_out = (const float *)data[6];
+            job.inv_alpha_out = (const float *)data[7];
+            job.taps = taps;
+            job.dilation = kernel->dilation;
+        }
+        snake_run(&job, context);
+        valid = !job.failed;
+    }
+    if (!valid) {
+        for (size_t k = 0; k < n_outputs; ++k) {
+            const size_t total = (size_t)(out_dims[k][0] * out_dims[k][1] * out_dims[k][2]);
+            for (size_t i = 0; i < total; ++i) out[k][i] = NAN;
+        }
+    }
+}
+
+static const SnakeCustomOp g_snake_stream_op, g_depthwise_snake_stream_op; /* defined below */
+
+static void *SNAKE_CALL stream_create_kernel(const SnakeCustomOp *op, const void *api, const OrtKernelInfo *info) {
+    (void)api;
+    SnakeKernel *kernel = (SnakeKernel *)malloc(sizeof(SnakeKernel));
+    if (kernel == NULL) return NULL;
+    kernel->depthwise = op == &g_depthwise_snake_stream_op ? 2 : 0;
+    kernel->dilation = kernel->depthwise ? kernel_int_attribute(info, "dilation", -1) : 1;
+    kernel->padding = 0;
+    kernel->stride = 0;
+    kernel->output_padding = 0;
+    return kernel;
+}
+
+static const char *SNAKE_CALL snake_stream_name(const SnakeCustomOp *op) { (void)op; return "SnakeStream"; }
+static const char *SNAKE_CALL depthwise_snake_stream_name(const SnakeCustomOp *op) {
+    (void)op;
+    return "SnakeDepthwiseConvSnakeStream";
+}
+static size_t SNAKE_CALL snake_stream_input_count(const SnakeCustomOp *op) { (void)op; return 4; }
+static size_t SNAKE_CALL snake_stream_output_count(const SnakeCustomOp *op) { (void)op; return 2; }
+static size_t SNAKE_CALL depthwise_snake_stream_input_count(const SnakeCustomOp *op) { (void)op; return 8; }
+static size_t SNAKE_CALL depthwise_snake_stream_output_count(const SnakeCustomOp *op) { (void)op; return 3; }
 
 static const char *SNAKE_CALL snake_name(const SnakeCustomOp *op) { (void)op; return "Snake"; }
 static const char *SNAKE_CALL interleave_name(const SnakeCustomOp *op) { (void)op; return "PolyphaseInterleave"; }
@@ -614,11 +668,27 @@ static const SnakeCustomOp g_interleave_op = {
     snake_required, snake_required, snake_memory_type,
 };
 
+/* Snake whose output is joined to the layer's state: the stream graph's upsamplers and last convolution. */
+static const SnakeCustomOp g_snake_stream_op = {
+    SNAKE_ORT_API_VERSION, stream_create_kernel, snake_stream_name, snake_provider, snake_float_type,
+    snake_stream_input_count, snake_float_type, snake_stream_output_count, stream_compute, snake_destroy_kernel,
+    snake_required, snake_required, snake_memory_type,
+};
+
+/* SnakeDepthwiseConvSnake over [state, x]: the stream graph's residual units. */
+static const SnakeCustomOp g_depthwise_snake_stream_op = {
+    SNAKE_ORT_API_VERSION, stream_create_kernel, depthwise_snake_stream_name, snake_provider, snake_float_type,
+    depthwise_snake_stream_input_count, snake_float_type, depthwise_snake_stream_output_count, stream_compute,
+    snake_destroy_kernel, snake_required, snake_required, snake_memory_type,
+};
+
 /* Called by onnxruntime's SessionOptions.register_custom_ops_library. */
 SNAKE_EXPORT OrtStatus *SNAKE_CALL RegisterCustomOps(OrtSessionOptions *options, const OrtApiBase *api_base) {
     const SnakeApiFn *api = api_base->GetApi(SNAKE_ORT_API_VERSION);
     if (api == NULL) return NULL; /* cannot even report: an onnxruntime older than 1.13 */
     g_api = api;
+    const SnakeApiFn *api17 = api_base->GetApi(SNAKE_PARALLEL_FOR_API_VERSION);
+    g_parallel_for = api17 != NULL ? (KernelContextParallelForFn)api17[API_KernelContext_ParallelFor] : NULL;
     OrtCustomOpDomain *domain = NULL;
     OrtStatus *status = API(CreateCustomOpDomain, CreateCustomOpDomainFn)("ai.snac_onnx", &domain);
     if (status != NULL) return status;
@@ -629,6 +699,10 @@ SNAKE_EXPORT OrtStatus *SNAKE_CALL RegisterCustomOps(OrtSessionOptions *options,
     status = API(CustomOpDomain_Add, CustomOpDomainAddFn)(domain, &g_depthwise_snake_op);
     if (status != NULL) return status;
     status = API(CustomOpDomain_Add, CustomOpDomainAddFn)(domain, &g_interleave_op);
+    if (status != NULL) return status;
+    status = API(CustomOpDomain_Add, CustomOpDomainAddFn)(domain, &g_snake_stream_op);
+    if (status != NULL) return status;
+    status = API(CustomOpDomain_Add, CustomOpDomainAddFn)(domain, &g_depthwise_snake_stream_op);
     if (status != NULL) return status;
     /* The domain is deliberately never released: it must outlive every session using it. */
     return API(AddCustomOpDomain, AddCustomOpDomainFn)(options, domain);

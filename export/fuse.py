@@ -318,6 +318,23 @@ def interleave_function() -> onnx.FunctionProto:
     )
 
 
+def _phase_rows(node: onnx.NodeProto, producer: dict[str, onnx.NodeProto], inits: dict[str, onnx.TensorProto]) -> int | None:
+    """``stride * channels`` of a polyphase upsampler's phases ``node`` (None if it is not one): a kernel-2
+    ``Conv`` (weight ``(s * C, in, 2)``), or the stream graph's ``Transpose(MatMul(cols^T, weight_t))`` with
+    weight_t ``(2 * in, s * C)`` (see ``export.stream_graph.MATMUL_MAX_COLUMNS``)."""
+    if node.op_type == "Conv" and not node.domain:
+        weight = inits.get(node.input[1])
+        return int(weight.dims[0]) if weight is not None and len(weight.dims) == 3 and weight.dims[2] == 2 else None
+    if node.op_type != "Transpose" or node.domain:
+        return None
+    perm = next((list(helper.get_attribute_value(a)) for a in node.attribute if a.name == "perm"), None)
+    matmul = producer.get(node.input[0])
+    if perm != [0, 2, 1] or matmul is None or matmul.op_type != "MatMul" or matmul.domain:
+        return None
+    weight = inits.get(matmul.input[1])
+    return int(weight.dims[1]) if weight is not None and len(weight.dims) == 2 and weight.dims[0] % 2 == 0 else None
+
+
 def fuse_interleave(model: onnx.ModelProto, expected: int) -> int:
     """Replace each polyphase interleave (Reshape, Transpose, Reshape, Slice, Add bias after a kernel-2 Conv)
     with one ``ai.snac_onnx.PolyphaseInterleave``; returns the number replaced, which must equal ``expected``.
@@ -347,20 +364,18 @@ def fuse_interleave(model: onnx.ModelProto, expected: int) -> int:
         interleaved = single_producer(flat.input[0], "Transpose") if flat is not None else None
         phases = single_producer(interleaved.input[0], "Reshape") if interleaved is not None else None
         conv = producer.get(phases.input[0]) if phases is not None else None
-        if bias is None or conv is None or conv.op_type != "Conv" or len(bias.dims) != 3 or bias.dims[0] != 1:
+        if bias is None or conv is None or len(bias.dims) != 3 or bias.dims[0] != 1:
             continue
         perm = next((list(helper.get_attribute_value(a)) for a in interleaved.attribute if a.name == "perm"), None)
-        weight = inits.get(conv.input[1])
+        phase_rows = _phase_rows(conv, producer, inits)
         start = inits.get(crop.input[1]) if crop is not None else None
         channels = int(bias.dims[1])
-        if perm != [0, 2, 3, 1] or weight is None or len(weight.dims) != 3 or weight.dims[2] != 2:
+        if perm != [0, 2, 3, 1] or phase_rows is None or phase_rows % channels or (crop is not None and start is None):
             continue
-        if weight.dims[0] % channels or (crop is not None and start is None):
-            continue
-        stride = int(weight.dims[0]) // channels
+        stride = phase_rows // channels
         padding = int(onnx.numpy_helper.to_array(start).reshape(-1)[0]) if start is not None else 0
         fused = helper.make_node(
-            INTERLEAVE_OP, [conv.output[0], add.input[1]], [add.output[0]], name=f"{conv.name}_interleave",
+            INTERLEAVE_OP, [phases.input[0], add.input[1]], [add.output[0]], name=f"{conv.name}_interleave",
             domain=SNAKE_DOMAIN, stride=stride, padding=padding, output_padding=stride % 2 if crop is not None else 0,
         )
         replaced[id(phases)] = fused
@@ -368,4 +383,236 @@ def fuse_interleave(model: onnx.ModelProto, expected: int) -> int:
     if len(replaced) != expected:
         raise FusionError(f"found {len(replaced)} polyphase interleaves, expected {expected}")
     _rewrite(model, replaced, removed, interleave_function())
+    return len(replaced)
+
+
+# ---- the stream graph's stateful layers (export.stream_graph) --------------------------------------
+
+DEPTHWISE_SNAKE_STREAM_OP = "SnakeDepthwiseConvSnakeStream"
+SNAKE_STREAM_OP = "SnakeStream"
+_TIME_AXIS = 2
+_LAST = (1 << 63) - 1  # the end torch.onnx writes for an open slice ``[start:]``
+
+
+def _state_slice_nodes(buf: str, state: str, outputs: dict[str, str]) -> list[onnx.NodeProto]:
+    """Function-body nodes slicing ``buf`` (``[state, x]`` in time) by the length ``S`` of ``state``:
+    ``outputs["new_state"] = buf[..., -S:]`` and, if asked, ``outputs["residual"] = buf[..., S/2 : -S/2]``."""
+    def ints(name: str, values: list[int]) -> onnx.NodeProto:
+        return helper.make_node("Constant", [], [name], value=helper.make_tensor(name, onnx.TensorProto.INT64, [len(values)], values))
+
+    nodes = [
+        helper.make_node("Shape", [state], ["held"], start=_TIME_AXIS, end=_TIME_AXIS + 1),
+        helper.make_node("Neg", ["held"], ["minus_held"]),
+        ints("last", [_LAST]),
+        ints("time_axis", [_TIME_AXIS]),
+        helper.make_node("Slice", [buf, "minus_held", "last", "time_axis"], [outputs["new_state"]]),
+    ]
+    if "residual" in outputs:
+        nodes += [
+            ints("two", [2]),
+            helper.make_node("Div", ["held", "two"], ["half"]),
+            helper.make_node("Neg", ["half"], ["minus_half"]),
+            helper.make_node("Slice", [buf, "half", "minus_half", "time_axis"], [outputs["residual"]]),
+        ]
+    return nodes
+
+
+def depthwise_snake_stream_function() -> onnx.FunctionProto:
+    """``ai.snac_onnx.SnakeDepthwiseConvSnakeStream(state, x, ...) -> (y, new_state, residual)``: a residual unit's
+    Snake, depthwise Conv and Snake over ``buf = [state, x]`` (time axis, no padding), ``new_state = buf[..., -S:]``
+    and ``residual = buf[..., S/2 : -S/2]`` (the unit's input delayed by its padding), ``S`` the state's length
+    (``(taps - 1) * dilation``). Attributes as :func:`snake_depthwise_function` (``pads`` ``[0, 0]``)."""
+    conv = _depthwise_conv_node("s", "c")
+    nodes = [
+        helper.make_node("Concat", ["state", "x"], ["buf"], axis=_TIME_AXIS),
+        *_snake_nodes("s", "buf"),
+        conv,
+        *_snake_nodes("y", "c", "alpha_out", "inv_alpha_out", tag="snake_out"),
+        *_state_slice_nodes("buf", "state", {"new_state": "new_state", "residual": "residual"}),
+    ]
+    return helper.make_function(
+        SNAKE_DOMAIN,
+        DEPTHWISE_SNAKE_STREAM_OP,
+        inputs=["state", "x", "alpha", "inv_alpha", "weight", "bias", "alpha_out", "inv_alpha_out"],
+        outputs=["y", "new_state", "residual"],
+        nodes=nodes,
+        opset_imports=[helper.make_opsetid("", SNAKE_FUNCTION_OPSET)],
+        attributes=_DEPTHWISE_ATTRIBUTES,
+    )
+
+
+def snake_stream_function() -> onnx.FunctionProto:
+    """``ai.snac_onnx.SnakeStream(state, x, alpha, inv_alpha) -> (y, new_state)``: ``y = [state, Snake(x)]`` in time
+    and ``new_state = y[..., -S:]``, ``S`` the state's length: the input of an upsampler or of the last convolution."""
+    nodes = [
+        *_snake_nodes("s"),
+        helper.make_node("Concat", ["state", "s"], ["y"], axis=_TIME_AXIS),
+        *_state_slice_nodes("y", "state", {"new_state": "new_state"}),
+    ]
+    return helper.make_function(
+        SNAKE_DOMAIN,
+        SNAKE_STREAM_OP,
+        inputs=["state", "x", "alpha", "inv_alpha"],
+        outputs=["y", "new_state"],
+        nodes=nodes,
+        opset_imports=[helper.make_opsetid("", SNAKE_FUNCTION_OPSET)],
+    )
+
+
+def _used_ops(graph: onnx.GraphProto) -> set[tuple[str, str]]:
+    """``(domain, op_type)`` of every node in ``graph`` and its subgraphs (an ``If``'s branches)."""
+    used = set()
+    for node in graph.node:
+        used.add((node.domain, node.op_type))
+        for attribute in node.attribute:
+            if attribute.type == onnx.AttributeProto.GRAPH:
+                used |= _used_ops(attribute.g)
+    return used
+
+
+def _inputs_used(graph: onnx.GraphProto) -> set[str]:
+    """Every value name read by a node of ``graph`` or of its subgraphs."""
+    used: set[str] = set()
+    for node in graph.node:
+        used.update(node.input)
+        for attribute in node.attribute:
+            if attribute.type == onnx.AttributeProto.GRAPH:
+                used |= _inputs_used(attribute.g)
+    return used
+
+
+def drop_unused_initializers(model: onnx.ModelProto) -> int:
+    """Remove the initializers no node reads any more (e.g. the Slice bounds a fusion replaced); returns how many."""
+    used = _inputs_used(model.graph)
+    kept = [init for init in model.graph.initializer if init.name in used]
+    dropped = len(model.graph.initializer) - len(kept)
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(kept)
+    return dropped
+
+
+def _rewrite_graph(model: onnx.ModelProto, graph: onnx.GraphProto, replaced: dict[int, list[onnx.NodeProto]],
+                   removed: set[int], function: onnx.FunctionProto) -> None:
+    """:func:`_rewrite` for ``graph``, which may be a subgraph of ``model``: ``replaced[id(node)]`` (nodes) in place
+    of those nodes, the ``removed`` ones dropped; ``function`` added, unused functions dropped; checked."""
+    nodes = [new for n in graph.node if id(n) not in removed for new in replaced.get(id(n), [n])]
+    del graph.node[:]
+    graph.node.extend(nodes)
+    model.functions.append(function)
+    used = _used_ops(model.graph)
+    kept = [f for f in model.functions if (f.domain, f.name) in used]
+    del model.functions[:]
+    model.functions.extend(kept)
+    onnx.checker.check_model(model)
+
+
+def _constant_ints(name: str, inits: dict[str, onnx.TensorProto]) -> list[int] | None:
+    tensor = inits.get(name)
+    return [int(v) for v in onnx.numpy_helper.to_array(tensor).reshape(-1)] if tensor is not None else None
+
+
+def _time_slice(node: onnx.NodeProto, inits: dict[str, onnx.TensorProto]) -> tuple[int, int] | None:
+    """``(start, end)`` of a ``Slice`` along the time axis with constant bounds and step 1, else None."""
+    if node.op_type != "Slice" or node.domain or len(node.input) < 4:
+        return None
+    starts, ends, axes = (_constant_ints(n, inits) for n in node.input[1:4])
+    steps = _constant_ints(node.input[4], inits) if len(node.input) > 4 else [1]
+    if starts is None or ends is None or axes not in ([_TIME_AXIS], [-1]) or steps != [1] or len(starts) != 1 or len(ends) != 1:
+        return None
+    return starts[0], ends[0]
+
+
+def _state_length(graph: onnx.GraphProto, outer: onnx.GraphProto, name: str) -> int | None:
+    """The fixed time length of the state input ``name`` (an input of ``graph`` or of the ``outer`` graph)."""
+    for value in [*graph.input, *outer.input]:
+        if value.name == name:
+            dims = value.type.tensor_type.shape.dim
+            return int(dims[_TIME_AXIS].dim_value) if len(dims) == 3 and dims[_TIME_AXIS].HasField("dim_value") else None
+    return None
+
+
+def _state_concat(node: onnx.NodeProto, graph: onnx.GraphProto, outer: onnx.GraphProto) -> int | None:
+    """The state length ``S`` if ``node`` is ``Concat(state, x)`` in time with ``state`` a graph input, else None."""
+    axis = next((helper.get_attribute_value(a) for a in node.attribute if a.name == "axis"), None)
+    if node.op_type != "Concat" or node.domain or len(node.input) != 2 or axis not in (_TIME_AXIS, -1):
+        return None
+    return _state_length(graph, outer, node.input[0])
+
+
+def fuse_residual_stream(model: onnx.ModelProto, expected: int) -> int:
+    """In the stream graph, merge each residual unit's ``buf = Concat(state, x)``, its ``SnakeDepthwiseConvSnake``
+    over ``buf`` (no padding) and the two Slices of ``buf`` (the new state ``buf[..., -S:]`` and the residual
+    ``buf[..., S/2:-S/2]``) into one ``SnakeDepthwiseConvSnakeStream``, which reads the state and ``x`` in place
+    and writes the three outputs in one pass. Run after :func:`fuse_snake_depthwise_snake`, before
+    ``export.steady.split_steady`` (both branches get it). Returns the number merged, which must be ``expected``."""
+    graph = model.graph
+    inits = {init.name: init for init in graph.initializer}
+    consumers = _consumers(graph)
+    producer = {out: node for node in graph.node for out in node.output}
+    replaced: dict[int, list[onnx.NodeProto]] = {}
+    removed: set[int] = set()
+    for unit in [n for n in graph.node if n.domain == SNAKE_DOMAIN and n.op_type == DEPTHWISE_SNAKE_OP]:
+        attrs = {a.name: helper.get_attribute_value(a) for a in unit.attribute}
+        cat = producer.get(unit.input[0])
+        held = _state_concat(cat, graph, graph) if cat is not None else None
+        weight = inits.get(unit.input[3])
+        if held is None or attrs.get("padding") != 0 or weight is None or len(weight.dims) != 3:
+            continue
+        if held != int(attrs["dilation"]) * (int(weight.dims[2]) - 1) or held % 2:
+            continue
+        slices = {_time_slice(n, inits): n for n in consumers[cat.output[0]] if n is not unit}
+        state, residual = slices.get((-held, _LAST)), slices.get((held // 2, -(held // 2)))
+        if len(consumers[cat.output[0]]) != 3 or state is None or residual is None:
+            continue
+        fused = helper.make_node(
+            DEPTHWISE_SNAKE_STREAM_OP,
+            [*cat.input, *unit.input[1:]],
+            [unit.output[0], state.output[0], residual.output[0]],
+            name=f"{unit.name}_stream",
+            domain=SNAKE_DOMAIN,
+        )
+        fused.attribute.extend(unit.attribute)
+        replaced[id(unit)] = [fused]
+        removed.update(id(n) for n in (cat, state, residual))
+    if len(replaced) != expected:
+        raise FusionError(f"found {len(replaced)} stream residual units, expected {expected}")
+    _rewrite_graph(model, graph, replaced, removed, depthwise_snake_stream_function())
+    return len(replaced)
+
+
+def fuse_snake_stream(model: onnx.ModelProto, branch: onnx.GraphProto, expected: int) -> int:
+    """In ``branch`` (the stream graph's steady branch, where no mask sits between a Snake and the state it is
+    joined to), merge each ``Snake`` (possibly through an ``Identity``) whose output only goes into
+    ``buf = Concat(state, .)``, and the Slice ``buf[..., -S:]`` giving the new state, into one ``SnakeStream``:
+    the inputs of the upsamplers and of the last convolution. Returns the number merged (must be ``expected``)."""
+    inits = {init.name: init for init in model.graph.initializer}
+    consumers = _consumers(branch)
+    producer = {out: node for node in branch.node for out in node.output}
+    replaced: dict[int, list[onnx.NodeProto]] = {}
+    removed: set[int] = set()
+    for cat in branch.node:
+        held = _state_concat(cat, branch, model.graph)
+        source = producer.get(cat.input[1]) if held is not None else None
+        link = None
+        if source is not None and source.op_type == "Identity" and not source.domain:
+            link, source = source, producer.get(source.input[0])
+        if source is None or source.domain != SNAKE_DOMAIN or source.op_type != SNAKE_OP:
+            continue
+        if len(consumers[source.output[0]]) != 1 or (link is not None and len(consumers[link.output[0]]) != 1):
+            continue
+        states = [n for n in consumers[cat.output[0]] if _time_slice(n, inits) == (-held, _LAST)]
+        if len(states) != 1:
+            continue
+        fused = helper.make_node(
+            SNAKE_STREAM_OP,
+            [cat.input[0], *source.input],
+            [cat.output[0], states[0].output[0]],
+            name=f"{source.name}_stream",
+            domain=SNAKE_DOMAIN,
+        )
+        replaced[id(cat)] = [fused]
+        removed.update(id(n) for n in (source, states[0], *([link] if link is not None else [])))
+    if len(replaced) != expected:
+        raise FusionError(f"found {len(replaced)} stream Snake + state joins, expected {expected}")
+    _rewrite_graph(model, branch, replaced, removed, snake_stream_function())
     return len(replaced)

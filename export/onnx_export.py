@@ -10,12 +10,29 @@ from typing import Any
 
 import torch
 from snac import SNAC
+from snac.layers import NoiseBlock
 from torch.export import Dim
 
 from snac_onnx.config import ModelConfig
-from snac_onnx.manifest import AUDIO_NAME, CONFIG_METADATA_KEY, STREAM_FILE, decoder_io, encoder_io, stream_io
+from snac_onnx.manifest import (
+    AUDIO_NAME,
+    CONFIG_METADATA_KEY,
+    STREAM_FILE,
+    decoder_io,
+    encoder_io,
+    noise_names,
+    stream_io,
+)
 
-from .fuse import fuse_interleave, fuse_snake, fuse_snake_depthwise, fuse_snake_depthwise_snake
+from .fuse import (
+    drop_unused_initializers,
+    fuse_interleave,
+    fuse_residual_stream,
+    fuse_snake,
+    fuse_snake_depthwise,
+    fuse_snake_depthwise_snake,
+    fuse_snake_stream,
+)
 from .graphs import (
     EncoderGraph,
     ExportSnake,
@@ -23,8 +40,9 @@ from .graphs import (
     decoder_graph_with_named_inputs,
     prepare_for_export,
 )
-from .steady import split_steady
-from .stream_graph import _Conv, _Residual, _Upsample, streaming_decoder_with_named_inputs
+from .noise_gate import gate_noise
+from .steady import split_steady, steady_branch
+from .stream_graph import _Conv, _Noise, _Residual, _Upsample, streaming_decoder_with_named_inputs
 
 OPSET = 18
 MAX_BATCH = 4096
@@ -66,6 +84,7 @@ def _export(
     counts: tuple[int, int, int],
     config: ModelConfig,
     steady: dict[str, Any] | None = None,
+    noise_blocks: int = 0,
 ) -> None:
     """torch.onnx.export to ``path``; then every Snake chain becomes one ``ai.snac_onnx.Snake`` node, and
     every residual unit's Snake, depthwise Conv and Snake one ``ai.snac_onnx.SnakeDepthwiseConvSnake`` (export.fuse).
@@ -96,11 +115,22 @@ def _export(
     fuse_snake_depthwise(model, expected=counts[1])
     fuse_snake_depthwise_snake(model, expected=counts[1])  # each depthwise unit's second Snake
     fuse_interleave(model, expected=counts[2])
+    if steady is not None:  # the stream graph: its residual units read their state in place
+        fuse_residual_stream(model, expected=counts[1])
     for nodes in [model.graph.node, *(function.node for function in model.functions)]:
         for node in nodes:  # torch's per-node debug notes hold memory addresses: they made exports differ
             del node.metadata_props[:]
     if steady is not None:  # the stream graph's mask-free branch; after the notes are gone (it copies the nodes)
+        joins = steady.pop("snake_joins")
         split_steady(model, **steady)
+        fuse_snake_stream(model, steady_branch(model), expected=joins)
+    if noise_blocks:  # each NoiseBlock skips its convolution when its noise is zeros (noise off)
+        noise = noise_names(config.num_noise_blocks)
+        branches = [(a.g, f"{a.g.name}/") for n in model.graph.node if n.op_type == "If" for a in n.attribute]
+        for graph, prefix in branches or [(model.graph, "")]:
+            gate_noise(graph, noise, expected=noise_blocks, prefix=prefix)
+        onnx.checker.check_model(model)
+    drop_unused_initializers(model)
     entry = model.metadata_props.add()
     entry.key, entry.value = CONFIG_METADATA_KEY, json.dumps(config.to_json(), sort_keys=True)
     onnx.save(model, str(path))
@@ -163,6 +193,7 @@ def export_graphs(model: SNAC, snac_config: dict[str, Any], out_dir: Path) -> di
         shapes,
         _fusion_counts(decoder.count),
         config,
+        noise_blocks=decoder.count(lambda m: isinstance(m, NoiseBlock)),
     )
     tiling = {"tail_tiles": decoder.tiles, "tail_halo": decoder.halo if decoder.tiles > 1 else 0}
     return {"decoder": tiling, "stream": export_stream_graph(prepared, config, out_dir / STREAM_FILE)}
@@ -208,13 +239,18 @@ def export_stream_graph(prepared: SNAC, config: ModelConfig, path: Path) -> dict
 
     counts = (count(_is_snake), count(_is_depthwise_residual), count(_is_upsampler))
     masked = [op for op in graph.ops if isinstance(op, (_Conv, _Residual, _Upsample))]
+    after_snake = [
+        op for prev, op in zip(graph.ops, graph.ops[1:]) if op.state_length and _is_snake(getattr(prev, "module", None))
+    ]
     steady = {
+        "snake_joins": len(after_snake),  # layers whose state joins a Snake's output (fuse_snake_stream)
         "expected": len(masked),
         "safe_frame": max(-(-op.lag // op.rate) for op in masked),
         "codes_name": inputs[0],
         "codes_per_frame": config.codes_per_frame[0],
     }
-    _export(graph, tuple(args), path, inputs, outputs, shapes, counts, config, steady)
+    noise_blocks = sum(isinstance(op, _Noise) for op in graph.ops)
+    _export(graph, tuple(args), path, inputs, outputs, shapes, counts, config, steady, noise_blocks)
     return {
         "step_frames": graph.step_frames,
         "first_frame": graph.first_frame,

@@ -103,3 +103,9 @@ def split_steady(model: onnx.ModelProto, *, expected: int, safe_frame: int, code
     graph.node.extend(nodes)
     onnx.checker.check_model(model)
     return found
+
+
+def steady_branch(model: onnx.ModelProto) -> onnx.GraphProto:
+    """The ``then`` (steady) branch of a graph rewritten by :func:`split_steady`."""
+    (node,) = [n for n in model.graph.node if n.op_type == "If"]
+    return next(a.g for a in node.attribute if a.name == "then_branch")

@@ -10,8 +10,8 @@ registers here, and right after a fork, in the child, before any other code runs
 ``after_fork_in_child()`` drops them (to be rebuilt on first use). What it drops and must
 never be destroyed in the child (onnxruntime sessions) it hands to :func:`keep_forever`.
 
-The fused Snake kernel's helper threads reset themselves (``pthread_atfork`` in
-``csrc/snake.c``). On platforms without ``os.fork`` this module does nothing.
+The fused Snake kernels have no threads of their own (they run on the session's). On
+platforms without ``os.fork`` this module does nothing.
 
 One more trap is onnxruntime's own, and it needs no session: ``import onnxruntime`` (1.32)
 starts a helper thread that waits on a condition variable, and a child forked after that

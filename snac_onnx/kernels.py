@@ -11,12 +11,9 @@ as one vectorised pass, and also the exporter's other fused nodes
 A session uses it only when registered; then onnxruntime prefers the kernels
 over the function bodies.
 
-The kernel spreads each node's rows over a small process-wide pool of helper
-threads that sleep between nodes; :func:`set_snake_threads` sizes it (snac_onnx
-sets it to a session's intra-op thread count when it registers the library, so
-the last session created decides for the process). A node that finds the pool
-busy (sessions running concurrently, as with ``parallel=``) runs on its calling
-thread.
+The kernels spread each node's rows over the session's own intra-op threads
+(onnxruntime's ``KernelContext_ParallelFor``), so they use the threads the session
+was given (``SessionSettings.intra_op_threads``) and no other pool.
 
 It is used only with the CPU execution provider: registered with CUDA or
 CoreML sessions it would pin every Snake node to the CPU. Without a C
@@ -25,12 +22,11 @@ compiler at install time the extension is skipped and graphs run unfused.
 
 from __future__ import annotations
 
-import ctypes
 import importlib.machinery
 import os
 from pathlib import Path
 
-__all__ = ["SNAKE_DOMAIN", "snake_library", "fused_snake_available", "set_snake_threads", "default_threads"]
+__all__ = ["SNAKE_DOMAIN", "snake_library", "fused_snake_available", "default_threads"]
 
 SNAKE_DOMAIN = "ai.snac_onnx"
 _PACKAGE_DIR = Path(__file__).resolve().parent
@@ -56,12 +52,3 @@ def default_threads() -> int:
         return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):  # not on Linux
         return os.cpu_count() or 1
-
-
-def set_snake_threads(library: Path, threads: int) -> int:
-    """Let each fused Snake node use up to ``threads`` threads (0: :func:`default_threads`); returns the value set."""
-    lib = ctypes.CDLL(str(library))
-    count = threads if threads > 0 else default_threads()
-    lib.snac_snake_set_threads(ctypes.c_int(count))
-    lib.snac_snake_get_threads.restype = ctypes.c_int
-    return int(lib.snac_snake_get_threads())

@@ -23,6 +23,7 @@ import json
 import logging
 import re
 import threading
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -268,16 +269,20 @@ class LoadedSession:
     providers: tuple[str, ...]
 
 
+_WITH_KERNELS: weakref.WeakSet[ort.SessionOptions] = weakref.WeakSet()  # options with the kernel library registered
+
+
 def _options(
     settings: SessionSettings, session_options: ort.SessionOptions | None, tiled: bool, library: Path | None
 ) -> tuple[ort.SessionOptions, Path | None]:
     options = settings.to_session_options(tiled) if session_options is None else session_options
     if library is None:
         return options, None
-    threads = settings.intra_op_threads if session_options is None else session_options.intra_op_num_threads
+    if options in _WITH_KERNELS:  # the caller's options, already used for another graph or codec
+        return options, library
     try:
-        options.register_custom_ops_library(str(library))
-        kernels.set_snake_threads(library, threads)
+        options.register_custom_ops_library(str(library))  # twice on one object: "Domain already set"
+        _WITH_KERNELS.add(options)
     except Exception as exc:
         if settings.fused_snake:
             raise KernelUnavailableError(f"could not load the fused Snake kernel {str(library)!r}: {exc}") from exc

@@ -49,8 +49,9 @@ def _snake_model(alpha: np.ndarray) -> bytes:
     return model.SerializeToString()
 
 
-def _session(model: bytes, fused: bool) -> ort.InferenceSession:
+def _session(model: bytes, fused: bool, threads: int = 0) -> ort.InferenceSession:
     options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
     if fused:
         options.register_custom_ops_library(str(snake_library()))
     return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
@@ -225,6 +226,99 @@ def test_interleave_kernel_matches_function_body_and_numpy(stride, steps):
     assert np.array_equal(fused, expected) and np.array_equal(plain, expected)
 
 
+def _stream_model(op: str, channels: int, held: int, inputs: list[tuple[np.ndarray, str]], outputs: list[str], **attrs) -> bytes:
+    """One node of the stream graph's stateful ops (inputs state, x, then ``inputs``) with the exporter's body."""
+    from export.fuse import depthwise_snake_stream_function, snake_stream_function
+
+    function = snake_stream_function() if op == "SnakeStream" else depthwise_snake_stream_function()
+    node = helper.make_node(op, ["state", "x", *(n for _, n in inputs)], outputs, domain=SNAKE_DOMAIN, **attrs)
+    graph = helper.make_graph(
+        [node], "stream_op",
+        [helper.make_tensor_value_info("state", TensorProto.FLOAT, [None, channels, held]),
+         helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, channels, None])],
+        [helper.make_tensor_value_info(o, TensorProto.FLOAT, None) for o in outputs],
+        [numpy_helper.from_array(a, n) for a, n in inputs],
+    )
+    model = helper.make_model(
+        graph, functions=[function], opset_imports=[helper.make_opsetid("", 18), helper.make_opsetid(SNAKE_DOMAIN, 1)]
+    )
+    return model.SerializeToString()
+
+
+def _alphas(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    a = a.reshape(1, -1, 1).astype(np.float32)
+    return a, (np.float32(1.0) / (a + np.float32(1e-9))).astype(np.float32)
+
+
+@pytest.mark.parametrize("taps,dilation", [(7, 1), (7, 3), (7, 9), (3, 2)])
+@pytest.mark.parametrize("steps", [1, 2, 5, 30, 40_000])
+def test_depthwise_snake_stream_kernel_matches_function_body_and_offline(taps, dilation, steps):
+    """SnakeDepthwiseConvSnakeStream over [state, x] is SnakeDepthwiseConvSnake of the joined buffer with no padding;
+    its new state is the buffer's last S samples and its residual the samples [S/2, S/2 + n), for n below S/2,
+    below S and above both (the windows then come from the state, from both, from x)."""
+    rng = np.random.default_rng(taps * 1000 + dilation * 10 + steps)
+    held, channels = dilation * (taps - 1), ALPHAS.size
+    weight = (rng.standard_normal((channels, 1, taps)) * 0.5).astype(np.float32)
+    bias = rng.standard_normal(channels).astype(np.float32)
+    alpha, inv = _alphas(ALPHAS)
+    alpha_out, inv_out = _alphas(ALPHAS[::-1] * 1.3)
+    params = [(alpha, "alpha"), (inv, "inv_alpha"), (weight, "weight"), (bias, "bias"), (alpha_out, "alpha_out"), (inv_out, "inv_alpha_out")]
+    model = _stream_model(
+        "SnakeDepthwiseConvSnakeStream", channels, held, params, ["y", "new_state", "residual"],
+        dilation=dilation, padding=0, dilations=[dilation], pads=[0, 0], group=channels,
+    )
+    state = (rng.standard_normal((2, channels, held)) * 3).astype(np.float32)
+    x = (rng.standard_normal((2, channels, steps)) * 3).astype(np.float32)
+    fused = _session(model, fused=True, threads=2).run(None, {"state": state, "x": x})
+    plain = _session(model, fused=False).run(None, {"state": state, "x": x})
+    buf = np.concatenate([state, x], axis=2)
+    offline = _session(_snake_depthwise_model(ALPHAS, weight, bias, dilation, 0, ALPHAS[::-1] * 1.3), fused=True).run(None, {"x": buf})[0]
+    assert [a.shape for a in fused] == [(2, channels, steps), (2, channels, held), (2, channels, steps)]
+    np.testing.assert_array_equal(fused[0], offline)  # the same kernel arithmetic, read in place
+    np.testing.assert_array_equal(fused[1], buf[:, :, -held:])
+    np.testing.assert_array_equal(fused[2], buf[:, :, held // 2 : held // 2 + steps])
+    np.testing.assert_array_equal(plain[1], fused[1])
+    np.testing.assert_array_equal(plain[2], fused[2])
+    scale = np.abs(weight).sum(axis=2).reshape(1, -1, 1) * (np.abs(buf).max() + np.abs(inv)) + 1
+    scale = 2 * scale + np.abs(plain[0]) + np.abs(inv_out)
+    assert np.all(np.abs(fused[0] - plain[0]) <= 8 * EPS32 * scale)
+
+
+@pytest.mark.parametrize("held", [1, 6])
+@pytest.mark.parametrize("steps", [1, 4, 3000])
+def test_snake_stream_kernel_matches_function_body(held, steps):
+    rng = np.random.default_rng(held * 10 + steps)
+    channels = ALPHAS.size
+    alpha, inv = _alphas(ALPHAS)
+    model = _stream_model("SnakeStream", channels, held, [(alpha, "alpha"), (inv, "inv_alpha")], ["y", "new_state"])
+    state = rng.standard_normal((3, channels, held)).astype(np.float32)
+    x = (rng.standard_normal((3, channels, steps)) * 4).astype(np.float32)
+    fused = _session(model, fused=True, threads=2).run(None, {"state": state, "x": x})
+    plain = _session(model, fused=False).run(None, {"state": state, "x": x})
+    snake = _session(_snake_model(ALPHAS), fused=True).run(None, {"x": x})[0]
+    want = np.concatenate([state, snake], axis=2)
+    np.testing.assert_array_equal(fused[0], want)
+    np.testing.assert_array_equal(fused[1], want[:, :, -held:])
+    np.testing.assert_array_equal(plain[0][:, :, :held], state)
+    ref, inv64 = _reference(x, ALPHAS)
+    assert np.all(np.abs(plain[0][:, :, held:] - ref) <= 4 * EPS32 * (np.abs(ref) + np.abs(inv64)))
+
+
+def test_stream_kernels_refuse_a_state_of_the_wrong_length():
+    """A state whose length is not (taps - 1) * dilation gives NaN (which the runtime reports), not wrong audio."""
+    channels = ALPHAS.size
+    alpha, inv = _alphas(ALPHAS)
+    weight = np.ones((channels, 1, 7), np.float32)
+    bias = np.zeros(channels, np.float32)
+    params = [(alpha, "alpha"), (inv, "inv_alpha"), (weight, "weight"), (bias, "bias"), (alpha, "alpha_out"), (inv, "inv_alpha_out")]
+    model = _stream_model(
+        "SnakeDepthwiseConvSnakeStream", channels, 5, params, ["y", "new_state", "residual"],
+        dilation=1, padding=0, dilations=[1], pads=[0, 0], group=channels,
+    )
+    out = _session(model, fused=True).run(None, {"state": np.zeros((1, channels, 5), np.float32), "x": np.ones((1, channels, 9), np.float32)})
+    assert all(np.isnan(a).all() for a in out)
+
+
 @pytest.mark.parametrize("folder", [TINY_24, TINY_44], ids=["24khz", "44khz"])
 def test_codec_fused_equals_plain(folder):
     fused = SnacOnnx(folder, settings=SessionSettings(fused_snake=True))
@@ -280,62 +374,46 @@ def _big_input(seed: int = 0) -> np.ndarray:
     return (np.random.default_rng(seed).standard_normal((2, ALPHAS.size, 40_000)) * 4).astype(np.float32)
 
 
-def test_thread_pool_gives_identical_results():
-    session = _session(_snake_model(ALPHAS), fused=True)
-    x = _big_input()
-    library = snake_library()
-    try:
-        assert kernels.set_snake_threads(library, 1) == 1
-        one = session.run(None, {"x": x})[0]
-        assert kernels.set_snake_threads(library, 4) == 4
-        four = session.run(None, {"x": x})[0]
-        assert kernels.set_snake_threads(library, 0) == kernels.default_threads()
-    finally:
-        kernels.set_snake_threads(library, 1)
+def test_session_threads_give_identical_results():
+    x = _big_input()  # large enough to be shared between the session's intra-op threads
+    one = _session(_snake_model(ALPHAS), fused=True, threads=1).run(None, {"x": x})[0]
+    four = _session(_snake_model(ALPHAS), fused=True, threads=4).run(None, {"x": x})[0]
     np.testing.assert_array_equal(one, four)  # rows are independent: bit-identical
+    want, inv = _reference(x, ALPHAS)
+    assert np.all(np.abs(four - want) <= 4 * EPS32 * (np.abs(want) + np.abs(inv)))
 
 
-def test_concurrent_sessions_share_the_pool_without_deadlock():
+def test_concurrent_runs_of_one_session_agree():
     import concurrent.futures
 
-    session = _session(_snake_model(ALPHAS), fused=True)
+    session = _session(_snake_model(ALPHAS), fused=True, threads=3)
     inputs = [_big_input(seed) for seed in range(8)]
-    library = snake_library()
-    kernels.set_snake_threads(library, 3)
-    try:
-        serial = [session.run(None, {"x": x})[0] for x in inputs]
-        with concurrent.futures.ThreadPoolExecutor(4) as pool:
-            parallel = list(pool.map(lambda x: session.run(None, {"x": x})[0], inputs * 3))
-    finally:
-        kernels.set_snake_threads(library, 1)
+    serial = [session.run(None, {"x": x})[0] for x in inputs]
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        parallel = list(pool.map(lambda x: session.run(None, {"x": x})[0], inputs * 3))
     for i, out in enumerate(parallel):
         np.testing.assert_array_equal(out, serial[i % len(inputs)])
 
 
 def _run_in_forked_child(queue) -> None:
     x = _big_input(1)
-    out = _session(_snake_model(ALPHAS), fused=True).run(None, {"x": x})[0]
+    out = _session(_snake_model(ALPHAS), fused=True, threads=2).run(None, {"x": x})[0]
     queue.put(float(np.abs(out).sum()))
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
-def test_pool_survives_fork():
+def test_kernels_work_in_a_forked_child():
     import multiprocessing
 
-    library = snake_library()
-    kernels.set_snake_threads(library, 2)
-    try:
-        session = _session(_snake_model(ALPHAS), fused=True)
-        want = float(np.abs(session.run(None, {"x": _big_input(1)})[0]).sum())  # helpers now exist
-        ctx = multiprocessing.get_context("fork")
-        queue = ctx.Queue()
-        child = ctx.Process(target=_run_in_forked_child, args=(queue,))
-        child.start()
-        child.join(60)
-        assert child.exitcode == 0, "forked child hung or crashed in the Snake kernel"
-        assert queue.get(timeout=5) == want
-    finally:
-        kernels.set_snake_threads(library, 1)
+    session = _session(_snake_model(ALPHAS), fused=True, threads=2)
+    want = float(np.abs(session.run(None, {"x": _big_input(1)})[0]).sum())  # the parent's pool has run the kernel
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_run_in_forked_child, args=(queue,))
+    child.start()
+    child.join(60)
+    assert child.exitcode == 0, "forked child hung or crashed in the Snake kernel"
+    assert queue.get(timeout=5) == want
 
 
 def test_non_finite_decoder_output_is_an_error(monkeypatch):

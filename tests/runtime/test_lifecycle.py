@@ -44,6 +44,12 @@ def test_own_session_options_are_used():
     audio = pcm(7000)
     for a, b in zip(codec.encode(audio), plain.encode(audio), strict=True):
         np.testing.assert_array_equal(a, b)
+    codes = codec.encode(audio)  # every graph of the model (and a second codec) from the same options object
+    np.testing.assert_array_equal(codec.decode(codes, noise=False), plain.decode(codes, noise=False))
+    np.testing.assert_array_equal(codec.stream().push(codes), plain.stream().push(codes))
+    again = SnacOnnx(TINY_24, session_options=options)
+    np.testing.assert_array_equal(again.decode(codes, noise=False), plain.decode(codes, noise=False))
+    assert codec.fused_snake == plain.fused_snake
     with pytest.raises(InvalidArgumentError, match="session_options must be an onnxruntime.SessionOptions"):
         SnacOnnx(TINY_24, session_options={"threads": 1})
 
