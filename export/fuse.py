@@ -336,10 +336,11 @@ def _phase_rows(node: onnx.NodeProto, producer: dict[str, onnx.NodeProto], inits
 
 
 def fuse_interleave(model: onnx.ModelProto, expected: int) -> int:
-    """Replace each polyphase interleave (Reshape, Transpose, Reshape, Slice, Add bias after a kernel-2 Conv)
-    with one ``ai.snac_onnx.PolyphaseInterleave``; returns the number replaced, which must equal ``expected``.
+    """Replace each polyphase interleave (Reshape, Transpose, Reshape, Slice, Add bias after the phases: a
+    kernel-2 Conv, or the stream graph's MatMul form, see :func:`_phase_rows`) with one
+    ``ai.snac_onnx.PolyphaseInterleave``; returns the number replaced, which must equal ``expected``.
 
-    ``stride`` comes from the Conv's weight and the bias (``stride * C`` rows for ``C`` channels),
+    ``stride`` comes from the phases' weight and the bias (``stride * C`` rows for ``C`` channels),
     ``padding`` from the Slice's start, ``output_padding`` is ``stride % 2`` as in every SNAC
     ``DecoderBlock`` (the exporter checks the modules; parity against PyTorch checks the result).
     Without a Slice (the stream graph, whose upsamplers are not cropped) both are 0.
