@@ -167,86 +167,92 @@ def measure_parity(
     reference = reference.eval()
     quiet = _without_noise(reference)
     strides = [int(s) for s in reference.vq_strides]
-    rows = []
-    for kernel in kernels or kernel_modes():
-        codec = SnacOnnx(folder, settings=SessionSettings(fused_snake=kernel == "fused"))
-        rows += _parity_rows(reference, quiet, codec, kernel, strides, lengths or default_lengths(reference), batches, seed, limits)
+    codecs = {kernel: SnacOnnx(folder, settings=SessionSettings(fused_snake=kernel == "fused")) for kernel in kernels or kernel_modes()}
+    first = next(iter(codecs.values()))
+    rows: dict[str, list[dict[str, Any]]] = {kernel: [] for kernel in codecs}
+    for length in lengths or default_lengths(reference):
+        for batch in batches:
+            case = _reference_case(reference, quiet, first, length, batch, seed)  # PyTorch's side, once per case
+            for kernel, codec in codecs.items():
+                rows[kernel].append(_parity_row(case, codec, kernel, strides, limits))
+    every = [row for kernel in codecs for row in rows[kernel]]
     return {
         "limits": {"rel_rms": limits.rel_rms, "max_abs": limits.max_abs, "near_tie_margin": limits.near_tie},
         "signal": f"export.signals.speech_like, seeds {seed}..{seed + max(batches) - 1}",
-        "rows": rows,
-        "passed": all(r["passed"] for r in rows),
+        "rows": every,
+        "passed": all(r["passed"] for r in every),
     }
 
 
 @torch.no_grad()
-def _parity_rows(
-    reference: SNAC,
-    quiet: SNAC,
-    codec: SnacOnnx,
-    kernel: str,
-    strides: list[int],
-    lengths: list[int],
-    batches: tuple[int, ...],
-    seed: int,
-    limits: Limits,
-) -> list[dict[str, Any]]:
-    rows = []
-    for length in lengths:
-        for batch in batches:
-            pcm = np.stack([speech_like(reference.sampling_rate, length / reference.sampling_rate, seed + i) for i in range(batch)])
-            pcm = pcm[:, :length]
-            ref_codes = reference.encode(torch.from_numpy(pcm)[:, None, :])
-            our_codes = codec.encode(pcm)
-            margins = reference_margins(reference, torch.from_numpy(pcm)[:, None, :])
-            diffs = []
-            for ref_c, our_c in zip(ref_codes, our_codes):
-                if tuple(ref_c.shape) != our_c.shape:
-                    raise AssertionError(f"code shapes differ: torch {tuple(ref_c.shape)}, onnx {our_c.shape}")
-                diffs.append(ref_c.numpy() != our_c)
-            positions = sum(d.size for d in diffs)
-            mismatches = sum(int(d.sum()) for d in diffs)
-            primary, downstream = split_mismatches(diffs, strides)
-            mismatch_margins = [float(m) for mask, margin in zip(primary, margins) for m in margin.numpy()[mask]]
-            codes_np = [c.numpy() for c in ref_codes]
-            ref_quiet = quiet.decode(ref_codes)[:, 0].numpy()
-            ours_quiet = codec.decode(codes_np, noise=False)
-            torch.manual_seed(seed)
-            ref_noisy = reference.decode(ref_codes)[:, 0].numpy()
-            torch.manual_seed(seed)
-            noise = [torch.randn(shape).numpy() for shape in codec.noise_shapes(batch, codes_np[0].shape[1])]
-            ours_noisy = codec.decode(codes_np, noise=noise)
-            stream = {}
-            if batch == 1 and codec.manifest.stream is not None:  # the stateful stream against PyTorch
-                frames = codes_np[0].shape[1]
-                given = _with_noise(reference, [n[0, 0] for n in codec.stream_noise(frames, seed)])
-                ref_given = given.decode(ref_codes)[0, 0].numpy()
-                stream = {
-                    "stream_noise_off": _audio_errors(_stream(codec, [c[0] for c in codes_np], None), ref_quiet[0]),
-                    "stream_same_noise": _audio_errors(_stream(codec, [c[0] for c in codes_np], seed), ref_given),
-                }
-            row = {
-                "kernel": kernel,
-                "length": length,
-                "batch": batch,
-                "positions": positions,
-                "code_match": 1.0 - mismatches / positions,
-                "mismatch_margins": sorted(mismatch_margins),
-                "downstream_mismatches": downstream,
-                "min_margin": float(min(float(m.min()) for m in margins)),
-                "unique_codes": [int(np.unique(c).size) for c in codes_np],
-                "noise_off": _audio_errors(ours_quiet, ref_quiet),
-                "same_noise": _audio_errors(ours_noisy, ref_noisy),
-                **stream,
-            }
-            audio_keys = ["noise_off", "same_noise", *stream]
-            row["passed"] = bool(
-                all(m < limits.near_tie for m in mismatch_margins)
-                and all(row[k]["rel_rms"] <= limits.rel_rms for k in audio_keys)
-                and all(row[k]["max_abs"] <= limits.max_abs for k in audio_keys)
-            )
-            rows.append(row)
-    return rows
+def _reference_case(reference: SNAC, quiet: SNAC, codec: SnacOnnx, length: int, batch: int, seed: int) -> dict[str, Any]:
+    """PyTorch's side of one (length, batch) case: the signal, the official codes and their margins, and the
+    official decodes with noise off, with seeded noise (and that noise), and (batch 1) with the stream's noise.
+    ``codec`` gives only the noise shapes and the stream's noise, which every export of the model shares."""
+    pcm = np.stack([speech_like(reference.sampling_rate, length / reference.sampling_rate, seed + i) for i in range(batch)])
+    pcm = pcm[:, :length]
+    ref_codes = reference.encode(torch.from_numpy(pcm)[:, None, :])
+    codes_np = [c.numpy() for c in ref_codes]
+    case: dict[str, Any] = {
+        "length": length,
+        "batch": batch,
+        "pcm": pcm,
+        "codes": codes_np,
+        "margins": reference_margins(reference, torch.from_numpy(pcm)[:, None, :]),
+        "quiet": quiet.decode(ref_codes)[:, 0].numpy(),
+    }
+    torch.manual_seed(seed)
+    case["noisy"] = reference.decode(ref_codes)[:, 0].numpy()
+    torch.manual_seed(seed)  # the same draws, in the same order, as the NoiseBlocks above
+    case["noise"] = [torch.randn(shape).numpy() for shape in codec.noise_shapes(batch, codes_np[0].shape[1])]
+    if batch == 1 and codec.manifest.stream is not None:  # the stateful stream against PyTorch
+        frames = codes_np[0].shape[1]
+        given = _with_noise(reference, [n[0, 0] for n in codec.stream_noise(frames, seed)])
+        case["stream_given"] = given.decode(ref_codes)[0, 0].numpy()
+        case["stream_seed"] = seed
+    return case
+
+
+def _parity_row(case: dict[str, Any], codec: SnacOnnx, kernel: str, strides: list[int], limits: Limits) -> dict[str, Any]:
+    """Our side of one case (see :func:`_reference_case`) on ``codec``, compared: one report row."""
+    codes_np, margins = case["codes"], case["margins"]
+    our_codes = codec.encode(case["pcm"])
+    diffs = []
+    for ref_c, our_c in zip(codes_np, our_codes):
+        if ref_c.shape != our_c.shape:
+            raise AssertionError(f"code shapes differ: torch {ref_c.shape}, onnx {our_c.shape}")
+        diffs.append(ref_c != our_c)
+    positions = sum(d.size for d in diffs)
+    mismatches = sum(int(d.sum()) for d in diffs)
+    primary, downstream = split_mismatches(diffs, strides)
+    mismatch_margins = [float(m) for mask, margin in zip(primary, margins) for m in margin.numpy()[mask]]
+    stream = {}
+    if "stream_given" in case:
+        stream = {
+            "stream_noise_off": _audio_errors(_stream(codec, [c[0] for c in codes_np], None), case["quiet"][0]),
+            "stream_same_noise": _audio_errors(_stream(codec, [c[0] for c in codes_np], case["stream_seed"]), case["stream_given"]),
+        }
+    row = {
+        "kernel": kernel,
+        "length": case["length"],
+        "batch": case["batch"],
+        "positions": positions,
+        "code_match": 1.0 - mismatches / positions,
+        "mismatch_margins": sorted(mismatch_margins),
+        "downstream_mismatches": downstream,
+        "min_margin": float(min(float(m.min()) for m in margins)),
+        "unique_codes": [int(np.unique(c).size) for c in codes_np],
+        "noise_off": _audio_errors(codec.decode(codes_np, noise=False), case["quiet"]),
+        "same_noise": _audio_errors(codec.decode(codes_np, noise=case["noise"]), case["noisy"]),
+        **stream,
+    }
+    audio_keys = ["noise_off", "same_noise", *stream]
+    row["passed"] = bool(
+        all(m < limits.near_tie for m in mismatch_margins)
+        and all(row[k]["rel_rms"] <= limits.rel_rms for k in audio_keys)
+        and all(row[k]["max_abs"] <= limits.max_abs for k in audio_keys)
+    )
+    return row
 
 
 def summarize_parity(report: dict[str, Any]) -> str:
