@@ -405,15 +405,19 @@ static void *SNAKE_CALL snake_create_kernel(const SnakeCustomOp *op, const void 
     return &g_snake_kernel;
 }
 
-static const SnakeCustomOp g_depthwise_snake_op; /* defined below; its kernels run the second Snake */
+/* Defined below: the ops that share depthwise_create_kernel. */
+static const SnakeCustomOp g_depthwise_op, g_depthwise_snake_op, g_depthwise_snake_stream_op, g_snake_stream_op;
 
+/* The kernel of SnakeDepthwiseConv(Snake) and of the stream forms (whose ``padding`` is 0). */
 static void *SNAKE_CALL depthwise_create_kernel(const SnakeCustomOp *op, const void *api, const OrtKernelInfo *info) {
     (void)api;
     SnakeKernel *kernel = (SnakeKernel *)malloc(sizeof(SnakeKernel));
     if (kernel == NULL) return NULL;
-    kernel->depthwise = op == &g_depthwise_snake_op ? 2 : 1;
+    kernel->depthwise = op == &g_snake_stream_op ? 0 : (op == &g_depthwise_op ? 1 : 2);
     kernel->dilation = kernel_int_attribute(info, "dilation", -1);
     kernel->padding = kernel_int_attribute(info, "padding", -1);
+    kernel->stride = 0;
+    kernel->output_padding = 0;
     return kernel;
 }
 
@@ -444,6 +448,18 @@ static int tensor_shape(const OrtValue *value, int64_t dims[8]) {
     return ok ? (int)rank : -1;
 }
 
+/* Shape (rank, dims) and data of a kernel's first n inputs (data NULL where it cannot be read); 0 if an input
+ * cannot be had at all. */
+static int read_inputs(OrtKernelContext *context, size_t n, void *data[], int64_t dims[][8], int ranks[]) {
+    for (size_t k = 0; k < n; ++k) {
+        const OrtValue *input = NULL;
+        if (API(KernelContext_GetInput, KernelContextGetInputFn)(context, k, &input) != NULL) return 0;
+        ranks[k] = tensor_shape(input, dims[k]);
+        if (API(GetTensorMutableData, GetTensorMutableDataFn)((OrtValue *)input, &data[k]) != NULL) data[k] = NULL;
+    }
+    return 1;
+}
+
 /* KernelCompute cannot return an error at API version 13: on inputs that do not have the
  * graph's shapes (which the exported graphs never produce) the output is filled with NaN,
  * which SnacOnnx.decode's finiteness check on the audio then reports as an error. */
@@ -452,15 +468,10 @@ static void SNAKE_CALL snake_compute(void *kernel_state, OrtKernelContext *conte
     const int depthwise = kernel != NULL && kernel->depthwise;
     const int snake_after = depthwise && kernel->depthwise == 2;
     const size_t n_inputs = snake_after ? 7 : depthwise ? 5 : 3;
-    const OrtValue *inputs[7];
     void *data[7];
     int64_t dims[7][8];
     int ranks[7];
-    for (size_t k = 0; k < n_inputs; ++k) {
-        if (API(KernelContext_GetInput, KernelContextGetInputFn)(context, k, &inputs[k]) != NULL) return;
-        ranks[k] = tensor_shape(inputs[k], dims[k]);
-        if (API(GetTensorMutableData, GetTensorMutableDataFn)((OrtValue *)inputs[k], &data[k]) != NULL) data[k] = NULL;
-    }
+    if (!read_inputs(context, n_inputs, data, dims, ranks)) return;
     const int64_t *x = dims[0];
     if (ranks[0] != 3) return;
     const int64_t channels = x[1];
@@ -509,15 +520,10 @@ static void SNAKE_CALL snake_compute(void *kernel_state, OrtKernelContext *conte
 /* PolyphaseInterleave; like snake_compute, NaN output on shapes the exported graphs never produce. */
 static void SNAKE_CALL interleave_compute(void *kernel_state, OrtKernelContext *context) {
     const SnakeKernel *kernel = (const SnakeKernel *)kernel_state;
-    const OrtValue *inputs[2];
     void *data[2];
     int64_t dims[2][8];
     int ranks[2];
-    for (size_t k = 0; k < 2; ++k) {
-        if (API(KernelContext_GetInput, KernelContextGetInputFn)(context, k, &inputs[k]) != NULL) return;
-        ranks[k] = tensor_shape(inputs[k], dims[k]);
-        if (API(GetTensorMutableData, GetTensorMutableDataFn)((OrtValue *)inputs[k], &data[k]) != NULL) data[k] = NULL;
-    }
+    if (!read_inputs(context, 2, data, dims, ranks)) return;
     if (ranks[0] != 3 || kernel == NULL) return;
     const int64_t *z = dims[0];
     const int64_t stride = kernel->stride, padding = kernel->padding, output_padding = kernel->output_padding;
@@ -548,15 +554,10 @@ static void SNAKE_CALL stream_compute(void *kernel_state, OrtKernelContext *cont
     const SnakeKernel *kernel = (const SnakeKernel *)kernel_state;
     const int depthwise = kernel != NULL && kernel->depthwise;
     const size_t n_inputs = depthwise ? 8 : 4, n_outputs = depthwise ? 3 : 2;
-    const OrtValue *inputs[8];
     void *data[8];
     int64_t dims[8][8];
     int ranks[8];
-    for (size_t k = 0; k < n_inputs; ++k) {
-        if (API(KernelContext_GetInput, KernelContextGetInputFn)(context, k, &inputs[k]) != NULL) return;
-        ranks[k] = tensor_shape(inputs[k], dims[k]);
-        if (API(GetTensorMutableData, GetTensorMutableDataFn)((OrtValue *)inputs[k], &data[k]) != NULL) data[k] = NULL;
-    }
+    if (!read_inputs(context, n_inputs, data, dims, ranks)) return;
     if (ranks[0] != 3 || ranks[1] != 3 || kernel == NULL) return;
     const int64_t *st = dims[0], *x = dims[1];
     const int64_t batch = x[0], channels = x[1], steps = x[2], held = st[2];
@@ -601,20 +602,6 @@ static void SNAKE_CALL stream_compute(void *kernel_state, OrtKernelContext *cont
             for (size_t i = 0; i < total; ++i) out[k][i] = NAN;
         }
     }
-}
-
-static const SnakeCustomOp g_snake_stream_op, g_depthwise_snake_stream_op; /* defined below */
-
-static void *SNAKE_CALL stream_create_kernel(const SnakeCustomOp *op, const void *api, const OrtKernelInfo *info) {
-    (void)api;
-    SnakeKernel *kernel = (SnakeKernel *)malloc(sizeof(SnakeKernel));
-    if (kernel == NULL) return NULL;
-    kernel->depthwise = op == &g_depthwise_snake_stream_op ? 2 : 0;
-    kernel->dilation = kernel->depthwise ? kernel_int_attribute(info, "dilation", -1) : 1;
-    kernel->padding = 0;
-    kernel->stride = 0;
-    kernel->output_padding = 0;
-    return kernel;
 }
 
 static const char *SNAKE_CALL snake_stream_name(const SnakeCustomOp *op) { (void)op; return "SnakeStream"; }
@@ -670,14 +657,14 @@ static const SnakeCustomOp g_interleave_op = {
 
 /* Snake whose output is joined to the layer's state: the stream graph's upsamplers and last convolution. */
 static const SnakeCustomOp g_snake_stream_op = {
-    SNAKE_ORT_API_VERSION, stream_create_kernel, snake_stream_name, snake_provider, snake_float_type,
+    SNAKE_ORT_API_VERSION, depthwise_create_kernel, snake_stream_name, snake_provider, snake_float_type,
     snake_stream_input_count, snake_float_type, snake_stream_output_count, stream_compute, snake_destroy_kernel,
     snake_required, snake_required, snake_memory_type,
 };
 
 /* SnakeDepthwiseConvSnake over [state, x]: the stream graph's residual units. */
 static const SnakeCustomOp g_depthwise_snake_stream_op = {
-    SNAKE_ORT_API_VERSION, stream_create_kernel, depthwise_snake_stream_name, snake_provider, snake_float_type,
+    SNAKE_ORT_API_VERSION, depthwise_create_kernel, depthwise_snake_stream_name, snake_provider, snake_float_type,
     depthwise_snake_stream_input_count, snake_float_type, depthwise_snake_stream_output_count, stream_compute,
     snake_destroy_kernel, snake_required, snake_required, snake_memory_type,
 };

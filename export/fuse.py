@@ -75,15 +75,33 @@ def _consumers(graph: onnx.GraphProto) -> dict[str, list[onnx.NodeProto]]:
     return consumers
 
 
-def _rewrite(model: onnx.ModelProto, replaced: dict[int, onnx.NodeProto], removed: set[int], function: onnx.FunctionProto) -> None:
-    """Put ``replaced[id(node)]`` in place of those nodes, drop the ``removed`` ones, add ``function``, drop
-    every function no node uses any more (e.g. ``SnakeDepthwiseConv`` once all were merged further), check."""
-    graph = model.graph
+def _all_nodes(graph: onnx.GraphProto) -> list[onnx.NodeProto]:
+    """The nodes of ``graph`` and of its subgraphs (an ``If``'s branches), in order."""
+    nodes = []
+    for node in graph.node:
+        nodes.append(node)
+        for attribute in node.attribute:
+            if attribute.type == onnx.AttributeProto.GRAPH:
+                nodes += _all_nodes(attribute.g)
+    return nodes
+
+
+def _rewrite(
+    model: onnx.ModelProto,
+    replaced: dict[int, onnx.NodeProto],
+    removed: set[int],
+    function: onnx.FunctionProto,
+    graph: onnx.GraphProto | None = None,
+) -> None:
+    """Put ``replaced[id(node)]`` in place of those nodes of ``graph`` (default: the model's; or one of its
+    branches), drop the ``removed`` ones, add ``function``, drop every function no node (branches included)
+    uses any more (e.g. ``SnakeDepthwiseConv`` once all were merged further), check."""
+    graph = model.graph if graph is None else graph
     nodes = [replaced.get(id(n), n) for n in graph.node if id(n) not in removed]
     del graph.node[:]
     graph.node.extend(nodes)
     model.functions.append(function)
-    used = {(n.domain, n.op_type) for n in graph.node}
+    used = {(n.domain, n.op_type) for n in _all_nodes(model.graph)}
     kept = [f for f in model.functions if (f.domain, f.name) in used]
     del model.functions[:]
     model.functions.extend(kept)
@@ -460,51 +478,14 @@ def snake_stream_function() -> onnx.FunctionProto:
     )
 
 
-def _used_ops(graph: onnx.GraphProto) -> set[tuple[str, str]]:
-    """``(domain, op_type)`` of every node in ``graph`` and its subgraphs (an ``If``'s branches)."""
-    used = set()
-    for node in graph.node:
-        used.add((node.domain, node.op_type))
-        for attribute in node.attribute:
-            if attribute.type == onnx.AttributeProto.GRAPH:
-                used |= _used_ops(attribute.g)
-    return used
-
-
-def _inputs_used(graph: onnx.GraphProto) -> set[str]:
-    """Every value name read by a node of ``graph`` or of its subgraphs."""
-    used: set[str] = set()
-    for node in graph.node:
-        used.update(node.input)
-        for attribute in node.attribute:
-            if attribute.type == onnx.AttributeProto.GRAPH:
-                used |= _inputs_used(attribute.g)
-    return used
-
-
 def drop_unused_initializers(model: onnx.ModelProto) -> int:
     """Remove the initializers no node reads any more (e.g. the Slice bounds a fusion replaced); returns how many."""
-    used = _inputs_used(model.graph)
+    used = {name for node in _all_nodes(model.graph) for name in node.input}
     kept = [init for init in model.graph.initializer if init.name in used]
     dropped = len(model.graph.initializer) - len(kept)
     del model.graph.initializer[:]
     model.graph.initializer.extend(kept)
     return dropped
-
-
-def _rewrite_graph(model: onnx.ModelProto, graph: onnx.GraphProto, replaced: dict[int, list[onnx.NodeProto]],
-                   removed: set[int], function: onnx.FunctionProto) -> None:
-    """:func:`_rewrite` for ``graph``, which may be a subgraph of ``model``: ``replaced[id(node)]`` (nodes) in place
-    of those nodes, the ``removed`` ones dropped; ``function`` added, unused functions dropped; checked."""
-    nodes = [new for n in graph.node if id(n) not in removed for new in replaced.get(id(n), [n])]
-    del graph.node[:]
-    graph.node.extend(nodes)
-    model.functions.append(function)
-    used = _used_ops(model.graph)
-    kept = [f for f in model.functions if (f.domain, f.name) in used]
-    del model.functions[:]
-    model.functions.extend(kept)
-    onnx.checker.check_model(model)
 
 
 def _constant_ints(name: str, inits: dict[str, onnx.TensorProto]) -> list[int] | None:
@@ -550,7 +531,7 @@ def fuse_residual_stream(model: onnx.ModelProto, expected: int) -> int:
     inits = {init.name: init for init in graph.initializer}
     consumers = _consumers(graph)
     producer = {out: node for node in graph.node for out in node.output}
-    replaced: dict[int, list[onnx.NodeProto]] = {}
+    replaced: dict[int, onnx.NodeProto] = {}
     removed: set[int] = set()
     for unit in [n for n in graph.node if n.domain == SNAKE_DOMAIN and n.op_type == DEPTHWISE_SNAKE_OP]:
         attrs = {a.name: helper.get_attribute_value(a) for a in unit.attribute}
@@ -573,11 +554,11 @@ def fuse_residual_stream(model: onnx.ModelProto, expected: int) -> int:
             domain=SNAKE_DOMAIN,
         )
         fused.attribute.extend(unit.attribute)
-        replaced[id(unit)] = [fused]
+        replaced[id(unit)] = fused
         removed.update(id(n) for n in (cat, state, residual))
     if len(replaced) != expected:
         raise FusionError(f"found {len(replaced)} stream residual units, expected {expected}")
-    _rewrite_graph(model, graph, replaced, removed, depthwise_snake_stream_function())
+    _rewrite(model, replaced, removed, depthwise_snake_stream_function())
     return len(replaced)
 
 
@@ -589,7 +570,7 @@ def fuse_snake_stream(model: onnx.ModelProto, branch: onnx.GraphProto, expected:
     inits = {init.name: init for init in model.graph.initializer}
     consumers = _consumers(branch)
     producer = {out: node for node in branch.node for out in node.output}
-    replaced: dict[int, list[onnx.NodeProto]] = {}
+    replaced: dict[int, onnx.NodeProto] = {}
     removed: set[int] = set()
     for cat in branch.node:
         held = _state_concat(cat, branch, model.graph)
@@ -611,9 +592,9 @@ def fuse_snake_stream(model: onnx.ModelProto, branch: onnx.GraphProto, expected:
             name=f"{source.name}_stream",
             domain=SNAKE_DOMAIN,
         )
-        replaced[id(cat)] = [fused]
+        replaced[id(cat)] = fused
         removed.update(id(n) for n in (source, states[0], *([link] if link is not None else [])))
     if len(replaced) != expected:
         raise FusionError(f"found {len(replaced)} stream Snake + state joins, expected {expected}")
-    _rewrite_graph(model, branch, replaced, removed, snake_stream_function())
+    _rewrite(model, replaced, removed, snake_stream_function(), branch)
     return len(replaced)

@@ -14,6 +14,8 @@ from __future__ import annotations
 import onnx
 from onnx import helper
 
+from .fuse import _consumers
+
 
 class NoiseGateError(RuntimeError):
     """The exported graph does not have the expected NoiseBlocks."""
@@ -35,10 +37,7 @@ def gate_noise(graph: onnx.GraphProto, noise_inputs: list[str], expected: int, p
     graph needs its own). Returns the blocks gated, which must be ``expected``."""
     names = set(noise_inputs)
     producer = {out: node for node in graph.node for out in node.output}
-    consumers: dict[str, list[onnx.NodeProto]] = {}
-    for node in graph.node:
-        for name in dict.fromkeys(node.input):
-            consumers.setdefault(name, []).append(node)
+    consumers = _consumers(graph)
     replaced: dict[int, onnx.NodeProto] = {}
     removed: set[int] = set()
     flags: dict[str, str] = {}  # noise input -> its "all zeros" flag
