@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.machine import cpu_name
 from export.checkpoint import load_from_folder, load_from_hub, load_random_init
 from export.precision import median_seconds
 from export.signals import speech_like
@@ -55,16 +55,6 @@ def time_encode_decode(
         codes = runner.encode(pcm)
         times[f"{key}_decode"] = median_seconds(lambda: runner.decode(codes, length=pcm.shape[-1]), reps)
     return times
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def main() -> int:

@@ -23,7 +23,7 @@ import onnxruntime as ort
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.compare_torch import cpu_name
+from bench.machine import cpu_name
 from export.signals import speech_like
 from snac_onnx import SnacOnnx
 

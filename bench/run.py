@@ -35,7 +35,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.compare_torch import cpu_name, reference_for, time_encode_decode
+from bench.compare_torch import reference_for, time_encode_decode
+from bench.machine import cpu_name
 from export.signals import speech_like
 from snac_onnx import SnacOnnx
 from snac_onnx.kernels import fused_snake_available

@@ -34,7 +34,6 @@ import asyncio
 import contextlib
 import json
 import os
-import platform
 import re
 import socket
 import statistics
@@ -51,6 +50,7 @@ sys.path.insert(0, str(ROOT))
 
 import websockets
 
+from bench.machine import cpu_name
 from export.signals import speech_like
 from snac_onnx import SnacOnnx
 from snac_onnx.layouts import codes_to_tokens
@@ -332,7 +332,7 @@ def main() -> int:
     header = [
         f"# snac-onnx serve under load ({config.sample_rate // 1000} kHz, {args.model})",
         "",
-        (f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
+        (f"Machine: {cpu_name()}, {os.cpu_count()} cores; "
         f"{time.strftime('%Y-%m-%d')}. Written by `python bench/serve_load.py` (one run, clients and servers on "
         "this machine, loopback)."),
         "",

@@ -45,6 +45,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.machine import cpu_name
 from export.signals import speech_like
 from snac_onnx import SnacOnnx
 from snac_onnx.sessions import SessionSettings
@@ -247,7 +248,6 @@ def main() -> int:
         seconds = args.seconds[min(i, len(args.seconds) - 1)]
         for threads in args.threads:
             rows += bench_model(folder, threads, seconds, args.load_seconds, args.max_streams, args.repeats)
-    cpu = platform.processor() or platform.machine()
     report = [
         "# Streaming decode: stateful vs window vs the reference Orpheus scheme",
         "",
@@ -258,7 +258,7 @@ def main() -> int:
         ),
         "",
         (
-            f"Machine: {os.cpu_count()} CPUs ({cpu}), Python {platform.python_version()}. Models: random-init exports "
+            f"Machine: {os.cpu_count()} CPUs ({cpu_name()}), Python {platform.python_version()}. Models: random-init exports "
             "of the official configs (same shapes and cost as the trained ones). Noise off. Codes of --seconds of "
             "speech-like audio pushed one frame per call."
         ),
