@@ -7,4 +7,7 @@ bash scripts/setup.sh
 .venv/bin/ruff check .
 .venv/bin/ruff format --check snac_onnx
 .venv/bin/mypy
-exec .venv/bin/python -m pytest -q --durations=15 "$@"
+# Two workers (pytest-xdist): most of the time is torch.onnx's single-threaded tracing of the exports. Each
+# module, or class (tests/parity: one per official config and its export), runs on one worker, so a module or
+# class fixture is built once.
+exec .venv/bin/python -m pytest -q --durations=15 -n 2 --dist loadscope "$@"

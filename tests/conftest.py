@@ -1,8 +1,9 @@
-"""Shared fixtures: codecs over the tiny exported models of tests/support.py."""
+"""Shared fixtures: codecs over the tiny exported models of tests/support.py; one local Ray at a time."""
 
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,3 +31,18 @@ def tiny24_copy(tmp_path: Path) -> Path:
     dest = tmp_path / "tiny_24khz"
     shutil.copytree(TINY_24, dest)
     return dest
+
+
+@pytest.fixture(scope="module")
+def one_ray_at_a_time(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Held for a whole module that starts a local Ray: under pytest-xdist (scripts/test.sh) two workers would
+    otherwise start two Ray instances at once, on one machine's CPUs and ports."""
+    import fcntl  # POSIX; the tests run on Linux
+
+    lock = tmp_path_factory.getbasetemp().parent / "ray.lock"  # the workers' base folders share this parent
+    with lock.open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

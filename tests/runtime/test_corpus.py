@@ -18,6 +18,7 @@ from snac_onnx.cli import main as cli_main  # noqa: E402
 from snac_onnx.corpus import list_inputs, tokenize_corpus  # noqa: E402
 from tests.support import TINY_24, TINY_44  # noqa: E402
 
+pytestmark = pytest.mark.usefixtures("one_ray_at_a_time")  # Ray Data starts a local Ray
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):

@@ -20,7 +20,7 @@ from tests.support import TINY_24
 
 
 @pytest.fixture(scope="module")
-def ray_serve_port():
+def ray_serve_port(one_ray_at_a_time):
     import ray
     from ray import serve
 
