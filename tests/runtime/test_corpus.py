@@ -18,7 +18,6 @@ from snac_onnx.cli import main as cli_main  # noqa: E402
 from snac_onnx.corpus import list_inputs, tokenize_corpus  # noqa: E402
 from tests.support import TINY_24, TINY_44  # noqa: E402
 
-pytestmark = pytest.mark.usefixtures("one_ray_at_a_time")  # Ray Data starts a local Ray
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
@@ -53,7 +52,8 @@ def corpus(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def ray_local():
+def ray_local(one_ray_at_a_time):
+    """The local Ray that tokenize_corpus starts, shut down after the module (with the lock still held)."""
     yield
     ray.shutdown()
 
