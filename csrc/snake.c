@@ -358,7 +358,9 @@ static void snake_take_rows(SnakeJob *job) {
 }
 
 /* Below this many samples a job runs on the calling thread: sharing it costs more than it saves. */
+#ifndef SNAKE_MIN_PARALLEL_SAMPLES
 #define SNAKE_MIN_PARALLEL_SAMPLES (1 << 17)
+#endif
 
 /* ParallelFor's tasks: each takes rows until none are left (rows are shared through job->next_row), so
  * tasks beyond the session's thread count cost a look at the counter. */
