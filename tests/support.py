@@ -7,7 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-FIXTURES = Path(__file__).parent / "fixtures"
+REPO = Path(__file__).resolve().parent.parent  # the checkout's root: the cwd of subprocesses that import tests
+FIXTURES = REPO / "tests" / "fixtures"
 TINY_24 = FIXTURES / "tiny_24khz"
 TINY_44 = FIXTURES / "tiny_44khz"
 

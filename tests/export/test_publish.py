@@ -6,15 +6,14 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from tests.support import REPO
+
 pytest.importorskip("torch")
 pytest.importorskip("snac")
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 def test_publish_random_init_to_local_target(tmp_path):

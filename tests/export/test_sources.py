@@ -19,9 +19,8 @@ from snac.layers import Snake1d  # noqa: E402
 
 from export.checkpoint import load_from_folder, load_random_init  # noqa: E402
 from export.pipeline import export_model  # noqa: E402
-from tests.support import FIXTURES  # noqa: E402
+from tests.support import FIXTURES, REPO  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[2]
 TINY_CONFIG = FIXTURES / "tiny_24khz.json"
 
 

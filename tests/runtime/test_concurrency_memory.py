@@ -7,15 +7,12 @@ import shutil
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from snac_onnx import ModelFormatError, SnacOnnx
-from tests.support import TINY_24, TINY_44, pcm
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.support import REPO, TINY_24, TINY_44, pcm
 
 
 @pytest.mark.parametrize("folder", [TINY_24, TINY_44])

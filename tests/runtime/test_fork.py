@@ -14,7 +14,7 @@ import textwrap
 
 import pytest
 
-from tests.support import TINY_24
+from tests.support import REPO, TINY_24
 
 pytestmark = pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
 
@@ -81,5 +81,6 @@ def test_forked_child_decodes_and_exits(when: str, how: str) -> None:
         capture_output=True,
         text=True,
         timeout=60,
+        cwd=REPO,  # the script imports tests.support, found through the cwd
     )
     assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stdout + proc.stderr

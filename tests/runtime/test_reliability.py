@@ -406,10 +406,19 @@ def test_audio_file_any_bytes(tmp_path_factory, audio_bytes, kind, edits, cut, m
 )
 def test_cli_never_crashes(tmp_path_factory, command, source, output, flags, model, capsys):
     """Every run exits 0, or 2 with one line on stderr and no output file (nor temporary file) left."""
+    work = tmp_path_factory.mktemp("cli")
+    home = os.getcwd()
+    os.chdir(work)  # the generated commands name relative paths; the next tests on this worker need the old cwd
+    try:
+        _cli_case(work, command, source, output, flags, model, capsys)
+    finally:
+        os.chdir(home)
+
+
+def _cli_case(work, command, source, output, flags, model, capsys):
+    """One case of :func:`test_cli_never_crashes`, run in ``work``."""
     import soundfile as sf
 
-    work = tmp_path_factory.mktemp("cli")
-    os.chdir(work)
     sf.write(work / "ok.wav", (0.1 * np.sin(np.arange(9000) / 4)).astype(np.float32), 24000)
     sf.write(work / "stereo.wav", np.zeros((3000, 2), np.float32), 24000)
     sf.write(work / "low.wav", np.zeros(3000, np.float32), 16000)
