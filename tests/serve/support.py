@@ -12,7 +12,7 @@ import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support import REPO
 
 
 def free_port() -> int:
@@ -23,7 +23,7 @@ def free_port() -> int:
 
 def start_server(model: str | Path, port: int, *args: str, log: Path | None = None) -> subprocess.Popen[bytes]:
     """``snac-onnx serve`` on 127.0.0.1:``port`` in a fresh process; returns once /readyz answers (60 s at most)."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
     out = open(log, "wb") if log is not None else subprocess.DEVNULL  # noqa: SIM115  # closed with the process
     proc = subprocess.Popen(
         [sys.executable, "-m", "snac_onnx", "serve", "-m", str(model), "--port", str(port), *args],

@@ -6,13 +6,12 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from tests.serve.support import ROOT
-from tests.support import TINY_24
+from tests.support import REPO, TINY_24
 
 
 def _run(tmp_path, *args):
     return subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "gpu_check.py"), str(TINY_24), "--out", str(tmp_path / "gpu.md"), *args],
+        [sys.executable, str(REPO / "bench" / "gpu_check.py"), str(TINY_24), "--out", str(tmp_path / "gpu.md"), *args],
         capture_output=True,
         text=True,
         timeout=300,

@@ -14,12 +14,12 @@ pytest.importorskip("websockets")
 from snac_onnx import SnacOnnx
 from snac_onnx.audio_io import pcm16
 from snac_onnx.layouts import codes_to_tokens
-from tests.serve.support import ROOT, free_port, start_server
-from tests.support import TINY_24
+from tests.serve.support import free_port, start_server
+from tests.support import REPO, TINY_24
 
 
 def test_the_readme_client_gets_the_offline_audio():
-    text = (ROOT / "README.md").read_text()
+    text = (REPO / "README.md").read_text()
     block = re.search(r"<!-- client -->\n```python\n(.*?)```", text, re.S)
     assert block, "the README lost its client block"
     namespace: dict[str, object] = {}
