@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from snac_onnx import SnacOnnx, StreamPool
-from snac_onnx.sessions import onnxruntime
+from snac_onnx.model.sessions import onnxruntime
 
 
 def _codes(codec: SnacOnnx, frames: int, seed: int) -> list[np.ndarray]:
@@ -95,6 +95,7 @@ def main() -> int:
 
     spec = gpu.manifest.stream
     assert spec is not None
+    session = gpu.session("stream")
     say("| batched stream step | rows | ms per call | steps per second | x real time per stream |")
     say("|---|---:|---:|---:|---:|")
     step_seconds = spec.step_frames * config.samples_per_frame / config.sample_rate
@@ -107,11 +108,11 @@ def main() -> int:
             [np.zeros((rows, s.channels, s.length), np.float32) for s in spec.states],
         )
         for _ in range(3):
-            gpu.runner.step(*feeds)
+            session.run(spec.outputs, dict(zip(spec.inputs, [*feeds[0], *feeds[1], feeds[2], feeds[3], *feeds[4]])))
         times = []
         for _ in range(20):
             t0 = time.perf_counter()
-            gpu.runner.step(*feeds)
+            session.run(spec.outputs, dict(zip(spec.inputs, [*feeds[0], *feeds[1], feeds[2], feeds[3], *feeds[4]])))
             times.append(time.perf_counter() - t0)
         ms = 1000 * float(np.median(times))
         say(f"| {spec.step_frames} frame(s) | {rows} | {ms:.2f} | {1000 * rows / ms:.0f} | {step_seconds * 1000 / ms:.1f} |")

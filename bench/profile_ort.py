@@ -20,8 +20,8 @@ import onnxruntime as ort
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from snac_onnx import SnacOnnx
-from snac_onnx.manifest import code_names, noise_names
-from snac_onnx.sessions import SessionSettings
+from snac_onnx.model.contract import code_names, noise_names
+from snac_onnx.model.sessions import SessionSettings
 
 
 def main() -> int:

@@ -39,8 +39,8 @@ from bench.compare_torch import reference_for, time_encode_decode
 from bench.machine import cpu_name
 from export.signals import speech_like
 from snac_onnx import SnacOnnx
-from snac_onnx.kernels import fused_snake_available
-from snac_onnx.sessions import SessionSettings
+from snac_onnx.model.kernels import fused_snake_available
+from snac_onnx.model.sessions import SessionSettings
 
 ONNX_DECODE_ONLY = r"""
 import sys, time, numpy as np

@@ -48,7 +48,7 @@ sys.path.insert(0, str(ROOT))
 from bench.machine import cpu_name
 from export.signals import speech_like
 from snac_onnx import SnacOnnx
-from snac_onnx.sessions import SessionSettings
+from snac_onnx.model.sessions import SessionSettings
 
 REF_FRAMES = 4  # the reference decodes 28 tokens = 4 frames per call
 

@@ -87,7 +87,7 @@ def load_from_hub(repo_id: str, revision: str | None = None, name: str | None = 
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import LocalEntryNotFoundError
 
-    from snac_onnx.hub import hub_unreachable_reason
+    from snac_onnx.model.hub import hub_unreachable_reason
 
     def fetch(local_only: bool) -> tuple[Path, Path]:
         return (

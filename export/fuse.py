@@ -22,7 +22,7 @@ from collections import defaultdict
 import onnx
 from onnx import helper
 
-from snac_onnx.kernels import SNAKE_DOMAIN  # the domain the runtime's kernel library registers
+from snac_onnx.model.kernels import SNAKE_DOMAIN  # the domain the runtime's kernel library registers
 
 SNAKE_OP = "Snake"
 SNAKE_FUNCTION_OPSET = 18

@@ -14,15 +14,8 @@ from snac.layers import NoiseBlock
 from torch.export import Dim
 
 from snac_onnx.config import ModelConfig
-from snac_onnx.manifest import (
-    AUDIO_NAME,
-    CONFIG_METADATA_KEY,
-    STREAM_FILE,
-    decoder_io,
-    encoder_io,
-    noise_names,
-    stream_io,
-)
+from snac_onnx.model.contract import AUDIO_NAME, CONFIG_METADATA_KEY, decoder_io, encoder_io, noise_names, stream_io
+from snac_onnx.model.manifest import STREAM_FILE
 
 from .fuse import (
     drop_unused_initializers,
@@ -205,7 +198,7 @@ def _is_depthwise_residual(module: torch.nn.Module) -> bool:
 
 def export_stream_graph(prepared: SNAC, config: ModelConfig, path: Path) -> dict[str, Any]:
     """Write the stateful streaming decoder (:mod:`export.stream_graph`) to ``path``; returns its manifest
-    entry: the step grid, the audio and noise lags and the state layout (see :func:`snac_onnx.manifest.StreamSpec`).
+    entry: the step grid, the audio and noise lags and the state layout (see :func:`snac_onnx.model.manifest.StreamSpec`).
 
     The time axis is ``steps`` whole steps of ``step_frames`` frames (one step per call when streaming; more
     when frames are waiting); states have a fixed shape per batch row.

@@ -30,8 +30,8 @@ from snac.layers import NoiseBlock
 from torch import nn
 
 from snac_onnx import SnacOnnx
-from snac_onnx.kernels import fused_snake_available
-from snac_onnx.sessions import SessionSettings
+from snac_onnx.model.kernels import fused_snake_available
+from snac_onnx.model.sessions import SessionSettings
 
 from .signals import speech_like
 

@@ -15,17 +15,8 @@ from typing import Any
 
 import snac_onnx
 from snac_onnx.config import ModelConfig
-from snac_onnx.manifest import (
-    DECODER_FILE,
-    ENCODER_FILE,
-    FORMAT_VERSION,
-    MANIFEST_FILE,
-    STREAM_FILE,
-    decoder_io,
-    encoder_io,
-    sha256_file,
-    stream_io,
-)
+from snac_onnx.model.contract import decoder_io, encoder_io, stream_io
+from snac_onnx.model.manifest import DECODER_FILE, ENCODER_FILE, FORMAT_VERSION, MANIFEST_FILE, STREAM_FILE, sha256_file
 
 from .checkpoint import LoadedModel
 from .onnx_export import OPSET, export_graphs

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from snac_onnx import SnacOnnx
-from snac_onnx.manifest import sha256_file
+from snac_onnx.model.manifest import sha256_file
 
 from .signals import speech_like
 

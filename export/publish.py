@@ -1,7 +1,7 @@
 """Export the official checkpoints, check parity, and publish the folders.
 
 ``python -m export.publish`` is what the CI export job (.github/workflows/export.yml)
-runs. It publishes to the hub repos in ``--repo`` (default: snac_onnx.hub.MODEL_REPOS)
+runs. It publishes to the hub repos in ``--repo`` (default: snac_onnx.model.hub.MODEL_REPOS)
 with ``huggingface_hub.HfApi.upload_folder`` and the token in ``HF_TOKEN``. Where the
 hub is out of reach the same steps run with ``--random-init`` and ``--target-dir``:
 each folder is then copied to ``TARGET_DIR/<repo id>/`` instead of uploaded.
@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 from snac_onnx import SnacOnnx
-from snac_onnx.hub import MODEL_REPOS
+from snac_onnx.model.hub import MODEL_REPOS
 
 from .checkpoint import load_from_hub, load_random_init, official_configs
 from .pipeline import export_model

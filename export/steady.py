@@ -21,7 +21,7 @@ import copy
 import onnx
 from onnx import helper
 
-from snac_onnx.manifest import END_NAME, FRAME_NAME
+from snac_onnx.model.contract import END_NAME, FRAME_NAME
 
 STEADY_PREFIX = "steady/"
 MASKED_PREFIX = "masked/"

@@ -42,7 +42,7 @@ from snac import SNAC
 from snac.layers import DecoderBlock, NoiseBlock, ResidualUnit
 from torch import nn
 
-from snac_onnx.manifest import first_audio_frame
+from snac_onnx.model.contract import first_audio_frame
 
 from .graphs import ExportSnake, FlatLocalMHA, PolyphaseConvTranspose1d
 
@@ -388,7 +388,7 @@ def streaming_decoder_with_named_inputs(model: SNAC, input_names: list[str]) -> 
 
 def first_audio_frames(graph: StreamingDecoder) -> int:
     """Frames that must have arrived before the stream's first sample is final, one step per call (the
-    physical minimum at this step grid); :func:`snac_onnx.manifest.first_audio_frame` of the graph's grid."""
+    physical minimum at this step grid); :func:`snac_onnx.model.manifest.first_audio_frame` of the graph's grid."""
     return first_audio_frame(graph.first_frame, graph.step_frames, graph.audio_lag, graph.samples_per_frame)
 
 

@@ -35,6 +35,6 @@ git ls-files -z | xargs -0 cp --parents -t "$SCRATCH"
     csrc/snake.c -o "$SCRATCH/snac_onnx/_snake$SUFFIX" -lm -lpthread
 echo "built $SCRATCH/snac_onnx/_snake$SUFFIX with clang"
 cd "$SCRATCH"
-SCRATCH="$SCRATCH" "$PY" -c "import os, snac_onnx.kernels as k; lib = k.snake_library(); \
+SCRATCH="$SCRATCH" "$PY" -c "import os, snac_onnx.model.kernels as k; lib = k.snake_library(); \
 assert lib and str(lib).startswith(os.environ['SCRATCH']), lib; print('tests use', lib)"
 "$PY" -m pytest -q -p no:cacheprovider tests/runtime/test_fused_snake.py

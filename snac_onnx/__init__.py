@@ -10,14 +10,12 @@ Importing the package needs NumPy only; onnxruntime is needed once a :class:`Sna
 (``pip install 'snac-onnx[cpu]'`` or ``'snac-onnx[gpu]'``).
 
 The package logs on ``logging.getLogger("snac_onnx")`` and one child logger per module
-(``snac_onnx.sessions``, ``snac_onnx.planner``, ...); it adds no handlers to them.
+(``snac_onnx.model.sessions``, ``snac_onnx.planner``, ...); it adds no handlers to them.
 """
 
 from __future__ import annotations
 
-from .audio_io import load_audio
 from .codec import SnacOnnx
-from .codes_file import CodesFile, load_codes, save_codes
 from .config import ModelConfig
 from .errors import (
     DecodeFailedError,
@@ -35,13 +33,15 @@ from .errors import (
     SnacOnnxError,
     StreamClosedError,
 )
+from .files.audio import load_audio
+from .files.codes import CodesFile, load_codes, save_codes
 from .layouts import CODEBOOK_MAJOR, INTERLEAVED, ORPHEUS, TokenLayout, codes_to_tokens, tokens_to_codes
-from .manifest import Manifest, load_manifest
-from .orpheus import OrpheusStream
-from .pool import AsyncPooledStream, PooledStream, StreamPool
-from .presets import PRESETS, MiniOmniHeads, PresetStream, TokenPreset
-from .sessions import SessionSettings
-from .streaming import StreamDecoder
+from .model.manifest import Manifest, load_manifest
+from .model.sessions import SessionSettings
+from .stream.decoder import StreamDecoder
+from .stream.orpheus import OrpheusStream
+from .stream.pool import AsyncPooledStream, PooledStream, StreamPool
+from .stream.presets import PRESETS, MiniOmniHeads, PresetStream, TokenPreset
 
 __version__ = "0.1.0"
 

@@ -23,9 +23,9 @@ import numpy as np
 
 from . import __version__
 from .errors import InvalidArgumentError, InvalidCodesError, MissingDependencyError, SnacOnnxError
-from .hub import DEFAULT_MODEL
+from .files.atomic import STDIO
 from .layouts import LAYOUT_NAMES
-from .outputs import STDIO
+from .model.hub import DEFAULT_MODEL
 
 if TYPE_CHECKING:
     from .codec import SnacOnnx
@@ -291,7 +291,7 @@ def _codec(args: argparse.Namespace, model: str) -> SnacOnnx:
 
 def _encode_file(args: argparse.Namespace, codec: SnacOnnx) -> tuple[list[np.ndarray], Any]:
     """Codes of the input file, and its reader (rates and lengths)."""
-    from .audio_io import AudioReader
+    from .files.audio import AudioReader
     from .windowed import encode_reader
 
     reader = AudioReader(args.input, codec.sample_rate, mix=args.mix, resample=args.resample, raw_rate=args.raw_input)
@@ -309,7 +309,7 @@ def _decode_to_file(
 
     Returns the written (rate, samples).
     """
-    from .audio_io import output_format, resample_audio, write_audio
+    from .files.audio import output_format, resample_audio, write_audio
     from .planner import budget_steps
 
     if args.seed is not None and args.noise != "on":
@@ -328,7 +328,7 @@ def _decode_to_file(
     # Decode through a stream (exact, memory flat in the length, progress per chunk) whose window, chunk plus
     # context, is the codec's budget for one graph run.
     config = codec.config
-    budget = budget_steps(codec.runner.max_chunk_seconds, config.samples_per_frame, config.sample_rate)
+    budget = budget_steps(codec.max_chunk_seconds, config.samples_per_frame, config.sample_rate)
     frames_multiple = config.frames_multiple
     chunk = codes[0].shape[0] if budget is None else budget - sum(config.decoder_context)
     chunk = max(frames_multiple, chunk // frames_multiple * frames_multiple)
@@ -360,7 +360,7 @@ def _emit(args: argparse.Namespace, summary: dict[str, Any], text: str) -> None:
 
 
 def cmd_encode(args: argparse.Namespace) -> int:
-    from .codes_file import save_codes
+    from .files.codes import save_codes
     from .layouts import codes_to_tokens
 
     if str(args.output) != STDIO and Path(args.output).suffix.lower() != ".npz":
@@ -392,7 +392,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
 
 def _model_for_codes(meta: dict[str, Any]) -> str:
     """The model a codes file records: its folder when it still exists, else its name."""
-    from .manifest import MANIFEST_FILE
+    from .model.manifest import MANIFEST_FILE
 
     folder = meta.get("model_folder")
     if isinstance(folder, str) and (Path(folder) / MANIFEST_FILE).is_file():
@@ -401,8 +401,8 @@ def _model_for_codes(meta: dict[str, Any]) -> str:
 
 
 def cmd_decode(args: argparse.Namespace) -> int:
-    from .codes_file import load_codes
-    from .manifest import MANIFEST_FILE, sha256_file
+    from .files.codes import load_codes
+    from .model.manifest import MANIFEST_FILE, sha256_file
 
     data = load_codes(args.input)
     codec = _codec(args, args.model or _model_for_codes(data.meta))
@@ -451,8 +451,8 @@ def cmd_roundtrip(args: argparse.Namespace) -> int:
 def cmd_info(args: argparse.Namespace) -> int:
     import onnxruntime as ort
 
-    from .kernels import snake_library
-    from .sessions import conflicting_runtime_packages
+    from .model.kernels import snake_library
+    from .model.sessions import conflicting_runtime_packages
 
     def version(dist: str) -> str | None:
         try:
@@ -510,8 +510,8 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_download(args: argparse.Namespace) -> int:
-    from .hub import resolve_model
-    from .manifest import load_manifest
+    from .model.hub import resolve_model
+    from .model.manifest import load_manifest
 
     location = resolve_model(args.name, revision=args.revision, offline=False)
     if location.repo_id is None:
@@ -560,7 +560,7 @@ def cmd_tokenize(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     try:
-        from .server import ServeSettings, serve
+        from .serve.app import ServeSettings, serve
     except ImportError as exc:
         raise MissingDependencyError(f"snac-onnx serve needs pip install 'snac-onnx[serve]' ({exc})") from exc
     settings = ServeSettings(
@@ -579,7 +579,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         shutdown_grace_s=args.shutdown_grace,
     )
     if args.ray:
-        from .ray_serve import run_on_ray
+        from .serve.ray import run_on_ray
 
         run_on_ray(settings, host=args.host, port=args.port, replicas=args.replicas, address=args.address)
     else:

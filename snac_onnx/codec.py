@@ -13,15 +13,10 @@ from .audio import check_sample_rate, prepare_audio
 from .codes import NoiseArg, PreparedCodes, check_int, check_seed, prepare_codes, prepare_noise
 from .config import ModelConfig
 from .errors import InvalidArgumentError, InvalidCodesError
-from .hub import DEFAULT_MODEL, ModelLocation, resolve_model
 from .layouts import TokenLayout, codes_to_tokens, resolve_layout, tokens_to_codes
-from .manifest import Manifest, load_manifest
-from .noise import NoiseSource
-from .orpheus import END_OF_SPEECH, OrpheusStream
-from .planner import check_seconds
-from .presets import PresetStream, TokenPreset, get_preset
-from .runner import Runner
-from .sessions import (
+from .model.hub import DEFAULT_MODEL, ModelLocation, resolve_model
+from .model.manifest import Manifest, load_manifest
+from .model.sessions import (
     ROLES,
     ModelSessions,
     ProviderSpec,
@@ -30,7 +25,12 @@ from .sessions import (
     normalize_providers,
     onnxruntime,
 )
-from .streaming import StreamDecoder
+from .noise import NoiseSource
+from .planner import Chunk, Run, check_seconds
+from .runner import Runner
+from .stream.decoder import StreamDecoder
+from .stream.orpheus import END_OF_SPEECH, OrpheusStream
+from .stream.presets import PresetStream, TokenPreset, get_preset
 
 if TYPE_CHECKING:
     import onnxruntime as ort
@@ -55,13 +55,13 @@ class SnacOnnx:
         model: a folder of an exported model (``encoder.onnx``, ``decoder.onnx``,
             ``manifest.json``, as written by ``python -m export``); a short name
             (``snac_24khz``, ``snac_32khz``, ``snac_44khz``; see
-            :data:`snac_onnx.hub.MODEL_REPOS`); or a Hugging Face repo id. Hub
+            :data:`snac_onnx.model.hub.MODEL_REPOS`); or a Hugging Face repo id. Hub
             files come from the local cache first, then the network.
         providers: onnxruntime execution providers, in onnxruntime's forms: a
             name, a ``(name, options)`` pair, or a list of them, in order of
             preference. None means ``["CPUExecutionProvider"]``. A requested
             provider that onnxruntime does not use is reported with a warning on
-            the ``snac_onnx.sessions`` logger; :attr:`active_providers` tells what runs.
+            the ``snac_onnx.model.sessions`` logger; :attr:`active_providers` tells what runs.
         threads: onnxruntime intra-op threads; 0 lets onnxruntime choose.
             Ignored when ``settings`` is given.
         parallel: graph runs at once (a thread pool); a long input is split into
@@ -74,7 +74,7 @@ class SnacOnnx:
             batch size. Default 5 s (see the README's measured notes). None:
             never split.
         settings: full session settings (threads, graph optimisation, memory
-            pattern, arena, fused kernel); see :class:`~snac_onnx.sessions.SessionSettings`.
+            pattern, arena, fused kernel); see :class:`~snac_onnx.model.sessions.SessionSettings`.
         session_options: your own ``onnxruntime.SessionOptions`` (profiling, logging,
             custom ops...), used for every session instead of those ``settings``
             makes; ``settings.fused_snake`` still decides whether the fused kernel
@@ -185,13 +185,13 @@ class SnacOnnx:
         return self._location
 
     @property
-    def runner(self) -> Runner:
-        """The planner and executor behind this codec (what streams and windowed encoders run on)."""
-        return self._runner
+    def max_chunk_seconds(self) -> float | None:
+        """The most audio one graph run holds, summed over its batch (s); None: no bound."""
+        return self._runner.max_chunk_seconds
 
     @property
     def fused_snake(self) -> bool:
-        """Whether Snake runs on snac_onnx's fused kernel (:mod:`snac_onnx.kernels`).
+        """Whether Snake runs on snac_onnx's fused kernel (:mod:`snac_onnx.model.kernels`).
 
         For sessions already built, what they do; before that, what they will do
         given ``settings.fused_snake``, the providers and the installed library.
@@ -289,6 +289,29 @@ class SnacOnnx:
         if prepared.form == "single":
             return items[0]
         return [np.stack([item[i] for item in items]) for i in range(self.num_codebooks)]
+
+    def encode_window(self, audio: np.ndarray, keep: tuple[int, int]) -> Codes:
+        """Encode one window of a longer signal and return the codes of the padding units it keeps.
+
+        Args:
+            audio: float32 mono PCM ``(samples,)`` of the window, a whole number of :attr:`padding_unit` (zeros
+                only where a one-shot encode of the whole signal has them too: past its end).
+            keep: ``(first, stop)``, the padding units of the window whose codes are returned; the units around
+                them are its context (see :mod:`snac_onnx.windowed`, which plans the windows).
+
+        Returns:
+            One int64 array per codebook, coarse first, ``(stop - first) * frames_per_unit * codes_per_frame_i``
+            long.
+        """
+        unit = self.padding_unit
+        if not isinstance(audio, np.ndarray) or audio.dtype != np.float32 or audio.ndim != 1 or audio.size % unit:
+            raise InvalidArgumentError(f"a window is float32 (samples,) in whole units of {unit} samples")
+        units = audio.size // unit
+        first, stop = keep
+        if not 0 <= first < stop <= units:
+            raise InvalidArgumentError(f"keep={keep!r} must be (first, stop) with 0 <= first < stop <= {units}")
+        (codes,) = self._runner.encode([audio], batches=[[Run(0, Chunk(first, stop, 0, units))]])
+        return codes
 
     # ------------------------------------------------------------------ decode
     def noise_shapes(self, batch: int, coarse_frames: int) -> list[tuple[int, int, int]]:
@@ -406,14 +429,16 @@ class SnacOnnx:
         layout: TokenLayout | str = "interleaved",
         noise: bool = False,
         seed: int | None = None,
+        deferred: bool = False,
     ) -> StreamDecoder:
-        """A new streaming decoder over this model; see :class:`~snac_onnx.streaming.StreamDecoder`.
+        """A new streaming decoder over this model; see :class:`~snac_onnx.stream.decoder.StreamDecoder`.
 
         ``push(codes or tokens)`` returns audio that is final; ``flush()`` the rest. The
         concatenated output equals :meth:`decode` of the whole sequence (noise off; with noise,
         :meth:`decode` given :meth:`stream_noise` of the stream's seed). ``mode``: ``"stateful"``
         (the export's stream graph: first audio at the decoder's physical minimum, no recompute),
-        ``"window"`` (chunks with context), or ``"auto"``.
+        ``"window"`` (chunks with context), or ``"auto"``. ``deferred``: the steps are run by a scheduler
+        (:class:`~snac_onnx.stream.pool.StreamPool` does, through :func:`~snac_onnx.stream.decoder.run_steps`).
         """
         return StreamDecoder(
             self._runner,
@@ -425,6 +450,7 @@ class SnacOnnx:
             layout=layout,
             noise=noise,
             seed=seed,
+            deferred=deferred,
         )
 
     def stream_noise(self, frames: int, seed: int) -> list[np.ndarray]:
@@ -437,14 +463,14 @@ class SnacOnnx:
         return [n[None, None, :] for n in NoiseSource(self.config, checked).frames(0, frames)]
 
     def orpheus_stream(self, *, end_of_speech: int = END_OF_SPEECH, **stream_args: Any) -> OrpheusStream:
-        """A stream that takes Orpheus LLM output (ids or ``<custom_token_N>`` text); see :mod:`snac_onnx.orpheus`.
+        """A stream of Orpheus LLM output (ids or ``<custom_token_N>`` text); see :mod:`snac_onnx.stream.orpheus`.
 
         ``stream_args`` go to :meth:`stream` (``chunk_frames``, ``lookahead``, ``noise``, ``seed``...).
         """
         return OrpheusStream(self.stream(layout="orpheus", **stream_args), end_of_speech=end_of_speech)
 
     def preset_stream(self, preset: TokenPreset | str, **stream_args: Any) -> PresetStream:
-        """A stream of one TTS model's output ids (``"orpheus"``, ``"vyvotts-qwen3"``...; :mod:`snac_onnx.presets`).
+        """A stream of one TTS model's output ids (``"orpheus"``...); see :mod:`snac_onnx.stream.presets`.
 
         ``stream_args`` go to :meth:`stream` (``chunk_frames``, ``lookahead``, ``noise``, ``seed``...).
         """

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from .errors import InputNotFoundError, InvalidArgumentError
-from .outputs import atomic_output
+from .files.atomic import atomic_output
 
 __all__ = ["audio_suffixes", "list_inputs", "done_paths", "EncodeFiles", "tokenize_corpus", "TokenizeSummary"]
 
@@ -136,7 +136,7 @@ class EncodeFiles:
 
     def encode_path(self, path: str) -> dict[str, Any]:
         """One output row for ``path``; any failure is captured in ``error``."""
-        from .audio_io import AudioReader
+        from .files.audio import AudioReader
         from .layouts import codes_to_tokens
         from .windowed import encode_reader
 
@@ -192,8 +192,8 @@ class TokenizeSummary:
 
 def _job(model: str, offline: bool | None, resample: bool, mix: bool, layout: str | None) -> dict[str, Any]:
     """What decides a folder's rows: the model's identity and the options that change codes."""
-    from .hub import resolve_model
-    from .manifest import load_manifest
+    from .model.hub import resolve_model
+    from .model.manifest import load_manifest
 
     manifest = load_manifest(resolve_model(model, offline=offline).folder)
     return {

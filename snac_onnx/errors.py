@@ -71,7 +71,7 @@ class StreamClosedError(SnacOnnxError, RuntimeError):
 
 
 class PoolFullError(SnacOnnxError, RuntimeError):
-    """A :class:`~snac_onnx.pool.StreamPool` already holds its maximum of streams, or is closing: try again later."""
+    """A :class:`~snac_onnx.stream.pool.StreamPool` holds its maximum of streams, or is closing: try again later."""
 
 
 class DecodeFailedError(SnacOnnxError, RuntimeError):

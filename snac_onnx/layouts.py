@@ -75,7 +75,7 @@ class TokenLayout:
 
 INTERLEAVED = TokenLayout("interleaved")
 CODEBOOK_MAJOR = TokenLayout("codebook_major")
-# The audio ids of the SNAC TTS family; snac_onnx.presets cites each model's own inference code for them.
+# The audio ids of the SNAC TTS family; snac_onnx.stream.presets cites each model's own inference code for them.
 ORPHEUS = TokenLayout("interleaved", offset=128266, position_stride=4096)  # also VyvoTTS's llama3 config
 VYVOTTS_QWEN3 = TokenLayout("interleaved", offset=151679, position_stride=4096)
 VYVOTTS_LFM2 = TokenLayout("interleaved", offset=64410, position_stride=4096)
@@ -95,7 +95,7 @@ LAYOUT_NAMES: tuple[str, ...] = tuple(_NAMED)
 
 def resolve_layout(layout: TokenLayout | str) -> TokenLayout:
     """A :class:`TokenLayout`, or one of :data:`LAYOUT_NAMES` (``interleaved``, ``codebook_major``, and the
-    token presets' layouts: ``orpheus``, ``vyvotts-qwen3``, ...; see :mod:`snac_onnx.presets`)."""
+    token presets' layouts: ``orpheus``, ``vyvotts-qwen3``, ...; see :mod:`snac_onnx.stream.presets`)."""
     if isinstance(layout, TokenLayout):
         return layout
     if isinstance(layout, str) and layout in _NAMED:

@@ -24,9 +24,9 @@ import numpy as np
 from . import forks
 from .config import ModelConfig
 from .errors import InvalidArgumentError, ModelFormatError
-from .manifest import AUDIO_NAME, code_names, noise_names
+from .model.contract import AUDIO_NAME, code_names, noise_names
+from .model.sessions import ModelSessions
 from .planner import Run, batch_runs, budget_steps, plan_runs
-from .sessions import ModelSessions
 
 __all__ = ["Port", "Runner"]
 
@@ -207,7 +207,7 @@ class Runner:
         *,
         shrink_arena: bool = False,
     ) -> tuple[np.ndarray, list[np.ndarray]]:
-        """One call of the stream graph (see :mod:`snac_onnx.manifest`) over a batch of streams.
+        """One call of the stream graph (see :mod:`snac_onnx.model.manifest`) over a batch of streams.
 
         ``codes`` int64 ``(B, n_i)`` per codebook; ``noise`` float32 ``(B, 1, m_j)`` per block; ``frame``
         and ``end`` int64 ``(B,)``; ``states`` float32 per the manifest's state layout. Returns audio

@@ -3,7 +3,8 @@
 The planner lays windows of whole padding units on a grid over the signal
 (:func:`snac_onnx.planner.grid_chunks`), each read with ``context_units`` of real audio on
 each side (zeros only where one-shot encoding has them too: past the end, padded to the
-unit), and the runner encodes each window as one graph run and keeps its own part. Windows
+unit), and the codec encodes each window as one graph run and keeps its own part
+(:meth:`SnacOnnx.encode_window`). Windows
 are aligned to the padding unit, so the encoder's attention windows and the quantiser's
 pooling line up with a one-shot encode. With the default context (the encoder's receptive
 field, :attr:`snac_onnx.config.ModelConfig.encoder_context`) the codes equal one-shot codes.
@@ -19,7 +20,7 @@ import numpy as np
 
 from .audio import pad_to_multiple, to_float_pcm
 from .errors import InvalidArgumentError, InvalidAudioError
-from .planner import Chunk, Run, budget_steps, check_seconds, grid_chunks
+from .planner import budget_steps, check_seconds, grid_chunks
 
 if TYPE_CHECKING:
     from .codec import SnacOnnx
@@ -32,7 +33,7 @@ Reader = Callable[[int, int], np.ndarray]
 def _window_units(codec: SnacOnnx, window_seconds: float | None, total_units: int) -> int:
     seconds = check_seconds("window_seconds", window_seconds)
     if seconds is None:
-        seconds = codec.runner.max_chunk_seconds
+        seconds = codec.max_chunk_seconds
         if seconds is None:
             return total_units
     units = budget_steps(seconds, codec.padding_unit, codec.sample_rate)
@@ -85,9 +86,7 @@ def iter_encode_windows(
                 f"read({start}, {stop}) returned {pcm.shape[0]} samples; expected {stop - start} "
                 "(the file may be shorter than its header says)"
             )
-        run = Run(0, Chunk(a - s, b - s, 0, e - s))
-        (codes,) = codec.runner.encode([pad_to_multiple(pcm, unit)], batches=[[run]])
-        yield codes, min(b * unit, total_samples)
+        yield codec.encode_window(pad_to_multiple(pcm, unit), (a - s, b - s)), min(b * unit, total_samples)
 
 
 def encode_reader(

@@ -73,7 +73,7 @@ def test_int8_and_fp16_variants_of_a_deterministic_export(tmp_path):
         assert set(measured["recommended"]) == {"encoder", "decoder"}
     import onnx
 
-    from snac_onnx.manifest import CONFIG_METADATA_KEY
+    from snac_onnx.model.contract import CONFIG_METADATA_KEY
 
     def weight_bytes(path):  # the weights, not the graph structure (which dominates a tiny model's file)
         model = onnx.load(str(path))

@@ -15,7 +15,7 @@ pytest.importorskip("snac")
 from export.checkpoint import load_random_init  # noqa: E402
 from export.parity import MAX_ABS_LIMIT, NEAR_TIE, REL_RMS_LIMIT, default_lengths, measure_parity  # noqa: E402
 from export.pipeline import export_model  # noqa: E402
-from snac_onnx.manifest import sha256_file  # noqa: E402
+from snac_onnx.model.manifest import sha256_file  # noqa: E402
 from tests.runtime.test_no_torch import SCRIPT  # noqa: E402
 
 pytestmark = pytest.mark.parity

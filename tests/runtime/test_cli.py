@@ -12,7 +12,7 @@ import pytest
 sf = pytest.importorskip("soundfile")
 
 from snac_onnx.cli import main  # noqa: E402
-from snac_onnx.codes_file import load_codes  # noqa: E402
+from snac_onnx.files.codes import load_codes  # noqa: E402
 from snac_onnx.layouts import tokens_to_codes  # noqa: E402
 from tests.support import TINY_24, TINY_44, pcm  # noqa: E402
 

@@ -13,9 +13,9 @@ pq = pytest.importorskip("pyarrow.parquet")
 sf = pytest.importorskip("soundfile")
 
 from snac_onnx import SnacOnnx  # noqa: E402
-from snac_onnx.audio_io import AudioReader  # noqa: E402
 from snac_onnx.cli import main as cli_main  # noqa: E402
 from snac_onnx.corpus import list_inputs, tokenize_corpus  # noqa: E402
+from snac_onnx.files.audio import AudioReader  # noqa: E402
 from tests.support import TINY_24, TINY_44  # noqa: E402
 
 

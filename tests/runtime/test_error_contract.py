@@ -17,8 +17,8 @@ from snac_onnx import errors
 ALLOWED: dict[tuple[str, str], str] = {
     ("snac_onnx.windowed", "AssertionError"): "never raised: narrows a type for mypy",
     ("snac_onnx.cli", "ArgumentTypeError"): "argparse turns it into a one-line usage error (exit 2)",
-    ("snac_onnx.pool", "TimeoutError"): "read(timeout=) times out as queue.get and concurrent.futures do",
-    ("snac_onnx.pool", "item"): "re-raises the stream's own error, a SnacOnnxError (checked by isinstance above it)",
+    ("snac_onnx.stream.pool", "TimeoutError"): "read(timeout=) times out as queue.get and concurrent.futures do",
+    ("snac_onnx.stream.pool", "item"): "re-raises the stream's own error, a SnacOnnxError (checked by isinstance above it)",
 }
 
 

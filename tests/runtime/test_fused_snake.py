@@ -16,9 +16,10 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from snac_onnx import SnacOnnx, SnacOnnxError, kernels, sessions
-from snac_onnx.kernels import SNAKE_DOMAIN, fused_snake_available, snake_library
-from snac_onnx.sessions import SessionSettings
+from snac_onnx import SnacOnnx, SnacOnnxError
+from snac_onnx.model import kernels, sessions
+from snac_onnx.model.kernels import SNAKE_DOMAIN, fused_snake_available, snake_library
+from snac_onnx.model.sessions import SessionSettings
 from tests.support import TINY_24, TINY_44, pcm
 
 if not fused_snake_available():

@@ -16,8 +16,8 @@ import onnx
 import pytest
 
 from snac_onnx import SnacOnnx
-from snac_onnx.kernels import SNAKE_DOMAIN
-from snac_onnx.sessions import SessionSettings
+from snac_onnx.model.kernels import SNAKE_DOMAIN
+from snac_onnx.model.sessions import SessionSettings
 
 from ..support import TINY_24, TINY_44, pcm
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from snac_onnx import ModelNotFoundError, SnacOnnx
-from snac_onnx.hub import MODEL_REPOS, resolve_model
+from snac_onnx.model.hub import MODEL_REPOS, resolve_model
 from tests.support import TINY_24, pcm
 
 COMMIT = "a" * 40

@@ -20,7 +20,8 @@ sys.meta_path.insert(0, Block())
 import numpy as np
 import snac_onnx
 from snac_onnx import ORPHEUS, MissingDependencyError, SnacOnnx, SessionSettings, codes_to_tokens, tokens_to_codes
-from snac_onnx import audio, codes, config, layouts, planner, manifest
+from snac_onnx import audio, codes, config, layouts, planner
+from snac_onnx.model import manifest
 # the NumPy-only modules work
 cfg = manifest.load_manifest(sys.argv[1]).config
 assert cfg.samples_per_frame == 2048 and cfg.decoder_context == (3, 3)

@@ -7,7 +7,7 @@ import pytest
 
 from snac_onnx import ORPHEUS, InvalidCodesError
 from snac_onnx.layouts import codes_to_tokens
-from snac_onnx.orpheus import CUSTOM_TOKEN_BASE, END_OF_SPEECH, parse_custom_tokens
+from snac_onnx.stream.orpheus import CUSTOM_TOKEN_BASE, END_OF_SPEECH, parse_custom_tokens
 
 
 def _codes(frames: int, seed: int = 0):

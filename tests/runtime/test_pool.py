@@ -23,7 +23,7 @@ from snac_onnx import (
     StreamPool,
 )
 from snac_onnx.layouts import codes_to_tokens, frame_size
-from snac_onnx.orpheus import CUSTOM_TOKEN_BASE
+from snac_onnx.stream.orpheus import CUSTOM_TOKEN_BASE
 from tests.support import TINY_24
 
 
@@ -112,7 +112,7 @@ def test_batching_off_runs_one_stream_per_call(tiny24):
 
 
 def test_max_batch_defaults_to_the_memory_budget(tiny24):
-    from snac_onnx.pool import DEFAULT_MAX_BATCH
+    from snac_onnx.stream.pool import DEFAULT_MAX_BATCH
 
     assert StreamPool(tiny24).max_batch == DEFAULT_MAX_BATCH  # below 5 s of one-frame steps (58)
     small = SnacOnnx(TINY_24, max_chunk_seconds=0.5)  # 5 frames of audio per call
@@ -208,16 +208,18 @@ def test_bad_input_fails_the_push_and_leaves_the_stream_intact(tiny24):
 
 
 def test_a_failing_step_fails_its_stream_only(tiny24, monkeypatch):
-    """The runner fails for any batch holding the bad stream's codes: the batch is retried row by row."""
+    """The batched call fails for any batch holding the bad stream's codes: the batch is retried row by row."""
+    import snac_onnx.stream.pool as pool_module
+
+    real_run_steps = pool_module.run_steps
+
+    def run_steps(rows, **options):
+        if any((step.codes[0] == 4095).any() for _, step in rows):
+            raise RuntimeError("simulated onnxruntime failure")
+        return real_run_steps(rows, **options)
+
+    monkeypatch.setattr(pool_module, "run_steps", run_steps)
     with StreamPool(tiny24, collect_ms=50) as pool:
-        real_step = pool._runner.step
-
-        def step(codes, noise, frame, end, states, **options):
-            if (codes[0] == 4095).any():
-                raise RuntimeError("simulated onnxruntime failure")
-            return real_step(codes, noise, frame, end, states, **options)
-
-        monkeypatch.setattr(pool._runner, "step", step)
         good = [pool.open() for _ in range(3)]
         bad = pool.open()
         codes = [_codes(tiny24, 6, seed=i) for i in range(3)]

@@ -9,7 +9,7 @@ import onnxruntime as ort
 import pytest
 
 from snac_onnx import SnacOnnx, SnacOnnxError
-from snac_onnx.sessions import SessionSettings, normalize_providers
+from snac_onnx.model.sessions import SessionSettings, normalize_providers
 from tests.support import TINY_24, pcm
 
 

@@ -14,7 +14,7 @@ pytest.importorskip("websockets")
 
 from snac_onnx import SnacOnnx
 from snac_onnx.layouts import codes_to_tokens
-from snac_onnx.server import ServeSettings
+from snac_onnx.serve.app import ServeSettings
 from tests.serve.support import free_port, stream
 from tests.support import TINY_24
 
@@ -24,7 +24,7 @@ def ray_serve_port(one_ray_at_a_time):
     import ray
     from ray import serve
 
-    from snac_onnx.ray_serve import deployment
+    from snac_onnx.serve.ray import deployment
 
     port = free_port()
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)

@@ -12,7 +12,7 @@ pytest.importorskip("uvicorn")
 pytest.importorskip("websockets")
 
 from snac_onnx import SnacOnnx
-from snac_onnx.audio_io import pcm16
+from snac_onnx.files.audio import pcm16
 from snac_onnx.layouts import codes_to_tokens
 from tests.serve.support import free_port, start_server
 from tests.support import REPO, TINY_24

@@ -16,9 +16,9 @@ pytest.importorskip("fastapi")
 from starlette.testclient import TestClient
 
 from snac_onnx import InvalidArgumentError, PoolFullError, SnacOnnx
-from snac_onnx.audio_io import pcm16
+from snac_onnx.files.audio import pcm16
 from snac_onnx.layouts import codes_to_tokens
-from snac_onnx.server import ServeSettings, create_app
+from snac_onnx.serve.app import ServeSettings, create_app
 from tests.support import TINY_24, pcm
 
 FRAMES = 10

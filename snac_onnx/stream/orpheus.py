@@ -6,8 +6,8 @@ tokenizer spells id ``128256 + N`` as ``<custom_token_N>``. Other ids (text,
 start/end-of-human/AI markers, padding) are ignored; the end-of-speech id
 (128258) flushes the stream and ends it. Unlike the window hack most servers
 copy, code 0 is valid, range checks are exact, and every frame is decoded with
-full context (see :mod:`snac_onnx.streaming`). The rules are the ``orpheus`` preset
-of :mod:`snac_onnx.presets`; this module keeps Orpheus's names.
+full context (see :mod:`snac_onnx.stream.decoder`). The rules are the ``orpheus`` preset
+of :mod:`snac_onnx.stream.presets`; this module keeps Orpheus's names.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ import dataclasses
 
 import numpy as np
 
-from .errors import InvalidArgumentError
+from ..errors import InvalidArgumentError
+from .decoder import StreamDecoder
 from .presets import PRESETS, PresetStream, custom_token_ids
-from .streaming import StreamDecoder
 
 __all__ = ["OrpheusStream", "CUSTOM_TOKEN_BASE", "END_OF_SPEECH", "parse_custom_tokens"]
 
@@ -35,7 +35,7 @@ def parse_custom_tokens(text: str) -> list[int]:
 class OrpheusStream(PresetStream):
     """Decode an Orpheus token stream as it is generated; create with :meth:`SnacOnnx.orpheus_stream`.
 
-    A :class:`~snac_onnx.presets.PresetStream` of the ``orpheus`` preset whose end-of-speech id
+    A :class:`~snac_onnx.stream.presets.PresetStream` of the ``orpheus`` preset whose end-of-speech id
     may be changed (``end_of_speech``).
     """
 

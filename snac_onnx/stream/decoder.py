@@ -33,16 +33,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .codes import check_codes, check_int, check_seed
-from .config import ModelConfig
-from .errors import InvalidArgumentError, InvalidCodesError, ModelNotFoundError, StreamClosedError
-from .layouts import TokenLayout, resolve_layout, token_codes, tokens_to_codes
-from .manifest import first_audio_frame
-from .noise import NoiseSource
-from .planner import Chunk, Run, budget_steps, grid_chunks
-from .runner import Runner
+from ..codes import check_codes, check_int, check_seed
+from ..config import ModelConfig
+from ..errors import InvalidArgumentError, InvalidCodesError, ModelNotFoundError, StreamClosedError
+from ..layouts import TokenLayout, resolve_layout, token_codes, tokens_to_codes
+from ..model.contract import first_audio_frame
+from ..noise import NoiseSource
+from ..planner import Chunk, Run, budget_steps, grid_chunks
+from ..runner import Runner
 
-__all__ = ["StreamDecoder", "StepInput", "STREAM_MODES"]
+__all__ = ["StreamDecoder", "StepInput", "STREAM_MODES", "run_steps"]
 
 _EMPTY = np.zeros(0, np.float32)
 STREAM_MODES = ("auto", "stateful", "window")
@@ -72,7 +72,7 @@ class StreamDecoder:
     """Incremental decoder; create with :meth:`SnacOnnx.stream`.
 
     Args:
-        runner: the model's runner (:attr:`SnacOnnx.runner`).
+        runner: the model's runner (a codec's own; make streams with :meth:`SnacOnnx.stream`).
         mode: ``"stateful"``, ``"window"`` or ``"auto"`` (stateful when the export has a stream graph,
             the codec runs fp32 and no window argument below is given; window otherwise).
         chunk_frames: window mode: coarse frames of audio produced per decode call (a multiple of
@@ -88,9 +88,9 @@ class StreamDecoder:
         noise: add the decoder's noise (official behaviour) or not (deterministic).
         seed: seed of the noise (a non-negative int); None with noise on: a fresh one, kept in
             :attr:`seed` so the audio can be reproduced.
-        deferred: stateful mode: the stream's steps are run by a scheduler (:class:`~snac_onnx.pool.StreamPool`)
-            through :meth:`ready_steps`, :meth:`prepare_step` and :meth:`finish_step`; :meth:`push` and
-            :meth:`flush` then only take input and return no audio.
+        deferred: stateful mode: the stream's steps are run by a scheduler (:class:`~snac_onnx.stream.pool.StreamPool`)
+            through :meth:`ready_steps`, :meth:`prepare_step`, :func:`run_steps` and :meth:`finish_step`;
+            :meth:`push` and :meth:`flush` then only take input and return no audio.
 
     Raises:
         InvalidArgumentError: an argument of the wrong type or outside its range, or window
@@ -457,3 +457,37 @@ class StreamDecoder:
         if drop > 0:
             self._codes = [buf[drop * per :] for buf, per in zip(self._codes, self._per_frame, strict=True)]
             self._base = keep_from
+
+
+def run_steps(
+    rows: Sequence[tuple[StreamDecoder, StepInput]], *, shrink_arena: bool = False
+) -> list[tuple[np.ndarray, list[np.ndarray]]]:
+    """Run prepared steps of several deferred streams of one model as one batched call of the stream graph.
+
+    Args:
+        rows: ``(stream, step)`` pairs: each step from its stream's :meth:`StreamDecoder.prepare_step`, all covering
+            the same number of frames; the streams' :attr:`StreamDecoder.states` are read.
+        shrink_arena: hand the memory a larger-than-usual call grows back to the system after it.
+
+    Returns:
+        Per row, its audio (float32 1-D) and new states, for :meth:`StreamDecoder.finish_step`.
+
+    Raises:
+        InvalidArgumentError: the streams are of different models, or the steps of different sizes.
+        DecodeFailedError or onnxruntime's own error: the call failed (a scheduler retries row by row).
+    """
+    if not rows:
+        return []
+    runner = rows[0][0]._runner
+    if any(stream._runner is not runner or step.frames != rows[0][1].frames for stream, step in rows):
+        raise InvalidArgumentError("one batched call runs steps of the same size, of streams of one codec")
+    steps = [step for _, step in rows]
+    audio, states = runner.step(
+        [np.concatenate(c) for c in zip(*(s.codes for s in steps), strict=True)],
+        [np.concatenate(n) for n in zip(*(s.noise for s in steps), strict=True)],
+        np.concatenate([s.frame for s in steps]),
+        np.concatenate([s.end for s in steps]),
+        [np.concatenate(st) for st in zip(*(stream.states for stream, _ in rows), strict=True)],
+        shrink_arena=shrink_arena,
+    )
+    return [(audio[i], [s[i : i + 1] for s in states]) for i in range(len(rows))]

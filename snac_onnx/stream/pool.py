@@ -1,13 +1,13 @@
 """Many streams, one model: the steps that are ready across all live streams run as one batched graph call.
 
-Every stream of a model's stream graph (:mod:`snac_onnx.streaming`, stateful mode) steps through
+Every stream of a model's stream graph (:mod:`snac_onnx.stream.decoder`, stateful mode) steps through
 inputs of the same shape, so the steps that are ready across streams can be stacked along the
 batch axis, with their states, and run at once: the graph's weights are read once per call, not
 once per stream. :class:`StreamPool` owns one model and its worker threads (one by default). A
 worker collects the ready steps, stacks up to ``max_batch`` of them, runs them, and
 hands each stream its audio. Each row has its own frame, length and states, so the audio of every
 stream is what it gets alone (the same equality with the offline decode as
-:class:`~snac_onnx.streaming.StreamDecoder`). A stream's steps run one at a time, in order.
+:class:`~snac_onnx.stream.decoder.StreamDecoder`). A stream's steps run one at a time, in order.
 
 A worker runs as soon as a step is ready: while a batch runs, the next one fills, so the batch
 size follows the load; how many rows a call stacks follows the measured cost of calls of each size
@@ -40,9 +40,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from . import forks
-from .codes import check_int
-from .errors import (
+from .. import forks
+from ..codes import check_int
+from ..errors import (
     DecodeFailedError,
     InvalidArgumentError,
     ModelNotFoundError,
@@ -50,15 +50,15 @@ from .errors import (
     SnacOnnxError,
     StreamClosedError,
 )
-from .layouts import TokenLayout
-from .planner import budget_steps, check_seconds
+from ..layouts import TokenLayout
+from ..planner import budget_steps, check_seconds
+from .decoder import StepInput, StreamDecoder, run_steps
 from .presets import PresetStream, TokenPreset, get_preset
-from .streaming import StepInput, StreamDecoder
 
 if TYPE_CHECKING:  # asyncio only where it is used: importing it imports socket, and a decode-only process stays light
     import asyncio
 
-    from .codec import SnacOnnx
+    from ..codec import SnacOnnx
 
 __all__ = ["StreamPool", "PooledStream", "AsyncPooledStream", "BatchRecord", "PoolStats"]
 
@@ -203,8 +203,7 @@ class StreamPool:
         max_stream_seconds: float | None = 600.0,
         on_batch: Callable[[BatchRecord], None] | None = None,
     ) -> None:
-        runner = codec.runner
-        spec = runner.sessions.manifest.stream
+        spec = codec.manifest.stream
         if spec is None:
             raise ModelNotFoundError(
                 "a StreamPool runs the export's stream graph (stream.onnx) and this export has none; re-export it "
@@ -221,7 +220,7 @@ class StreamPool:
             raise InvalidArgumentError(f"collect_ms must be a number of ms in [0, 1000], got {collect_ms!r}")
         max_stream_seconds = check_seconds("max_stream_seconds", max_stream_seconds)
         config = codec.config
-        frame_budget = budget_steps(runner.max_chunk_seconds, config.samples_per_frame, config.sample_rate)
+        frame_budget = budget_steps(codec.max_chunk_seconds, config.samples_per_frame, config.sample_rate)
         self._max_frames = budget_steps(max_stream_seconds, config.samples_per_frame, config.sample_rate)
         if max_batch is None:  # the memory budget's rows, at most DEFAULT_MAX_BATCH
             budget_rows = DEFAULT_MAX_BATCH if frame_budget is None else frame_budget // spec.step_frames
@@ -231,7 +230,6 @@ class StreamPool:
         self.workers = check_int("workers", workers, 1)
         self.max_batch = int(max_batch) if batching else 1
         self.collect_s = float(collect_ms) / 1000.0
-        self._runner = runner
         self._step_frames = spec.step_frames
         self._sample_rate = config.sample_rate
         self._on_batch = on_batch
@@ -293,12 +291,10 @@ class StreamPool:
         self, preset: TokenPreset | str | None, layout: TokenLayout | str, noise: bool, seed: int | None
     ) -> tuple[StreamDecoder, StreamDecoder | PresetStream]:
         if preset is None:
-            decoder = StreamDecoder(self._runner, mode="stateful", layout=layout, noise=noise, seed=seed, deferred=True)
+            decoder = self.codec.stream(mode="stateful", layout=layout, noise=noise, seed=seed, deferred=True)
             return decoder, decoder
         chosen = get_preset(preset)
-        decoder = StreamDecoder(
-            self._runner, mode="stateful", layout=chosen.layout, noise=noise, seed=seed, deferred=True
-        )
+        decoder = self.codec.stream(mode="stateful", layout=chosen.layout, noise=noise, seed=seed, deferred=True)
         return decoder, PresetStream(decoder, chosen)
 
     def _add(self, decoder: StreamDecoder, front: StreamDecoder | PresetStream, sink: _Sink) -> _Entry:
@@ -515,17 +511,13 @@ class StreamPool:
         self, batch: list[tuple[_Entry, StepInput]]
     ) -> tuple[list[tuple[np.ndarray, list[np.ndarray]] | SnacOnnxError], int]:
         """Run the stacked steps; a failing batch is retried row by row so that only the failing rows fail."""
-        steps = [step for _, step in batch]
-        states = [entry.decoder.states for entry, _ in batch]
         try:
-            audio, new_states = self._runner.step(
-                [np.concatenate(c) for c in zip(*(s.codes for s in steps), strict=True)],
-                [np.concatenate(n) for n in zip(*(s.noise for s in steps), strict=True)],
-                np.concatenate([s.frame for s in steps]),
-                np.concatenate([s.end for s in steps]),
-                [np.concatenate(st) for st in zip(*states, strict=True)],
-                # a burst's call is larger than the steady ones: its arena growth goes back to the system after it
-                shrink_arena=steps[0].frames > self._step_frames,
+            results: list[tuple[np.ndarray, list[np.ndarray]] | SnacOnnxError] = list(
+                run_steps(
+                    [(entry.decoder, step) for entry, step in batch],
+                    # a burst's call is larger than the steady ones: its arena growth goes back to the system after it
+                    shrink_arena=batch[0][1].frames > self._step_frames,
+                )
             )
         except Exception as error:  # noqa: BLE001  # handed to the streams it concerns, never lost
             if len(batch) == 1:
@@ -535,14 +527,14 @@ class StreamPool:
                 wrapped = DecodeFailedError(f"onnxruntime failed to run this stream's step: {error}")
                 wrapped.__cause__ = error
                 return [wrapped], 1
-            results: list[tuple[np.ndarray, list[np.ndarray]] | SnacOnnxError] = []
+            results = []
             failed = 0
             for row in batch:
                 result, bad = self._call([row])
                 results += result
                 failed += bad
             return results, failed
-        return [(audio[i], [s[i : i + 1] for s in new_states]) for i in range(len(batch))], 0
+        return results, 0
 
     # ------------------------------------------------------------------ life
     @property
@@ -594,7 +586,7 @@ class _Handle:
 
     @property
     def decoder(self) -> StreamDecoder:
-        """The stream's :class:`~snac_onnx.streaming.StreamDecoder` (its ``seed``, ``frames_received``...)."""
+        """The stream's :class:`~snac_onnx.stream.decoder.StreamDecoder` (its ``seed``, ``frames_received``...)."""
         return self._entry.decoder
 
     @property

@@ -40,9 +40,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import InvalidArgumentError, InvalidCodesError
-from .layouts import MINI_OMNI, ORPHEUS, VYVOTTS_LFM2, VYVOTTS_QWEN3, TokenLayout
-from .streaming import StreamDecoder
+from ..errors import InvalidArgumentError, InvalidCodesError
+from ..layouts import MINI_OMNI, ORPHEUS, VYVOTTS_LFM2, VYVOTTS_QWEN3, TokenLayout
+from .decoder import StreamDecoder
 
 __all__ = [
     "TokenPreset",
@@ -172,7 +172,7 @@ class PresetStream:
 
     @property
     def stream(self) -> StreamDecoder:
-        """The underlying :class:`~snac_onnx.streaming.StreamDecoder`."""
+        """The underlying :class:`~snac_onnx.stream.decoder.StreamDecoder`."""
         return self._stream
 
     def _ids(self, item: int | str | Iterable[int]) -> list[int]:
@@ -231,7 +231,7 @@ class PresetStream:
 
     def trim(self, audio: np.ndarray) -> np.ndarray:
         """Drop what is left of the preset's output trim (``trim_samples``) from the front of ``audio``, the
-        stream's next samples (a :class:`~snac_onnx.pool.StreamPool` calls this on the audio it hands out)."""
+        stream's next samples (a :class:`~snac_onnx.stream.pool.StreamPool` calls this on the audio it hands out)."""
         if self._to_trim and audio.size:
             cut = min(self._to_trim, audio.size)
             self._to_trim -= cut

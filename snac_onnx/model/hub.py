@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import MissingDependencyError, ModelNotFoundError
+from ..errors import MissingDependencyError, ModelNotFoundError
 from .manifest import MANIFEST_FILE
 
 logger = logging.getLogger(__name__)

@@ -41,8 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .audio_io import pcm16
-from .errors import (
+from ..errors import (
     DecodeFailedError,
     InvalidArgumentError,
     InvalidCodesError,
@@ -51,9 +50,10 @@ from .errors import (
     SnacOnnxError,
     StreamClosedError,
 )
-from .hub import DEFAULT_MODEL
-from .layouts import codes_to_tokens, resolve_layout
-from .pool import AsyncPooledStream, BatchRecord, StreamPool
+from ..files.audio import pcm16
+from ..layouts import codes_to_tokens, resolve_layout
+from ..model.hub import DEFAULT_MODEL
+from ..stream.pool import AsyncPooledStream, BatchRecord, StreamPool
 
 try:
     import prometheus_client as prom
@@ -68,7 +68,7 @@ except ImportError as exc:  # pragma: no cover - depends on the install
     ) from exc
 
 if TYPE_CHECKING:
-    from .codec import SnacOnnx
+    from ..codec import SnacOnnx
 
 __all__ = ["ServeSettings", "create_app", "serve", "AUDIO_FORMATS", "CLOSE_CODES"]
 
@@ -352,7 +352,7 @@ def _default_workers(codec: SnacOnnx) -> int:
 
 def make_codec(settings: ServeSettings) -> SnacOnnx:
     """The codec ``settings`` name, with its stream graph loaded."""
-    from .codec import SnacOnnx
+    from ..codec import SnacOnnx
 
     providers = list(settings.providers) if settings.providers else None
     codec = SnacOnnx(settings.model, providers=providers, threads=settings.threads, verify=settings.verify)
@@ -596,7 +596,7 @@ def create_app(settings: ServeSettings | None = None, *, codec: SnacOnnx | None 
         assert codec is not None
 
         def run() -> dict[str, Any]:
-            from .audio_io import load_audio
+            from ..files.audio import load_audio
 
             pcm = load_audio(body, codec.sample_rate, mix=mix, resample=resample)
             codes = codec.encode(pcm, sample_rate=codec.sample_rate)

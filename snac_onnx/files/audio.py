@@ -17,8 +17,14 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InputNotFoundError, InvalidArgumentError, InvalidAudioError, MissingDependencyError, SampleRateError
-from .outputs import STDIO, atomic_output
+from ..errors import (
+    InputNotFoundError,
+    InvalidArgumentError,
+    InvalidAudioError,
+    MissingDependencyError,
+    SampleRateError,
+)
+from .atomic import STDIO, atomic_output
 
 __all__ = ["AudioReader", "load_audio", "output_format", "write_audio", "pcm16", "resample_audio", "OUTPUT_FORMATS"]
 

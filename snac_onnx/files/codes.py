@@ -41,10 +41,10 @@ from typing import Any
 
 import numpy as np
 
-from .codes import check_codes
-from .config import ModelConfig
-from .errors import InvalidArgumentError, InvalidCodesError
-from .outputs import STDIO, atomic_output
+from ..codes import check_codes
+from ..config import ModelConfig
+from ..errors import InvalidArgumentError, InvalidCodesError
+from .atomic import STDIO, atomic_output
 
 __all__ = ["CodesFile", "save_codes", "load_codes", "FORMAT", "VERSION"]
 

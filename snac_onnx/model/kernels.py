@@ -29,7 +29,7 @@ from pathlib import Path
 __all__ = ["SNAKE_DOMAIN", "snake_library", "fused_snake_available", "default_threads"]
 
 SNAKE_DOMAIN = "ai.snac_onnx"
-_PACKAGE_DIR = Path(__file__).resolve().parent
+_PACKAGE_DIR = Path(__file__).resolve().parent.parent  # the extension sits at the package root: snac_onnx/_snake*
 
 
 def snake_library() -> Path | None:

@@ -1,11 +1,11 @@
 """``snac-onnx serve --ray``: the same ASGI app as ``snac-onnx serve``, deployed on Ray Serve (FastAPI ingress).
 
-Each replica is one process with its own model and :class:`~snac_onnx.pool.StreamPool` (the app's
+Each replica is one process with its own model and :class:`~snac_onnx.stream.pool.StreamPool` (the app's
 lifespan runs in the replica, so the model loads there); Serve's proxy spreads connections over the
 replicas. The model must be readable at the same path on every node (a shared folder), or be a hub
 name the nodes can fetch.
 
->>> from snac_onnx.ray_serve import deployment
+>>> from snac_onnx.serve.ray import deployment
 >>> from ray import serve
 >>> serve.run(deployment(ServeSettings(model="/shared/models/snac_24khz", threads=2), replicas=4))
 
@@ -17,8 +17,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from .errors import MissingDependencyError
-from .server import ServeSettings, create_app
+from ..errors import MissingDependencyError
+from .app import ServeSettings, create_app
 
 __all__ = ["deployment", "run_on_ray"]
 

@@ -19,9 +19,7 @@ without it; :func:`onnxruntime` raises :class:`MissingDependencyError` naming th
 
 from __future__ import annotations
 
-import json
 import logging
-import re
 import threading
 import weakref
 from collections.abc import Sequence
@@ -29,9 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import forks, kernels
-from .config import ModelConfig
-from .errors import (
+from .. import forks
+from ..errors import (
     InvalidArgumentError,
     KernelUnavailableError,
     MissingDependencyError,
@@ -40,8 +37,10 @@ from .errors import (
     ProviderError,
     StreamClosedError,
 )
+from . import kernels
+from .contract import check_graph
 from .hub import ModelLocation
-from .manifest import AUDIO_NAME, CONFIG_METADATA_KEY, Manifest, decoder_io, encoder_io, sha256_file, stream_io
+from .manifest import Manifest, sha256_file
 
 if TYPE_CHECKING:
     import onnxruntime as ort
@@ -54,8 +53,6 @@ __all__ = [
     "ModelSessions",
     "load_session",
     "check_threads",
-    "check_graph",
-    "graph_io",
     "onnxruntime",
     "normalize_providers",
     "provider_names",
@@ -118,7 +115,7 @@ class SessionSettings:
             1), on otherwise. The planner pairs tensors of equal shape across tiles and keeps
             each buffer from the first tile until the last, which defeats the tiling (see the
             README's tiling notes). The encoder keeps it.
-        fused_snake: use the fused Snake kernel (:mod:`snac_onnx.kernels`). None (default):
+        fused_snake: use the fused Snake kernel (:mod:`snac_onnx.model.kernels`). None (default):
             when it is installed and the session runs on the CPU execution provider only.
             True: require it (an error if it is not installed or another provider is asked
             for). False: never; the graphs then run Snake as plain ONNX nodes (same results
@@ -296,97 +293,6 @@ def _options(
     return options, library
 
 
-_SCALED_DIM = re.compile(r"(?:(\d+)\*)?([A-Za-z_]\w*)")
-
-
-def _time_dim(dim: object) -> tuple[int, str] | None:
-    """A graph's symbolic time axis ``"k*symbol"`` (or ``"symbol"``) as ``(k, symbol)``; None otherwise."""
-    match = _SCALED_DIM.fullmatch(dim) if isinstance(dim, str) else None
-    return None if match is None else (int(match[1] or 1), match[2])
-
-
-def graph_io(manifest: Manifest, role: str) -> tuple[list[str], list[str]]:
-    """(input names, output names) the contract gives ``role``'s graph in this export.
-
-    Raises:
-        ModelNotFoundError: ``role`` is ``stream`` and the export has no stream graph (exported before it).
-    """
-    if role == "encoder":
-        return encoder_io(manifest.config)
-    if role == "decoder":
-        return decoder_io(manifest.config)
-    if manifest.stream is None:
-        raise ModelNotFoundError(
-            f"{str(manifest.folder)!r} has no stream graph (exported before the stateful stream); re-export it "
-            "with 'python -m export ...', or stream in window mode (mode='window')"
-        )
-    return stream_io(manifest.config, len(manifest.stream.states))
-
-
-def check_graph(
-    session: ort.InferenceSession, role: str, config: ModelConfig, path: Path, step_frames: int | None = None
-) -> None:
-    """Check the manifest's ``config`` against what the graph itself says (the graph's sha256 is checked; the
-    manifest is not): the config the exporter stored in the graph's metadata, when it did, and the time axes
-    of its inputs and outputs (audio in whole padding units; code and noise lengths in the config's ratios).
-
-    ``step_frames``: for the stream graph, frames per step (its time axes come in whole steps).
-
-    Raises:
-        ModelFormatError: they disagree (the manifest was edited, or belongs to another export).
-    """
-
-    def fail(what: str) -> str:
-        return (
-            f"{str(path)!r} disagrees with its manifest: {what}. The manifest was edited or comes from another "
-            "export; re-export or re-download the model"
-        )
-
-    stored = session.get_modelmeta().custom_metadata_map.get(CONFIG_METADATA_KEY)
-    if stored is not None:
-        try:
-            graph_config = json.loads(stored)
-        except json.JSONDecodeError as exc:
-            raise ModelFormatError(fail(f"its stored config is not JSON ({exc})")) from exc
-        manifest_config = config.to_json()
-        if graph_config != manifest_config:
-            diff = sorted(k for k in {*graph_config, *manifest_config} if graph_config.get(k) != manifest_config.get(k))
-            what = ", ".join(f"{k}: graph {graph_config.get(k)!r}, manifest {manifest_config.get(k)!r}" for k in diff)
-            raise ModelFormatError(fail(f"config {what}"))
-    inputs = {i.name: i for i in session.get_inputs()}
-    outputs = {o.name: o for o in session.get_outputs()}
-    expected: dict[str, int]  # tensor -> elements along time per (symbolic) step
-    if role == "encoder":
-        audio = _time_dim(inputs[AUDIO_NAME].shape[2])
-        if audio is not None and audio[0] != config.padding_unit:
-            raise ModelFormatError(
-                fail(f"its audio input comes in units of {audio[0]} samples, the config says {config.padding_unit}")
-            )
-        expected = dict(zip(encoder_io(config)[1], config.codes_per_frame, strict=True))
-        axes = {name: _time_dim(outputs[name].shape[1]) for name in expected}
-    else:
-        names = decoder_io(config)[0]
-        frames = step_frames if role == "stream" and step_frames is not None else config.frames_multiple
-        lengths = config.code_lengths(frames) + config.noise_lengths(frames)
-        expected = dict(zip(names, lengths, strict=True))
-        axes = {name: _time_dim(inputs[name].shape[-1]) for name in names}
-    known = [(name, axis) for name, axis in axes.items() if axis is not None]
-    if not known or len({symbol for _, (_, symbol) in known}) > 1:
-        return  # time axes not tied to one symbol: nothing to compare
-    first, (k_first, _) = known[0]
-    for name, (k, _) in known:
-        # proportional to the config's lengths (the encoder's symbol counts frames times its own unit)
-        if k * expected[first] != k_first * expected[name]:
-            raise ModelFormatError(
-                fail(
-                    f"{name} has {k} steps per {k_first} of {first}, the config implies {expected[name]} per "
-                    f"{expected[first]}"
-                )
-            )
-    if role != "encoder" and k_first != expected[first]:
-        raise ModelFormatError(fail(f"{first} comes in blocks of {k_first}, the config implies {expected[first]}"))
-
-
 def load_session(
     location: ModelLocation,
     manifest: Manifest,
@@ -407,7 +313,7 @@ def load_session(
         KernelUnavailableError: ``settings.fused_snake`` is True and the kernel cannot be used.
     """
     ort = onnxruntime()
-    graph_io(manifest, role)  # a missing stream graph is named before anything is fetched
+    manifest.graph_io(role)  # a missing stream graph is named before anything is fetched
     entry = manifest.file_entry(role, precision)
     path = location.fetch(str(entry["path"]))
     if not path.is_file():
@@ -451,7 +357,7 @@ def load_session(
         )
     inputs = [i.name for i in session.get_inputs()]
     outputs = [o.name for o in session.get_outputs()]
-    expected_inputs, expected_outputs = graph_io(manifest, role)
+    expected_inputs, expected_outputs = manifest.graph_io(role)
     if sorted(inputs) != sorted(expected_inputs) or sorted(outputs) != sorted(expected_outputs):
         raise ModelFormatError(
             f"{str(path)!r} has inputs {inputs} and outputs {outputs}; the manifest promises "
