@@ -1,0 +1,37 @@
+"""A residual add after a dequantization joins it: ``Add(DequantizeCL(...), r)`` (either order) ->
+``DequantizeAddCL(..., r)`` (:mod:`export.cl_ops`): one pass over the rows instead of two. Float addition is
+commutative, so the result is the same bits."""
+
+from __future__ import annotations
+
+import onnx_ir as ir
+from onnxscript.rewriter import pattern
+
+from snac_onnx.model.kernels import SNAKE_DOMAIN
+
+
+def _dequantize(op, acc, scale, weight_scale, bias):  # type: ignore[no-untyped-def]
+    return op.DequantizeCL(acc, scale, weight_scale, bias, _domain=SNAKE_DOMAIN)
+
+
+def _replace(op, acc, scale, weight_scale, bias, residual):  # type: ignore[no-untyped-def]
+    return op.DequantizeAddCL(acc, scale, weight_scale, bias, residual, _domain=SNAKE_DOMAIN)
+
+
+def fuse_dequantize_add(model: ir.Model) -> int:
+    """Rewrite ``model`` in place; returns the number of adds fused."""
+    rules = pattern.RewriteRuleSet(
+        [
+            pattern.RewriteRule(
+                lambda op, acc, scale, weight_scale, bias, residual: op.Add(_dequantize(op, acc, scale, weight_scale, bias), residual),
+                _replace,
+                name="DequantizeCL+residual",
+            ),
+            pattern.RewriteRule(
+                lambda op, acc, scale, weight_scale, bias, residual: op.Add(residual, _dequantize(op, acc, scale, weight_scale, bias)),
+                _replace,
+                name="residual+DequantizeCL",
+            ),
+        ]
+    )
+    return int(rules.apply_to_model(model))

@@ -1,0 +1,102 @@
+"""int8 dense layers: ``MatMul(x, W) [+ b]`` -> ``QuantizeRowsCL``, ``MatMulInteger``, ``DequantizeCL``.
+
+A dense layer is a ``MatMul`` whose second input is a constant float ``(K, N)`` weight with ``K`` and ``N`` at
+least :data:`MIN_DIM` (the quantizer's 8-wide code projections, the attention's score products and the last
+convolution stay float). Its weight is quantized per output column (symmetric: ``scale_n = max_k |W[k, n]| /
+levels``, ``W_q = round_half_even(W / scale_n)``, int8), its activations per row at run time
+(:mod:`export.cl_ops`, uint8 around the zero point 128), and onnxruntime multiplies them exactly in int32. A bias
+``Add`` of a constant ``(N,)`` right after the MatMul joins the dequantization (``acc * (row scale * column
+scale) + b``); without one the bias is zeros. Weights shared by several MatMuls (the decoder's tail tiles) are
+quantized once.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx_ir as ir
+from onnxscript.rewriter import pattern
+
+from snac_onnx.model.kernels import SNAKE_DOMAIN
+
+from ..cl_ops import ZERO_POINT
+
+MIN_DIM = 16
+WEIGHT_LEVELS = 127  # int8 weights in [-127, 127]
+
+
+def quantize_weight(weight: np.ndarray, levels: int = WEIGHT_LEVELS) -> tuple[np.ndarray, np.ndarray]:
+    """``(W_q int8 (K, N), scale float32 (N,))`` with ``W ~= W_q * scale`` per column; a zero column gets scale 1."""
+    w = np.asarray(weight, np.float32)
+    peak = np.abs(w).max(axis=0)
+    scale = np.where(peak > 0, peak / np.float32(levels), np.float32(1.0)).astype(np.float32)
+    q = np.clip(np.rint(w / scale), -levels, levels).astype(np.int8)
+    return q, scale
+
+
+def _dense_weight(w: ir.Value) -> np.ndarray | None:
+    value = w.const_value
+    if value is None or value.dtype != ir.DataType.FLOAT or len(value.shape) != 2:
+        return None
+    array = value.numpy()
+    return array if min(array.shape) >= MIN_DIM else None
+
+
+class _Quantizer:
+    """The rules, with the quantized weights made so far (by the weight's name) so each is made once."""
+
+    def __init__(self, levels: int) -> None:
+        self.levels = levels
+        self.made: dict[str, tuple[ir.Value, ...]] = {}
+
+    def constants(self, op: pattern.RewriterContext, w: ir.Value, bias: ir.Value | None) -> tuple[ir.Value, ...]:
+        name = str(w.name)
+        if name not in self.made:
+            q, scale = quantize_weight(_dense_weight(w), self.levels)  # type: ignore[arg-type]
+            made = [op.initializer(ir.tensor(q), f"{name}/int8"), op.initializer(ir.tensor(scale), f"{name}/scale")]
+            zeros = np.zeros(q.shape[1], np.float32)
+            made.append(op.initializer(ir.tensor(zeros), f"{name}/zero_bias"))
+            if "int8/zero_point" not in self.made:
+                self.made["int8/zero_point"] = (op.initializer(ir.tensor(np.array(ZERO_POINT, np.uint8)), "int8/zero_point"),)
+            self.made[name] = tuple(made)
+        q_w, scale, zeros = self.made[name]
+        return q_w, scale, bias if bias is not None else zeros, self.made["int8/zero_point"][0]
+
+    def replace(self, op: pattern.RewriterContext, x: ir.Value, w: ir.Value, bias: ir.Value | None) -> ir.Value:
+        q_w, scale, b, zero_point = self.constants(op, w, bias)
+        q, row_scale = op.QuantizeRowsCL(x, _domain=SNAKE_DOMAIN, _outputs=2)
+        acc = op.MatMulInteger(q, q_w, zero_point)
+        return op.DequantizeCL(acc, row_scale, scale, b, _domain=SNAKE_DOMAIN)  # type: ignore[no-any-return]
+
+
+def _is_bias(b: ir.Value, w: ir.Value) -> bool:
+    value = b.const_value
+    return value is not None and value.dtype == ir.DataType.FLOAT and tuple(value.shape) == (w.shape[1],)  # type: ignore[index]
+
+
+def rules(levels: int = WEIGHT_LEVELS) -> pattern.RewriteRuleSet:
+    """The pass's rules (a MatMul with its bias first, then one without)."""
+    quantizer = _Quantizer(levels)
+
+    def with_bias(op, x, w, b):  # type: ignore[no-untyped-def]
+        return op.Add(op.MatMul(x, w), b)
+
+    def without_bias(op, x, w):  # type: ignore[no-untyped-def]
+        return op.MatMul(x, w)
+
+    def dense_with_bias(context, x, w, b, **_):  # type: ignore[no-untyped-def]
+        return _dense_weight(w) is not None and _is_bias(b, w)
+
+    def dense(context, x, w, **_):  # type: ignore[no-untyped-def]
+        return _dense_weight(w) is not None
+
+    return pattern.RewriteRuleSet(
+        [
+            pattern.RewriteRule(with_bias, lambda op, x, w, b: quantizer.replace(op, x, w, b), dense_with_bias, name="dense+bias"),
+            pattern.RewriteRule(without_bias, lambda op, x, w: quantizer.replace(op, x, w, None), dense, name="dense"),
+        ]
+    )
+
+
+def quantize_dense(model: ir.Model, levels: int = WEIGHT_LEVELS) -> int:
+    """Rewrite ``model`` in place; returns the number of dense layers quantized."""
+    return int(rules(levels).apply_to_model(model))
