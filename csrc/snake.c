@@ -671,6 +671,567 @@ static const SnakeCustomOp g_depthwise_snake_stream_op = {
     snake_destroy_kernel, snake_required, snake_required, snake_memory_type,
 };
 
+/* ---- channels-last kernels (export/cl_ops.py) ------------------------------------------------------------
+ *
+ * Activations (batch, time, channels); alpha, inv_alpha (channels); a depthwise weight (taps, channels). Each
+ * output row (one time step of all channels) is computed by the same code whatever rows are around it or how the
+ * rows are shared among threads, so a stream that feeds a layer one step at a time gets bit for bit the rows of an
+ * offline run over the whole sequence. The float ops:
+ *   SnakeCL(x, alpha, inv_alpha) -> y;  SnakeStreamCL(state, x, alpha, inv_alpha) -> (y = [state, Snake(x)], new_state)
+ *   SnakeTapsCL(x, ...) -> cols (B, T + 1, 2C), row q = [s[q - 1], s[q]] of s = [0, Snake(x), 0];
+ *   SnakeTapsStreamCL(state (B, 1, C), x, ...) -> (cols (B, T, 2C) over [state, Snake(x)], new_state)
+ *   DepthwiseConvCL(x, weight, bias) and DepthwiseConvStreamCL(state, x, weight, bias) -> (y, new_state)
+ *   SnakeDepthwiseConvSnakeCL(x, alpha, inv_alpha, weight, bias, alpha_out, inv_alpha_out) -> y, and its stream form
+ *     (state, x, ...) -> (y, new_state, residual = [state, x][S/2, S/2 + T))
+ *   ConvCL(x, weight (taps, C, C_out), bias) -> y: a dense convolution with few output channels
+ * and the int8 ones: QuantizeRowsCL(x) -> (q uint8, scale (B, T, 1)); the forms "<op>Q" of the taps and depthwise
+ * ops, whose first output is that pair instead of y; DequantizeCL(acc int32, scale, weight_scale, bias) -> y =
+ * acc * weight_scale * scale + bias (in that order) and DequantizeAddCL(..., residual), which adds residual after. A row is quantized as scale = max(max |v|, 1e-30) / 127, q = clamp(rint(v /
+ * scale), -127, 127) + 128 (rint: round half to even), exactly the function bodies' Div, Round, Clip, Add, Cast.
+ * Stream forms (state first): the layer runs over [state, x] joined in time without padding; new_state is the
+ * joined rows' last S (S = state rows). Like the channels-first ops: NaN outputs on shapes the graphs never give.
+ */
+
+enum { SNAKE_ELEMENT_UINT8 = 2, SNAKE_ELEMENT_INT32 = 6 };
+enum {
+    CL_SNAKE, CL_SNAKE_STREAM, CL_TAPS, CL_TAPS_STREAM, CL_DEPTHWISE, CL_DEPTHWISE_STREAM, CL_UNIT, CL_UNIT_STREAM,
+    CL_CONV, CL_QUANTIZE, CL_DEQUANTIZE, CL_DEQUANTIZE_ADD
+};
+
+#define CL_ROW_FLOOR 1e-30f
+#define CL_LEVELS 127.0f
+#define CL_ZERO_POINT 128.0f
+#define CL_BLOCK_ROWS 64 /* output rows a depthwise task computes between refills of its scratch */
+
+/* Snake over one row with per-channel alpha: y[c] = x[c] + inv_alpha[c] * sin(alpha[c] * x[c])^2 (the reduction of
+ * snake_row_float); returns nonzero if some |alpha * x| is beyond the float reduction (then the row is redone). */
+SNAKE_CLONES
+static int cl_snake_float(const float *SNAKE_RESTRICT x, float *SNAKE_RESTRICT y, size_t n, const float *SNAKE_RESTRICT alpha,
+                          const float *SNAKE_RESTRICT inv_alpha) {
+    const float two_over_pi = 0.636619772367581343f;
+    const float pio2_1 = 1.5703125f, pio2_2 = 4.837512969970703125e-4f, pio2_3 = 7.54978995489188216e-8f;
+    const float round_magic = 12582912.0f;
+    int out_of_range = 0;
+    for (size_t i = 0; i < n; ++i) {
+        const float z = alpha[i] * x[i];
+        const float q = (z * two_over_pi + round_magic) - round_magic;
+        const float r = ((z - q * pio2_1) - q * pio2_2) - q * pio2_3;
+        const float s2 = sin_squared_reduced(r);
+        const float sin2 = ((int32_t)q & 1) ? 1.0f - s2 : s2;
+        y[i] = x[i] + inv_alpha[i] * sin2;
+        out_of_range |= !(fabsf(z) <= SNAKE_FLOAT_REDUCTION_LIMIT);
+    }
+    return out_of_range;
+}
+
+static void cl_snake_row(const float *x, float *y, size_t n, const float *alpha, const float *inv_alpha) {
+    if (cl_snake_float(x, y, n, alpha, inv_alpha)) {
+        for (size_t i = 0; i < n; ++i) snake_row_double(x + i, y + i, 1, alpha[i], inv_alpha[i]);
+    }
+}
+
+/* Quantize one row of n values (see the header); q gets n uint8, *scale the row's scale (NaN for a row with a NaN). */
+SNAKE_CLONES
+static void cl_quantize_row(const float *SNAKE_RESTRICT v, size_t n, uint8_t *SNAKE_RESTRICT q, float *scale) {
+    uint32_t peak_bits = 0; /* |v| as bits: for non-NaN floats their order is the values' order; NaNs sort above inf */
+    for (size_t i = 0; i < n; ++i) {
+        uint32_t bits;
+        memcpy(&bits, v + i, sizeof bits);
+        bits &= 0x7fffffffu;
+        peak_bits = bits > peak_bits ? bits : peak_bits;
+    }
+    float peak;
+    memcpy(&peak, &peak_bits, sizeof peak);
+    const float s = (peak_bits > 0x7f800000u ? NAN : (peak > CL_ROW_FLOOR ? peak : CL_ROW_FLOOR)) / CL_LEVELS;
+    *scale = s;
+    for (size_t i = 0; i < n; ++i) {
+        float r = rintf(v[i] / s);
+        r = r < -CL_LEVELS ? -CL_LEVELS : (r > CL_LEVELS ? CL_LEVELS : r);
+        q[i] = (uint8_t)(int32_t)(r + CL_ZERO_POINT);
+    }
+}
+
+/* y[c] = bias[c] + sum_k w[k * n + c] * src[k][c], k in taps order. */
+SNAKE_CLONES
+static void cl_depthwise_row(const float *const *src, float *SNAKE_RESTRICT y, size_t n, const float *SNAKE_RESTRICT w,
+                             size_t taps, const float *SNAKE_RESTRICT bias) {
+    if (taps == 7) {
+        const float *s0 = src[0], *s1 = src[1], *s2 = src[2], *s3 = src[3], *s4 = src[4], *s5 = src[5], *s6 = src[6];
+        for (size_t c = 0; c < n; ++c) {
+            y[c] = bias[c] + w[c] * s0[c] + w[n + c] * s1[c] + w[2 * n + c] * s2[c] + w[3 * n + c] * s3[c] +
+                   w[4 * n + c] * s4[c] + w[5 * n + c] * s5[c] + w[6 * n + c] * s6[c];
+        }
+        return;
+    }
+    for (size_t c = 0; c < n; ++c) y[c] = bias[c];
+    for (size_t k = 0; k < taps; ++k) {
+        const float *s = src[k];
+        for (size_t c = 0; c < n; ++c) y[c] += w[k * n + c] * s[c];
+    }
+}
+
+/* acc[c] = sum_k w[(k * n + c) * m + o] * src[k][c], then the channels summed pairwise in a fixed order: one output
+ * channel o of a dense convolution at one step. */
+SNAKE_CLONES
+static float cl_conv_dot(const float *const *src, size_t n, const float *SNAKE_RESTRICT w, size_t taps, size_t m, size_t o,
+                         float *SNAKE_RESTRICT acc) {
+    for (size_t c = 0; c < n; ++c) acc[c] = 0.0f;
+    for (size_t k = 0; k < taps; ++k) {
+        const float *s = src[k];
+        const float *wk = w + k * n * m + o;
+        for (size_t c = 0; c < n; ++c) acc[c] += wk[c * m] * s[c];
+    }
+    size_t live = n;
+    while (live > 1) {
+        const size_t half = live / 2, keep = live - half;
+        for (size_t c = 0; c < half; ++c) acc[c] += acc[keep + c];
+        live = keep;
+    }
+    return n ? acc[0] : 0.0f;
+}
+
+SNAKE_CLONES
+static void cl_dequantize_row(const int32_t *SNAKE_RESTRICT acc, float row_scale, const float *SNAKE_RESTRICT col_scale,
+                              const float *SNAKE_RESTRICT bias, const float *SNAKE_RESTRICT residual, float *SNAKE_RESTRICT y,
+                              size_t n) {
+    if (residual != NULL) {
+        for (size_t c = 0; c < n; ++c) y[c] = ((float)acc[c] * col_scale[c] * row_scale + bias[c]) + residual[c];
+    } else {
+        for (size_t c = 0; c < n; ++c) y[c] = (float)acc[c] * col_scale[c] * row_scale + bias[c];
+    }
+}
+
+typedef struct ClOpDesc {
+    SnakeCustomOp op; /* first: onnxruntime hands this pointer back */
+    const char *name;
+    int kind, quantize;
+    size_t inputs, outputs;
+} ClOpDesc;
+
+typedef struct ClKernel {
+    int kind, quantize;
+    int64_t dilation, padding;
+} ClKernel;
+
+typedef struct ClJob {
+    const ClKernel *kernel;
+    int64_t batch, steps, channels; /* x (batch, steps, channels) */
+    int64_t held;                   /* stream forms: the state's rows S (0 otherwise) */
+    int64_t pad;                    /* zero rows around x (offline forms) */
+    int64_t rows_out, width_out;    /* output 0 per batch row: rows, values per row */
+    const float *x, *state, *alpha, *inv_alpha, *weight, *bias, *alpha_out, *inv_alpha_out;
+    int64_t taps, dilation, conv_out;
+    float *y;
+    uint8_t *q;
+    float *scale;
+    const int32_t *acc;
+    const float *row_scale, *col_scale, *residual;
+    int64_t spans, span_rows; /* work items: batch * spans, each span_rows output rows */
+    int64_t next;
+    int failed;
+} ClJob;
+
+/* Row i of the buffer a layer runs over: [zeros(pad), x, zeros(pad)] (offline) or [state, x] (stream); NULL: zeros. */
+static const float *cl_source_row(const ClJob *job, int64_t b, int64_t i) {
+    const int64_t c = job->channels;
+    if (job->held > 0) {
+        return i < job->held ? job->state + (b * job->held + i) * c : job->x + (b * job->steps + i - job->held) * c;
+    }
+    i -= job->pad;
+    return i < 0 || i >= job->steps ? NULL : job->x + (b * job->steps + i) * c;
+}
+
+/* Output 0's row r of batch b: written as float, or quantized. */
+static void cl_emit(const ClJob *job, int64_t b, int64_t r, const float *row) {
+    const size_t width = (size_t)job->width_out, at = (size_t)(b * job->rows_out + r);
+    if (job->q != NULL) {
+        cl_quantize_row(row, width, job->q + at * width, job->scale + at);
+    } else if (row != job->y + at * width) {
+        memcpy(job->y + at * width, row, width * sizeof(float));
+    }
+}
+
+static int cl_depthwise_span(ClJob *job, int64_t b, int64_t r0, int64_t r1, float *scratch, float *out) {
+    const int64_t c = job->channels, halo = (job->taps - 1) * job->dilation;
+    const int snake_in = job->alpha != NULL, snake_out = job->alpha_out != NULL;
+    const float *src[64];
+    if (job->taps > 64) return 0;
+    int64_t filled = 0; /* scratch rows hold f(source rows r0 + base .. r0 + base + filled) */
+    int64_t base = 0;
+    for (int64_t r = r0; r < r1; r += CL_BLOCK_ROWS) {
+        const int64_t rows = r1 - r < CL_BLOCK_ROWS ? r1 - r : CL_BLOCK_ROWS;
+        /* keep the halo rows this block shares with the last one, fill the rest */
+        const int64_t first = r - r0; /* the block's first needed source row, relative to r0 */
+        int64_t keep = filled > 0 ? base + filled - first : 0;
+        if (keep > 0) memmove(scratch, scratch + (first - base) * c, (size_t)(keep * c) * sizeof(float));
+        else keep = 0;
+        for (int64_t i = keep; i < rows + halo; ++i) {
+            const float *row = cl_source_row(job, b, r + i);
+            float *dst = scratch + i * c;
+            if (row == NULL) memset(dst, 0, (size_t)c * sizeof(float));
+            else if (snake_in) cl_snake_row(row, dst, (size_t)c, job->alpha, job->inv_alpha);
+            else memcpy(dst, row, (size_t)c * sizeof(float));
+        }
+        base = first;
+        filled = rows + halo;
+        for (int64_t t = 0; t < rows; ++t) {
+            for (int64_t k = 0; k < job->taps; ++k) src[k] = scratch + (t + k * job->dilation) * c;
+            const size_t at = (size_t)(b * job->rows_out + r + t);
+            float *dst = (job->q == NULL && !snake_out) ? job->y + at * (size_t)c : out;
+            cl_depthwise_row(src, dst, (size_t)c, job->weight, (size_t)job->taps, job->bias);
+            if (snake_out) {
+                float *final = job->q == NULL ? job->y + at * (size_t)c : out + c;
+                cl_snake_row(dst, final, (size_t)c, job->alpha_out, job->inv_alpha_out);
+                dst = final;
+            }
+            cl_emit(job, b, r + t, dst);
+        }
+    }
+    return 1;
+}
+
+static void cl_conv_span(ClJob *job, int64_t b, int64_t r0, int64_t r1, float *acc) {
+    const float *src[64];
+    const int64_t m = job->conv_out;
+    for (int64_t r = r0; r < r1; ++r) {
+        int zeros = 0;
+        for (int64_t k = 0; k < job->taps && k < 64; ++k) {
+            src[k] = cl_source_row(job, b, r + k);
+            if (src[k] == NULL) {
+                src[k] = acc + job->channels; /* a zero row after the accumulator */
+                zeros = 1;
+            }
+        }
+        if (zeros) memset(acc + job->channels, 0, (size_t)job->channels * sizeof(float));
+        float *y = job->y + (b * job->rows_out + r) * m;
+        for (int64_t o = 0; o < m; ++o) {
+            y[o] = job->bias[o] + cl_conv_dot(src, (size_t)job->channels, job->weight, (size_t)job->taps, (size_t)m, (size_t)o, acc);
+        }
+    }
+}
+
+/* Rows of the row-wise ops (Snake, taps, quantize, dequantize) of batch b. */
+static void cl_rows_span(ClJob *job, int64_t b, int64_t r0, int64_t r1, float *row) {
+    const int64_t c = job->channels;
+    const int kind = job->kernel->kind;
+    for (int64_t r = r0; r < r1; ++r) {
+        const size_t at = (size_t)(b * job->rows_out + r);
+        if (kind == CL_DEQUANTIZE || kind == CL_DEQUANTIZE_ADD) {
+            const size_t n = (size_t)job->width_out;
+            cl_dequantize_row(job->acc + at * n, job->row_scale[at], job->col_scale, job->bias,
+                              job->residual != NULL ? job->residual + at * n : NULL, job->y + at * n, n);
+        } else if (kind == CL_QUANTIZE) {
+            cl_quantize_row(job->x + at * (size_t)c, (size_t)c, job->q + at * (size_t)c, job->scale + at);
+        } else if (kind == CL_SNAKE) {
+            cl_snake_row(job->x + at * (size_t)c, job->y + at * (size_t)c, (size_t)c, job->alpha, job->inv_alpha);
+        } else if (kind == CL_SNAKE_STREAM) { /* y = [state, Snake(x)] */
+            float *y = job->y + at * (size_t)c;
+            if (r < job->held) memcpy(y, job->state + (b * job->held + r) * c, (size_t)c * sizeof(float));
+            else cl_snake_row(job->x + (b * job->steps + r - job->held) * c, y, (size_t)c, job->alpha, job->inv_alpha);
+        } else { /* taps: row r = [v[r], v[r + 1]] of v = [zero or state row, Snake(x), (offline) zero row] */
+            for (int64_t half = 0; half < 2; ++half) {
+                const int64_t i = r + half; /* in v */
+                float *dst = row + half * c;
+                if (half == 0 && r > r0) {
+                    memcpy(dst, row + c, (size_t)c * sizeof(float)); /* the last row's second half */
+                } else if (i == 0 && job->held > 0) {
+                    memcpy(dst, job->state + b * c, (size_t)c * sizeof(float));
+                } else if (i == 0 || i > job->steps) {
+                    memset(dst, 0, (size_t)c * sizeof(float));
+                } else {
+                    cl_snake_row(job->x + (b * job->steps + i - 1) * c, dst, (size_t)c, job->alpha, job->inv_alpha);
+                }
+            }
+            if (job->q != NULL) cl_quantize_row(row, (size_t)(2 * c), job->q + at * (size_t)(2 * c), job->scale + at);
+            else memcpy(job->y + at * (size_t)(2 * c), row, (size_t)(2 * c) * sizeof(float));
+        }
+    }
+}
+
+static void cl_take(ClJob *job) {
+    const int kind = job->kernel->kind;
+    const int depthwise = kind == CL_DEPTHWISE || kind == CL_DEPTHWISE_STREAM || kind == CL_UNIT || kind == CL_UNIT_STREAM;
+    const int64_t c = job->channels;
+    size_t floats = (size_t)(2 * c + 2 * job->width_out + 16);
+    if (depthwise) floats += (size_t)((CL_BLOCK_ROWS + (job->taps - 1) * job->dilation) * c);
+    float *scratch = (float *)malloc(floats * sizeof(float));
+    if (scratch == NULL) {
+        job->failed = 1;
+        return;
+    }
+    for (;;) {
+#if defined(_MSC_VER)
+        const int64_t item = _InterlockedExchangeAdd64((volatile __int64 *)&job->next, 1);
+#else
+        const int64_t item = __atomic_fetch_add(&job->next, 1, __ATOMIC_RELAXED);
+#endif
+        if (item >= job->batch * job->spans) break;
+        const int64_t b = item / job->spans, s = item % job->spans;
+        const int64_t r0 = s * job->span_rows;
+        const int64_t r1 = r0 + job->span_rows < job->rows_out ? r0 + job->span_rows : job->rows_out;
+        if (r0 >= r1) continue;
+        if (depthwise) {
+            float *rows = scratch + 2 * c + 2 * job->width_out + 16;
+            if (!cl_depthwise_span(job, b, r0, r1, rows, scratch)) job->failed = 1;
+        } else if (kind == CL_CONV) {
+            cl_conv_span(job, b, r0, r1, scratch);
+        } else {
+            cl_rows_span(job, b, r0, r1, scratch);
+        }
+    }
+    free(scratch);
+}
+
+static void cl_task(void *job, size_t index) {
+    (void)index;
+    cl_take((ClJob *)job);
+}
+
+/* Split each batch row's output rows into spans (work items) and run them on the session's threads. */
+static void cl_run(ClJob *job, OrtKernelContext *context) {
+    const int64_t halo = job->taps > 0 ? (job->taps - 1) * job->dilation : 0;
+    const int64_t least = 4 * halo > 64 ? 4 * halo : 64; /* a span's rows: its halo is at most a quarter of its work */
+    const int64_t values = job->batch * job->rows_out * (job->width_out > job->channels ? job->width_out : job->channels);
+    int64_t spans = 1;
+    if (g_parallel_for != NULL && values >= SNAKE_MIN_PARALLEL_SAMPLES) {
+        spans = job->rows_out / least;
+        spans = spans < 1 ? 1 : (spans > SNAKE_PARALLEL_TASKS ? SNAKE_PARALLEL_TASKS : spans);
+    }
+    job->spans = spans;
+    job->span_rows = (job->rows_out + spans - 1) / spans;
+    job->next = 0;
+    if (g_parallel_for != NULL && job->batch * spans >= 2) {
+        OrtStatus *status = g_parallel_for(context, cl_task, SNAKE_PARALLEL_TASKS, 0, job);
+        if (status == NULL) return;
+        API(ReleaseStatus, ReleaseStatusFn)(status);
+    }
+    cl_take(job); /* everything, or whatever a failed ParallelFor left */
+}
+
+static int cl_is_stream(int kind) {
+    return kind == CL_SNAKE_STREAM || kind == CL_TAPS_STREAM || kind == CL_DEPTHWISE_STREAM || kind == CL_UNIT_STREAM;
+}
+
+/* Fill every output with NaN (uint8 outputs with the zero point, their scales NaN): shapes the graphs never give. */
+static void cl_poison(int n, void *out[], const int is_u8[], const int64_t dims[][3]) {
+    for (int k = 0; k < n; ++k) {
+        if (out[k] == NULL) continue;
+        const size_t total = (size_t)(dims[k][0] * dims[k][1] * dims[k][2]);
+        if (is_u8[k]) memset(out[k], (int)CL_ZERO_POINT, total);
+        else for (size_t i = 0; i < total; ++i) ((float *)out[k])[i] = NAN;
+    }
+}
+
+static void SNAKE_CALL cl_compute(void *kernel_state, OrtKernelContext *context) {
+    const ClKernel *kernel = (const ClKernel *)kernel_state;
+    if (kernel == NULL) return;
+    const int kind = kernel->kind, quantize = kernel->quantize, stream = cl_is_stream(kind);
+    const int depthwise = kind == CL_DEPTHWISE || kind == CL_DEPTHWISE_STREAM || kind == CL_UNIT || kind == CL_UNIT_STREAM;
+    const int unit = kind == CL_UNIT || kind == CL_UNIT_STREAM;
+    static const size_t input_counts[] = {3, 4, 3, 4, 3, 4, 7, 8, 3, 1, 4, 5};
+    const size_t n_inputs = input_counts[kind];
+    void *data[8];
+    int64_t dims[8][8];
+    int ranks[8];
+    if (!read_inputs(context, n_inputs, data, dims, ranks)) return;
+    int valid = 1;
+    for (size_t k = 0; k < n_inputs; ++k) valid = valid && data[k] != NULL;
+    const size_t xi = stream ? 1 : 0;
+    if (ranks[xi] != 3) return;
+    const int64_t batch = dims[xi][0], steps = dims[xi][1], channels = dims[xi][2];
+    const int64_t held = stream ? dims[0][1] : 0;
+    if (stream) valid = valid && ranks[0] == 3 && dims[0][0] == batch && dims[0][2] == channels;
+    ClJob job;
+    memset(&job, 0, sizeof job);
+    job.kernel = kernel;
+    job.batch = batch;
+    job.steps = steps;
+    job.channels = channels;
+    job.held = held;
+    job.x = (const float *)data[xi];
+    job.state = stream ? (const float *)data[0] : NULL;
+    job.width_out = channels;
+    const int snake = kind == CL_SNAKE || kind == CL_SNAKE_STREAM || kind == CL_TAPS || kind == CL_TAPS_STREAM || unit;
+    if (snake) {
+        for (size_t k = xi + 1; k < xi + 3; ++k) valid = valid && ranks[k] == 1 && dims[k][0] == channels;
+        job.alpha = (const float *)data[xi + 1];
+        job.inv_alpha = (const float *)data[xi + 2];
+    }
+    int64_t rows_out = steps;
+    if (depthwise) {
+        const size_t wi = xi + (unit ? 3 : 1);
+        valid = valid && ranks[wi] == 2 && dims[wi][1] == channels && dims[wi][0] >= 1 && dims[wi][0] <= 64 &&
+                ranks[wi + 1] == 1 && dims[wi + 1][0] == channels && kernel->dilation >= 1;
+        job.taps = valid ? dims[wi][0] : 1;
+        job.dilation = kernel->dilation >= 1 ? kernel->dilation : 1;
+        job.weight = (const float *)data[wi];
+        job.bias = (const float *)data[wi + 1];
+        if (unit) {
+            valid = valid && ranks[wi + 2] == 1 && dims[wi + 2][0] == channels && ranks[wi + 3] == 1 && dims[wi + 3][0] == channels;
+            job.alpha_out = (const float *)data[wi + 2];
+            job.inv_alpha_out = (const float *)data[wi + 3];
+        }
+        const int64_t halo = (job.taps - 1) * job.dilation;
+        if (stream) valid = valid && held == halo && held % 2 == 0;
+        else {
+            valid = valid && kernel->padding >= 0;
+            job.pad = kernel->padding >= 0 ? kernel->padding : 0;
+        }
+        rows_out = stream ? steps : steps + 2 * job.pad - halo;
+    } else if (kind == CL_CONV) {
+        valid = valid && ranks[1] == 3 && dims[1][1] == channels && dims[1][0] >= 1 && dims[1][0] <= 64 && ranks[2] == 1 &&
+                dims[2][0] == dims[1][2] && kernel->padding >= 0;
+        job.taps = valid ? dims[1][0] : 1;
+        job.dilation = 1;
+        job.conv_out = ranks[1] == 3 ? dims[1][2] : 1;
+        job.weight = (const float *)data[1];
+        job.bias = (const float *)data[2];
+        job.pad = kernel->padding >= 0 ? kernel->padding : 0;
+        job.width_out = job.conv_out;
+        rows_out = steps + 2 * job.pad - job.taps + 1;
+    } else if (kind == CL_TAPS || kind == CL_TAPS_STREAM) {
+        if (kind == CL_TAPS_STREAM) valid = valid && held == 1;
+        rows_out = kind == CL_TAPS ? steps + 1 : steps;
+        job.width_out = 2 * channels;
+    } else if (kind == CL_SNAKE_STREAM) {
+        rows_out = held + steps;
+    } else if (kind == CL_DEQUANTIZE || kind == CL_DEQUANTIZE_ADD) {
+        valid = valid && ranks[1] == 3 && dims[1][0] == batch && dims[1][1] == steps && dims[1][2] == 1 && ranks[2] == 1 &&
+                dims[2][0] == channels && ranks[3] == 1 && dims[3][0] == channels;
+        if (kind == CL_DEQUANTIZE_ADD) {
+            valid = valid && ranks[4] == 3 && dims[4][0] == batch && dims[4][1] == steps && dims[4][2] == channels;
+            job.residual = (const float *)data[4];
+        }
+        job.acc = (const int32_t *)data[0];
+        job.row_scale = (const float *)data[1];
+        job.col_scale = (const float *)data[2];
+        job.bias = (const float *)data[3];
+    }
+    valid = valid && rows_out >= 0;
+    if (rows_out < 0) rows_out = 0;
+    job.rows_out = rows_out;
+    /* the outputs: 0 (y, or q and scale), then the stream forms' new_state and residual */
+    int64_t out_dims[4][3];
+    int is_u8[4] = {0, 0, 0, 0};
+    int n_out = 0;
+    if (quantize) {
+        out_dims[0][0] = batch, out_dims[0][1] = rows_out, out_dims[0][2] = job.width_out;
+        out_dims[1][0] = batch, out_dims[1][1] = rows_out, out_dims[1][2] = 1;
+        is_u8[0] = 1;
+        n_out = 2;
+    } else {
+        out_dims[0][0] = batch, out_dims[0][1] = rows_out, out_dims[0][2] = job.width_out;
+        n_out = 1;
+    }
+    if (stream) {
+        out_dims[n_out][0] = batch, out_dims[n_out][1] = held, out_dims[n_out][2] = channels;
+        ++n_out;
+        if (unit) {
+            out_dims[n_out][0] = batch, out_dims[n_out][1] = steps, out_dims[n_out][2] = channels;
+            ++n_out;
+        }
+    }
+    void *out[4] = {NULL, NULL, NULL, NULL};
+    for (int k = 0; k < n_out; ++k) {
+        OrtValue *value = NULL;
+        if (API(KernelContext_GetOutput, KernelContextGetOutputFn)(context, (size_t)k, out_dims[k], 3, &value) != NULL) return;
+        if (API(GetTensorMutableData, GetTensorMutableDataFn)(value, &out[k]) != NULL) return;
+    }
+    if (!valid) {
+        cl_poison(n_out, out, is_u8, (const int64_t(*)[3])out_dims);
+        return;
+    }
+    if (quantize) {
+        job.q = (uint8_t *)out[0];
+        job.scale = (float *)out[1];
+    } else {
+        job.y = (float *)out[0];
+    }
+    const int first_extra = quantize ? 2 : 1;
+    cl_run(&job, context);
+    if (job.failed) {
+        cl_poison(n_out, out, is_u8, (const int64_t(*)[3])out_dims);
+        return;
+    }
+    if (!stream) return;
+    float *new_state = (float *)out[first_extra];
+    const size_t row = (size_t)channels * sizeof(float);
+    for (int64_t b = 0; b < batch; ++b) {
+        float *ns = new_state + b * held * channels;
+        if (kind == CL_SNAKE_STREAM) { /* the last `held` rows of y */
+            memcpy(ns, job.y + (b * rows_out + steps) * channels, (size_t)held * row);
+        } else if (kind == CL_TAPS_STREAM) { /* Snake of the last input (the state when there is none) */
+            if (steps > 0) cl_snake_row(job.x + (b * steps + steps - 1) * channels, ns, (size_t)channels, job.alpha, job.inv_alpha);
+            else memcpy(ns, job.state + b * channels, row);
+        } else { /* depthwise forms: the joined inputs' last `held` rows, and (units) rows [held / 2, held / 2 + steps) */
+            for (int64_t i = 0; i < held; ++i) memcpy(ns + i * channels, cl_source_row(&job, b, steps + i), row);
+            if (unit) {
+                float *residual = (float *)out[first_extra + 1] + b * steps * channels;
+                for (int64_t i = 0; i < steps; ++i) memcpy(residual + i * channels, cl_source_row(&job, b, held / 2 + i), row);
+            }
+        }
+    }
+}
+
+static void *SNAKE_CALL cl_create_kernel(const SnakeCustomOp *op, const void *api, const OrtKernelInfo *info) {
+    (void)api;
+    const ClOpDesc *desc = (const ClOpDesc *)op;
+    ClKernel *kernel = (ClKernel *)malloc(sizeof(ClKernel));
+    if (kernel == NULL) return NULL;
+    kernel->kind = desc->kind;
+    kernel->quantize = desc->quantize;
+    kernel->dilation = kernel_int_attribute(info, "dilation", 1);
+    kernel->padding = kernel_int_attribute(info, "padding", 0);
+    return kernel;
+}
+
+static void SNAKE_CALL cl_destroy_kernel(void *kernel) { free(kernel); }
+static const char *SNAKE_CALL cl_name(const SnakeCustomOp *op) { return ((const ClOpDesc *)op)->name; }
+static size_t SNAKE_CALL cl_input_count(const SnakeCustomOp *op) { return ((const ClOpDesc *)op)->inputs; }
+static size_t SNAKE_CALL cl_output_count(const SnakeCustomOp *op) { return ((const ClOpDesc *)op)->outputs; }
+static int SNAKE_CALL cl_input_type(const SnakeCustomOp *op, size_t index) {
+    const int kind = ((const ClOpDesc *)op)->kind;
+    return (kind == CL_DEQUANTIZE || kind == CL_DEQUANTIZE_ADD) && index == 0 ? SNAKE_ELEMENT_INT32 : SNAKE_ELEMENT_FLOAT;
+}
+static int SNAKE_CALL cl_output_type(const SnakeCustomOp *op, size_t index) {
+    return ((const ClOpDesc *)op)->quantize && index == 0 ? SNAKE_ELEMENT_UINT8 : SNAKE_ELEMENT_FLOAT;
+}
+
+#define CL_OP(name, kind, quantize, inputs, outputs)                                                                 \
+    {{SNAKE_ORT_API_VERSION, cl_create_kernel, cl_name, snake_provider, cl_input_type, cl_input_count, cl_output_type, \
+      cl_output_count, cl_compute, cl_destroy_kernel, snake_required, snake_required, snake_memory_type},             \
+     name, kind, quantize, inputs, outputs}
+
+static const ClOpDesc g_cl_ops[] = {
+    CL_OP("SnakeCL", CL_SNAKE, 0, 3, 1),
+    CL_OP("SnakeStreamCL", CL_SNAKE_STREAM, 0, 4, 2),
+    CL_OP("SnakeTapsCL", CL_TAPS, 0, 3, 1),
+    CL_OP("SnakeTapsCLQ", CL_TAPS, 1, 3, 2),
+    CL_OP("SnakeTapsStreamCL", CL_TAPS_STREAM, 0, 4, 2),
+    CL_OP("SnakeTapsStreamCLQ", CL_TAPS_STREAM, 1, 4, 3),
+    CL_OP("DepthwiseConvCL", CL_DEPTHWISE, 0, 3, 1),
+    CL_OP("DepthwiseConvCLQ", CL_DEPTHWISE, 1, 3, 2),
+    CL_OP("DepthwiseConvStreamCL", CL_DEPTHWISE_STREAM, 0, 4, 2),
+    CL_OP("DepthwiseConvStreamCLQ", CL_DEPTHWISE_STREAM, 1, 4, 3),
+    CL_OP("SnakeDepthwiseConvSnakeCL", CL_UNIT, 0, 7, 1),
+    CL_OP("SnakeDepthwiseConvSnakeCLQ", CL_UNIT, 1, 7, 2),
+    CL_OP("SnakeDepthwiseConvSnakeStreamCL", CL_UNIT_STREAM, 0, 8, 3),
+    CL_OP("SnakeDepthwiseConvSnakeStreamCLQ", CL_UNIT_STREAM, 1, 8, 4),
+    CL_OP("ConvCL", CL_CONV, 0, 3, 1),
+    CL_OP("QuantizeRowsCL", CL_QUANTIZE, 1, 1, 2),
+    CL_OP("DequantizeCL", CL_DEQUANTIZE, 0, 4, 1),
+    CL_OP("DequantizeAddCL", CL_DEQUANTIZE_ADD, 0, 5, 1),
+};
+
+/* Add the channels-last ops to the domain (RegisterCustomOps). */
+static OrtStatus *register_cl_ops(OrtCustomOpDomain *domain) {
+    for (size_t k = 0; k < sizeof g_cl_ops / sizeof g_cl_ops[0]; ++k) {
+        OrtStatus *status = API(CustomOpDomain_Add, CustomOpDomainAddFn)(domain, &g_cl_ops[k].op);
+        if (status != NULL) return status;
+    }
+    return NULL;
+}
+
 /* Called by onnxruntime's SessionOptions.register_custom_ops_library. */
 SNAKE_EXPORT OrtStatus *SNAKE_CALL RegisterCustomOps(OrtSessionOptions *options, const OrtApiBase *api_base) {
     const SnakeApiFn *api = api_base->GetApi(SNAKE_ORT_API_VERSION);
@@ -692,6 +1253,8 @@ SNAKE_EXPORT OrtStatus *SNAKE_CALL RegisterCustomOps(OrtSessionOptions *options,
     status = API(CustomOpDomain_Add, CustomOpDomainAddFn)(domain, &g_snake_stream_op);
     if (status != NULL) return status;
     status = API(CustomOpDomain_Add, CustomOpDomainAddFn)(domain, &g_depthwise_snake_stream_op);
+    if (status != NULL) return status;
+    status = register_cl_ops(domain);
     if (status != NULL) return status;
     /* The domain is deliberately never released: it must outlive every session using it. */
     return API(AddCustomOpDomain, AddCustomOpDomainFn)(options, domain);

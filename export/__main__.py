@@ -35,8 +35,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("-o", "--output", type=Path, help="output folder (default models/<name>)")
     parser.add_argument("--name", help="model name in the manifest and default folder")
     parser.add_argument(
-        "--precision", nargs="+", choices=["int8", "fp16"], default=[],
-        help="also write reduced-precision graphs (int8: CPU, fp16: GPU), measured against fp32",
+        "--precision", nargs="+", choices=["int8", "fp32-cl", "fp16"], default=[],
+        help="also write other graphs: int8 (CPU: channels-last, int8 dense layers; gated against fp32), fp32-cl "
+        "(the channels-last graphs in fp32; checked against PyTorch), fp16 (GPU; measured)",
     )
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     parser.add_argument("-v", "--verbose", action="store_true", help="also the full parity table and torch's notes")

@@ -156,18 +156,22 @@ def measure_parity(
     seed: int = 1234,
     limits: Limits = Limits(),
     kernels: tuple[str, ...] | None = None,
+    precision: str = "fp32",
 ) -> dict[str, Any]:
     """Compare ``folder`` (via snac_onnx) with ``reference`` on speech-like audio.
 
     Returns a JSON-able report: one row per (kernel, length, batch) and ``passed``.
     A row fails when a primary code mismatch has a margin above
     ``limits.near_tie`` or an audio error exceeds its limit. ``kernels``
-    defaults to :func:`kernel_modes`.
+    defaults to :func:`kernel_modes`. ``precision``: the graphs to check (``fp32-cl``: the channels-last ones).
     """
     reference = reference.eval()
     quiet = _without_noise(reference)
     strides = [int(s) for s in reference.vq_strides]
-    codecs = {kernel: SnacOnnx(folder, settings=SessionSettings(fused_snake=kernel == "fused")) for kernel in kernels or kernel_modes()}
+    codecs = {
+        kernel: SnacOnnx(folder, precision=precision, settings=SessionSettings(fused_snake=kernel == "fused"))
+        for kernel in kernels or kernel_modes()
+    }
     first = next(iter(codecs.values()))
     rows: dict[str, list[dict[str, Any]]] = {kernel: [] for kernel in codecs}
     for length in lengths or default_lengths(reference):
@@ -205,7 +209,7 @@ def _reference_case(reference: SNAC, quiet: SNAC, codec: SnacOnnx, length: int, 
     case["noisy"] = reference.decode(ref_codes)[:, 0].numpy()
     torch.manual_seed(seed)  # the same draws, in the same order, as the NoiseBlocks above
     case["noise"] = [torch.randn(shape).numpy() for shape in codec.noise_shapes(batch, codes_np[0].shape[1])]
-    if batch == 1 and codec.manifest.stream is not None:  # the stateful stream against PyTorch
+    if batch == 1 and codec.manifest.has_stream(codec.precision):  # the stateful stream against PyTorch
         frames = codes_np[0].shape[1]
         given = _with_noise(reference, [n[0, 0] for n in codec.stream_noise(frames, seed)])
         case["stream_given"] = given.decode(ref_codes)[0, 0].numpy()
@@ -227,7 +231,7 @@ def _parity_row(case: dict[str, Any], codec: SnacOnnx, kernel: str, strides: lis
     primary, downstream = split_mismatches(diffs, strides)
     mismatch_margins = [float(m) for mask, margin in zip(primary, margins) for m in margin.numpy()[mask]]
     stream = {}
-    if "stream_given" in case:
+    if "stream_given" in case and codec.manifest.has_stream(codec.precision):
         stream = {
             "stream_noise_off": _audio_errors(_stream(codec, [c[0] for c in codes_np], None), case["quiet"][0]),
             "stream_same_noise": _audio_errors(_stream(codec, [c[0] for c in codes_np], case["stream_seed"]), case["stream_given"]),

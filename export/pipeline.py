@@ -22,6 +22,8 @@ from .checkpoint import LoadedModel
 from .onnx_export import OPSET, export_graphs
 from .parity import format_parity, measure_parity, summarize_parity
 
+PRECISIONS = ("int8", "fp32-cl", "fp16")
+
 RANDOM_INIT_WARNING = (
     "RANDOM WEIGHTS: this model was exported with seeded random weights (config named in 'source', "
     "codebooks redrawn from encoder latents), NOT from a trained checkpoint. Its audio is meaningless; "
@@ -90,6 +92,69 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+def _fail(work: Path, out_dir: Path, why: str) -> None:
+    """Keep the files in ``<out_dir>.failed`` and raise :class:`ParityError`."""
+    failed = out_dir.with_name(out_dir.name + ".failed")
+    shutil.rmtree(failed, ignore_errors=True)
+    work.rename(failed)
+    raise ParityError(f"{why}; files kept in {failed}")
+
+
+def _file_entry(folder: Path, name: str) -> dict[str, Any]:
+    path = folder / name
+    return {"path": name, "sha256": sha256_file(path), "bytes": path.stat().st_size}
+
+
+def write_variants(
+    loaded: LoadedModel, config: ModelConfig, folder: Path, precisions: tuple[str, ...], log: logging.Logger
+) -> dict[str, dict[str, Any]]:
+    """Write the variants' graphs into ``folder`` and check each; returns the manifest's ``variants``.
+
+    ``int8`` and ``fp32-cl``: the channels-last decoder and stream graphs (:mod:`export.cl_export`; int8 encodes with
+    the fp32 encoder). ``fp32-cl`` is checked against PyTorch with the fp32 limits (:mod:`export.parity`), ``int8``
+    against the fp32 graphs with its own gate (:mod:`export.int8_parity`): each entry's ``parity.passed``.
+    ``fp16``: encoder and decoder for GPU providers (:mod:`export.precision`), measured, not gated.
+    """
+    unknown = [p for p in precisions if p not in PRECISIONS]
+    if unknown:
+        raise ValueError(f"precisions must be among {PRECISIONS}, got {unknown}")
+    variants: dict[str, dict[str, Any]] = {}
+    channels_last = tuple(p for p in PRECISIONS if p in precisions and p != "fp16")
+    if channels_last:
+        from .cl_export import write_channels_last
+        from .graphs import prepare_for_export
+        from .int8_parity import measure_int8, summarize_int8
+
+        start = time.perf_counter()
+        written = write_channels_last(prepare_for_export(loaded.model, loaded.config), config, folder, channels_last)
+        log.info("wrote the channels-last graphs (%s) in %.1f s", ", ".join(channels_last), time.perf_counter() - start)
+        for precision, info in written.items():
+            variants[precision] = {
+                "layout": info["layout"],
+                **{role: _file_entry(folder, name) for role, name in info["roles"].items()},
+                **({"passes": info["passes"]} if "passes" in info else {}),
+            }
+        _write_json(folder / MANIFEST_FILE, {**json.loads((folder / MANIFEST_FILE).read_text()), "variants": variants})
+        for precision in channels_last:
+            start = time.perf_counter()
+            if precision == "int8":
+                report = measure_int8(folder, precision)
+                log.info("%s: %s", loaded.name, summarize_int8(report))
+            else:
+                report = measure_parity(loaded.model, folder, lengths=None, precision=precision)
+                log.info("%s %s: %s", loaded.name, precision, summarize_parity(report))
+            report["seconds"] = round(time.perf_counter() - start, 2)
+            variants[precision]["parity"] = report
+    if "fp16" in precisions:
+        from .precision import measure_variant, write_variant
+
+        variants["fp16"] = {"layout": "channels_first", **write_variant(folder, "fp16")}
+        _write_json(folder / MANIFEST_FILE, {**json.loads((folder / MANIFEST_FILE).read_text()), "variants": variants})
+        variants["fp16"]["measured"] = measured = measure_variant(folder, "fp16")
+        log.info("%s fp16 variant: %s", loaded.name, measured)
+    return variants
+
+
 def export_model(
     loaded: LoadedModel,
     out_dir: Path,
@@ -100,8 +165,8 @@ def export_model(
 ) -> dict[str, Any]:
     """Export ``loaded`` into ``out_dir`` and check parity; returns the manifest.
 
-    ``precisions`` (``int8``, ``fp16``) adds reduced-precision graphs, listed
-    in the manifest under ``variants`` with their measured error and speed.
+    ``precisions`` (``int8``, ``fp32-cl``, ``fp16``) adds other graphs, listed in the manifest under
+    ``variants`` with their measured error (:func:`write_variants`); a variant that fails its gate fails the export.
 
     Work happens in ``<out_dir>.partial`` and replaces ``out_dir`` only once
     parity passed. On a parity failure the files stay in ``<out_dir>.failed``
@@ -130,19 +195,13 @@ def export_model(
     log.info("%s: %s", loaded.name, summarize_parity(report))
     log.debug("parity for %s:\n%s", loaded.name, format_parity(report))
     if not report["passed"]:
-        failed = out_dir.with_name(out_dir.name + ".failed")
-        shutil.rmtree(failed, ignore_errors=True)
-        work.rename(failed)
-        raise ParityError(f"{loaded.name}: parity against PyTorch failed; files kept in {failed}")
+        _fail(work, out_dir, f"{loaded.name}: parity against PyTorch failed")
     if precisions:
-        from .precision import measure_variant, write_variant
-
-        manifest["variants"] = {p: write_variant(work, p) for p in precisions}
+        manifest["variants"] = write_variants(loaded, config, work, precisions, log)
         _write_json(work / MANIFEST_FILE, manifest)
-        for precision in precisions:
-            manifest["variants"][precision]["measured"] = measured = measure_variant(work, precision)
-            log.info("%s %s variant: %s", loaded.name, precision, measured)
-        _write_json(work / MANIFEST_FILE, manifest)
+        failed = [p for p, v in manifest["variants"].items() if not v.get("parity", {}).get("passed", True)]
+        if failed:
+            _fail(work, out_dir, f"{loaded.name}: the {', '.join(failed)} variant(s) failed their parity gate")
     if out_dir.exists():
         shutil.rmtree(out_dir)
     work.rename(out_dir)

@@ -1,9 +1,10 @@
-"""Reduced-precision variants of an exported model, with their error and speed measured against fp32.
+"""The fp16 variant of an exported model (GPU), with its error and speed measured against fp32.
 
-* ``int8``: dynamic quantisation of the convolutions (onnxruntime.quantization,
-  ConvInteger, uint8 weights and activations), for CPU.
 * ``fp16``: weights and activations in float16, inputs/outputs kept float32
   (onnxruntime.transformers.float16), for GPU execution providers.
+
+(The int8 variant is the channels-last graphs of :mod:`export.cl_export`; an earlier int8, dynamic
+quantisation of the channels-first convolutions with onnxruntime.quantization, was slower than fp32.)
 
 Each variant is measured on the execution provider given (default CPU) against
 the fp32 graphs of the same export: decode relative RMS error and SNR (noise
@@ -16,7 +17,6 @@ faster (by more than 5 %) and accurate enough (decoder: SNR >= 30 dB; encoder:
 from __future__ import annotations
 
 import statistics
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -29,7 +29,7 @@ from snac_onnx.model.manifest import sha256_file
 
 from .signals import speech_like
 
-PRECISIONS = ("int8", "fp16")
+PRECISIONS = ("fp16",)
 MIN_SNR_DB = 30.0
 MIN_CODE_AGREEMENT = 0.95
 
@@ -46,17 +46,9 @@ def write_variant(folder: Path, precision: str) -> dict[str, dict[str, Any]]:
         src, dst = folder / f"{role}.onnx", folder / f"{role}.{precision}.onnx"
         # The fused Snake kernel is float32-only: variants carry Snake as plain nodes.
         plain = onnx.inliner.inline_local_functions(onnx.load(str(src)))
-        if precision == "int8":
-            from onnxruntime.quantization import QuantType, quantize_dynamic
+        from onnxruntime.transformers.float16 import convert_float_to_float16
 
-            with tempfile.TemporaryDirectory() as tmp:
-                unfused = Path(tmp) / src.name
-                onnx.save(plain, str(unfused))
-                quantize_dynamic(str(unfused), str(dst), weight_type=QuantType.QUInt8, op_types_to_quantize=["Conv"])
-        else:
-            from onnxruntime.transformers.float16 import convert_float_to_float16
-
-            onnx.save(convert_float_to_float16(plain, keep_io_types=True), str(dst))
+        onnx.save(convert_float_to_float16(plain, keep_io_types=True), str(dst))
         written = onnx.load(str(dst))  # the variant keeps the graph's own config (snac_onnx.config), whatever the tool
         kept = {entry.key for entry in written.metadata_props}
         missing = [entry for entry in plain.metadata_props if entry.key not in kept]

@@ -14,6 +14,10 @@ def _dequantize(op, acc, scale, weight_scale, bias):  # type: ignore[no-untyped-
     return op.DequantizeCL(acc, scale, weight_scale, bias, _domain=SNAKE_DOMAIN)
 
 
+def _activation(context, residual, **_):  # type: ignore[no-untyped-def]
+    return residual.const_value is None  # a constant after a dequantization is a bias, not a residual
+
+
 def _replace(op, acc, scale, weight_scale, bias, residual):  # type: ignore[no-untyped-def]
     return op.DequantizeAddCL(acc, scale, weight_scale, bias, residual, _domain=SNAKE_DOMAIN)
 
@@ -25,11 +29,13 @@ def fuse_dequantize_add(model: ir.Model) -> int:
             pattern.RewriteRule(
                 lambda op, acc, scale, weight_scale, bias, residual: op.Add(_dequantize(op, acc, scale, weight_scale, bias), residual),
                 _replace,
+                _activation,
                 name="DequantizeCL+residual",
             ),
             pattern.RewriteRule(
                 lambda op, acc, scale, weight_scale, bias, residual: op.Add(residual, _dequantize(op, acc, scale, weight_scale, bias)),
                 _replace,
+                _activation,
                 name="residual+DequantizeCL",
             ),
         ]

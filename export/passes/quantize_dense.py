@@ -81,18 +81,23 @@ def rules(levels: int = WEIGHT_LEVELS) -> pattern.RewriteRuleSet:
         return op.Add(op.MatMul(x, w), b)
 
     def without_bias(op, x, w):  # type: ignore[no-untyped-def]
-        return op.MatMul(x, w)
+        return op.MatMul(x, w, _outputs=["product"])
 
     def dense_with_bias(context, x, w, b, **_):  # type: ignore[no-untyped-def]
         return _dense_weight(w) is not None and _is_bias(b, w)
 
-    def dense(context, x, w, **_):  # type: ignore[no-untyped-def]
-        return _dense_weight(w) is not None
+    def dense(context, x, w, product, **_):  # type: ignore[no-untyped-def]
+        # a MatMul whose bias Add follows is left to the rule above (the matcher may reach the MatMul first)
+        followed_by_bias = any(
+            user.op_type == "Add" and not user.domain and any(i is not product and i is not None and _is_bias(i, w) for i in user.inputs)
+            for user, _ in product.uses()
+        )
+        return _dense_weight(w) is not None and not followed_by_bias
 
     return pattern.RewriteRuleSet(
         [
             pattern.RewriteRule(with_bias, lambda op, x, w, b: quantizer.replace(op, x, w, b), dense_with_bias, name="dense+bias"),
-            pattern.RewriteRule(without_bias, lambda op, x, w: quantizer.replace(op, x, w, None), dense, name="dense"),
+            pattern.RewriteRule(without_bias, lambda op, x, w, **_: quantizer.replace(op, x, w, None), dense, name="dense"),
         ]
     )
 

@@ -20,6 +20,13 @@ once, for the exporter and the runtime alike:
   ``frame * samples_per_frame - audio_lag + [0, n)``, and ``new_state_0`` .. ``new_state_{m-1}``.
   The manifest's ``graphs.stream`` holds the grid, the lags and the state layout.
 
+Layouts. The graphs above are ``channels_first`` (the fp32 export, and the variants of exports before the
+channels-last graphs). A ``channels_last`` variant (the manifest's ``variants.<precision>.layout``: ``int8`` and
+``fp32-cl``) computes with ``(batch, time, channels)`` activations inside; its decoder and stream graphs have
+exactly the names, dtypes and shapes above, except the stream graph's states: ``state_k`` and ``new_state_k``
+are ``(batch, length_k, channels_k)`` (:meth:`StateSpec.shape`). Its grid, lags and state list are those of
+``graphs.stream``.
+
 :func:`check_graph` compares what a built session says of itself with the manifest's config.
 """
 
@@ -39,6 +46,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AUDIO_NAME",
+    "CHANNELS_FIRST",
+    "CHANNELS_LAST",
+    "LAYOUTS",
     "FRAME_NAME",
     "END_NAME",
     "CONFIG_METADATA_KEY",
@@ -57,6 +67,9 @@ FRAME_NAME = "frame"
 END_NAME = "end"
 AUDIO_NAME = "audio"
 CONFIG_METADATA_KEY = "snac_onnx.config"  # the graph's own copy of the config (ONNX metadata_props), JSON
+CHANNELS_FIRST = "channels_first"
+CHANNELS_LAST = "channels_last"
+LAYOUTS = (CHANNELS_FIRST, CHANNELS_LAST)
 
 
 def code_names(num_codebooks: int) -> list[str]:
@@ -105,6 +118,13 @@ class StateSpec:
     length: int
     rate: int
     lag: int
+
+    def shape(self, batch: int, layout: str = CHANNELS_FIRST) -> tuple[int, int, int]:
+        """The tensor's shape in a graph of ``layout``: ``(batch, channels, length)``, or channels-last
+        ``(batch, length, channels)``."""
+        if layout == CHANNELS_LAST:
+            return batch, self.length, self.channels
+        return batch, self.channels, self.length
 
 
 def first_audio_frame(first_frame: int, frames_per_call: int, audio_lag: int, samples_per_frame: int) -> int:

@@ -6,6 +6,12 @@ weights came from, the sha256 of each file, the graphs' input and output names
 and the parity measured at export. The runtime reads its configuration from
 the manifest only; it never needs torch or the original checkpoint.
 
+``variants`` lists other forms of the graphs, by precision name: ``{"int8": {"layout": "channels_last",
+"decoder": {path, sha256, bytes}, "stream": {...}, ...}}``. A variant has a decoder graph and may have an
+encoder and a stream graph (a role it lacks runs the fp32 graph: an int8 export encodes in fp32; without a
+stream graph it streams in window mode). ``layout`` (default ``channels_first``, all exports before the
+channels-last graphs) says how the graphs lay out their stream states (:data:`snac_onnx.model.contract.LAYOUTS`).
+
 The graphs' names and shapes are :mod:`snac_onnx.model.contract`.
 """
 
@@ -20,7 +26,7 @@ from typing import Any
 
 from ..config import ModelConfig
 from ..errors import ModelFormatError, ModelNotFoundError
-from .contract import StreamSpec, decoder_io, encoder_io, stream_io
+from .contract import CHANNELS_FIRST, LAYOUTS, StreamSpec, decoder_io, encoder_io, stream_io
 
 __all__ = [
     "FORMAT_VERSION",
@@ -53,7 +59,7 @@ class Manifest:
     graphs: dict[str, dict[str, list[str]]]
     random_init: bool
     raw: dict[str, Any]
-    variants: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    variants: dict[str, dict[str, Any]] = field(default_factory=dict)
     stream: StreamSpec | None = None
 
     @property
@@ -70,8 +76,28 @@ class Manifest:
 
     @property
     def precisions(self) -> list[str]:
-        """Precisions this export holds: ``fp32`` and any variants (``int8``, ``fp16``)."""
+        """Precisions this export holds: ``fp32`` and any variants (``int8``, ``fp32-cl``, ``fp16``)."""
         return ["fp32", *self.variants]
+
+    def layout(self, precision: str = "fp32") -> str:
+        """The graphs' layout at ``precision`` (:data:`snac_onnx.model.contract.LAYOUTS`)."""
+        if precision == "fp32":
+            return CHANNELS_FIRST
+        return str(self._variant(precision).get("layout", CHANNELS_FIRST))
+
+    def has_stream(self, precision: str = "fp32") -> bool:
+        """Whether the export has a stream graph at ``precision``."""
+        if self.stream is None:
+            return False
+        return precision == "fp32" or "stream" in self._variant(precision)
+
+    def _variant(self, precision: str) -> dict[str, Any]:
+        if precision not in self.variants:
+            raise ModelNotFoundError(
+                f"precision {precision!r} is not in this export; it has {self.precisions}. "
+                f"Export it with 'python -m export ... --precision {precision}'"
+            )
+        return self.variants[precision]
 
     @property
     def decoder_tail_tiles(self) -> int:
@@ -82,15 +108,23 @@ class Manifest:
         return tiles
 
     def file_entry(self, role: str, precision: str = "fp32") -> dict[str, Any]:
-        """The manifest entry (path, sha256, bytes) of ``role``'s graph at ``precision`` (stream: fp32 only)."""
-        if precision == "fp32" or role == "stream":
+        """The manifest entry (path, sha256, bytes) of ``role``'s graph at ``precision`` (a variant without an encoder
+        uses the fp32 one).
+
+        Raises:
+            ModelNotFoundError: the export lacks ``precision``, or has no stream graph at it (``role`` ``stream``).
+        """
+        if precision == "fp32":
             return self.files[role]
-        if precision not in self.variants:
+        variant = self._variant(precision)
+        if role in variant:
+            return dict(variant[role])
+        if role == "stream":
             raise ModelNotFoundError(
-                f"precision {precision!r} is not in this export; it has {self.precisions}. "
-                f"Export it with 'python -m export ... --precision {precision}'"
+                f"this export has no stream graph at precision {precision!r} (its variants before the channels-last "
+                "graphs had none); stream in window mode (mode='window') or re-export with 'python -m export ...'"
             )
-        return self.variants[precision][role]
+        return self.files[role]
 
     def graph_io(self, role: str) -> tuple[list[str], list[str]]:
         """(input names, output names) the contract gives ``role``'s graph in this export.
@@ -121,6 +155,18 @@ def sha256_file(path: Path, chunk_bytes: int = 1 << 20) -> str:
         for chunk in iter(lambda: handle.read(chunk_bytes), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def _variant_entry(precision: str, raw: dict[str, Any]) -> dict[str, Any]:
+    """A checked ``variants`` entry: its role files (a decoder at least) and its layout."""
+    if precision == "fp32" or "decoder" not in raw:
+        raise KeyError(f"variants.{precision}.decoder" if precision != "fp32" else "variants.fp32 (reserved)")
+    entry: dict[str, Any] = {role: dict(raw[role]) for role in ("encoder", "decoder", "stream") if role in raw}
+    layout = raw.get("layout", CHANNELS_FIRST)
+    if layout not in LAYOUTS:
+        raise TypeError(f"variants.{precision}.layout must be one of {list(LAYOUTS)}, got {layout!r}")
+    entry["layout"] = layout
+    return entry
 
 
 def load_manifest(folder: str | Path) -> Manifest:
@@ -159,10 +205,11 @@ def load_manifest(folder: str | Path) -> Manifest:
             role: {"inputs": list(raw["graphs"][role]["inputs"]), "outputs": list(raw["graphs"][role]["outputs"])}
             for role in ("encoder", "decoder")
         }
-        variants = {
-            str(p): {role: dict(v[role]) for role in ("encoder", "decoder")} for p, v in raw.get("variants", {}).items()
-        }
-        for entry in [*files.values(), *(e for v in variants.values() for e in v.values())]:
+        variants = {str(p): _variant_entry(str(p), v) for p, v in raw.get("variants", {}).items()}
+        for entry in [
+            *files.values(),
+            *(v[r] for v in variants.values() for r in ("encoder", "decoder", "stream") if r in v),
+        ]:
             entry["path"], entry["sha256"]
         name = str(raw["name"])
     except (KeyError, TypeError) as exc:

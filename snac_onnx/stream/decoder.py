@@ -9,7 +9,7 @@ whole sequence with noise off (to float error), first and last frames included.
   every code its receptive field covers has arrived. At :meth:`StreamDecoder.flush` the graph is
   told the stream's length and run past it: each layer then sees its own right zero padding, as
   offline (the end of a stream is not zero codes). Only the stream graph is loaded.
-* **window** (exports without a stream graph, reduced precisions, or when ``chunk_frames``,
+* **window** (exports without a stream graph, precisions without one, or when ``chunk_frames``,
   ``left_context`` or ``lookahead`` are given): the decoder is convolutional (plus, at 32/44 kHz,
   attention inside fixed windows of 32 latent steps), so the audio of coarse frames ``[a, b)``
   depends only on the codes of frames ``[a - left, b + right)``. A stream decodes fixed chunks of
@@ -74,7 +74,7 @@ class StreamDecoder:
     Args:
         runner: the model's runner (a codec's own; make streams with :meth:`SnacOnnx.stream`).
         mode: ``"stateful"``, ``"window"`` or ``"auto"`` (stateful when the export has a stream graph,
-            the codec runs fp32 and no window argument below is given; window otherwise).
+            it has one at the codec's precision and no window argument below is given; window otherwise).
         chunk_frames: window mode: coarse frames of audio produced per decode call (a multiple of
             the attention window in frames for 32/44 kHz). Default: 4 frames, rounded up to the window.
         left_context: window mode: coarse frames decoded before each chunk (default: receptive field).
@@ -163,7 +163,8 @@ class StreamDecoder:
             self._next_frame = spec.first_frame  # first frame of the next step
             self._end: int | None = None  # the stream's length in frames (padded to the window), once flushed
             self._last_frame = 0  # once flushed: the frame the tail steps run up to
-            self._states = [np.zeros((1, st.channels, st.length), np.float32) for st in spec.states]
+            layout = runner.sessions.manifest.layout(runner.sessions.precision)
+            self._states = [np.zeros(st.shape(1, layout), np.float32) for st in spec.states]
             budget = budget_steps(runner.max_chunk_seconds, config.samples_per_frame, config.sample_rate)
             self._max_steps = None if budget is None else max(1, budget // spec.step_frames)
 
@@ -174,8 +175,8 @@ class StreamDecoder:
         why_not = None
         if sessions.manifest.stream is None:
             why_not = "this export has no stream graph (stream.onnx); re-export it with 'python -m export ...'"
-        elif sessions.precision != "fp32":
-            why_not = f"the stream graph is fp32 and this codec runs {sessions.precision}"
+        elif not sessions.manifest.has_stream(sessions.precision):
+            why_not = f"this export has no stream graph at precision {sessions.precision!r}"
         if mode == "stateful":
             if window_args:
                 raise InvalidArgumentError(f"{', '.join(window_args)} apply to mode='window', not 'stateful'")
@@ -378,12 +379,12 @@ class StreamDecoder:
 
     @property
     def states(self) -> list[np.ndarray]:
-        """The layer states (float32 ``(1, channels, length)`` each, the manifest's layout) the next step reads."""
+        """The layer states the next step reads (float32; :meth:`StateSpec.shape` of batch 1, in the graph's layout)."""
         return self._states
 
     def finish_step(self, step: StepInput, audio: np.ndarray, states: list[np.ndarray]) -> np.ndarray:
-        """Take the outputs of ``step`` (``audio`` float32 1-D, the new ``states`` ``(1, C, L)``); returns the samples
-        that became final (float32, 1-D)."""
+        """Take the outputs of ``step`` (``audio`` float32 1-D, the new ``states`` as :attr:`states`); returns the
+        samples that became final (float32, 1-D)."""
         config, a = self._config, int(step.frame[0])
         self._states = states
         self._next_frame = a + step.frames

@@ -169,7 +169,7 @@ class StreamPool:
     """Decode many streams of one model at once; see the module docstring.
 
     Args:
-        codec: the model (fp32, with a stream graph; every export since the stream graph has one). Its
+        codec: the model, at a precision with a stream graph (fp32 in every export since the stream graph; int8). Its
             ``threads`` are the threads of each batched call; its ``max_chunk_seconds`` bounds a call's
             audio, summed over its rows, and so the default ``max_batch``.
         max_streams: streams open at once; :meth:`open` beyond it raises :class:`PoolFullError`.
@@ -188,7 +188,7 @@ class StreamPool:
 
     Raises:
         ModelNotFoundError: the export has no stream graph (re-export it).
-        InvalidArgumentError: an argument out of range, or a codec that does not run fp32.
+        InvalidArgumentError: an argument out of range, or a codec whose precision has no stream graph.
     """
 
     def __init__(
@@ -209,8 +209,11 @@ class StreamPool:
                 "a StreamPool runs the export's stream graph (stream.onnx) and this export has none; re-export it "
                 "with 'python -m export ...'"
             )
-        if codec.precision != "fp32":
-            raise InvalidArgumentError(f"the stream graph is fp32 and this codec runs {codec.precision}")
+        if not codec.manifest.has_stream(codec.precision):
+            raise InvalidArgumentError(
+                f"this export has no stream graph at precision {codec.precision!r}; use a precision with one "
+                f"({', '.join(p for p in codec.manifest.precisions if codec.manifest.has_stream(p))})"
+            )
         check_int("max_streams", max_streams, 1)
         if max_batch is not None:
             check_int("max_batch", max_batch, 1)
