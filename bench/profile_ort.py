@@ -1,6 +1,7 @@
 """Where decode/encode time goes in onnxruntime: per operator type, from its profiler.
 
 Usage: python bench/profile_ort.py [MODEL_DIR] [--graph decoder|encoder|stream] [--seconds 10] [--threads 2] [--plain]
+                                  [--precision fp32|int8|fp32-cl|fp16]
 Prints a markdown table of total time per op type (one call after a warm-up call). ``stream``: one step of
 the stream graph (``--seconds`` is ignored), its states zeros, at frame 10, summed over 20 calls.
 """
@@ -31,6 +32,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--plain", action="store_true", help="run Snake as plain ONNX nodes (no fused kernel)")
+    parser.add_argument("--precision", default="fp32", help="which graphs of the export (default fp32)")
     args = parser.parse_args()
 
     opts = ort.SessionOptions()
@@ -38,7 +40,7 @@ def main() -> int:
     opts.enable_profiling = True
     opts.profile_file_prefix = str(Path(tempfile.mkdtemp()) / "prof")
     settings = SessionSettings(intra_op_threads=args.threads, fused_snake=False if args.plain else None)
-    codec = SnacOnnx(args.model, settings=settings, session_options=opts)
+    codec = SnacOnnx(args.model, settings=settings, session_options=opts, precision=args.precision)
     frames = int(args.seconds * codec.sample_rate / codec.samples_per_frame)
     frames -= frames % codec.config.frames_multiple
     if args.graph == "decoder":
@@ -53,7 +55,8 @@ def main() -> int:
         values = [rng.integers(0, 4096, (1, n)) for n in codec.config.code_lengths(step)]
         values += [np.zeros(s, np.float32) for s in codec.noise_shapes(1, step)]
         values += [np.array([10], np.int64), np.array([1 << 40], np.int64)]  # frame, end (not known yet)
-        values += [np.zeros((1, st.channels, st.length), np.float32) for st in spec.states]
+        layout = codec.manifest.layout(args.precision)
+        values += [np.zeros(st.shape(1, layout), np.float32) for st in spec.states]
         feeds = dict(zip(spec.inputs, values))
     else:
         feeds = {"audio": (0.1 * np.random.default_rng(0).standard_normal((1, 1, frames * codec.samples_per_frame))).astype(np.float32)}
@@ -73,7 +76,7 @@ def main() -> int:
             per_op[op] += e["dur"]
             count[op] += 1
     total = sum(per_op.values())
-    print(f"{args.graph} of {frames * codec.samples_per_frame / codec.sample_rate:.1f} s, {args.threads} threads, "
+    print(f"{args.graph} ({args.precision}) of {frames * codec.samples_per_frame / codec.sample_rate:.1f} s, {args.threads} threads, "
           f"Snake {'fused kernel' if fused else 'plain ONNX nodes'}: "
           f"run {sum(r['dur'] for r in runs[-calls:]) / 1e3 / calls:.1f} ms, kernels {total / 1e3 / calls:.1f} ms per call\n")
     print("| op type | nodes | ms | share |")

@@ -684,10 +684,12 @@ static const SnakeCustomOp g_depthwise_snake_stream_op = {
  *   SnakeDepthwiseConvSnakeCL(x, alpha, inv_alpha, weight, bias, alpha_out, inv_alpha_out) -> y, and its stream form
  *     (state, x, ...) -> (y, new_state, residual = [state, x][S/2, S/2 + T))
  *   ConvCL(x, weight (taps, C, C_out), bias) -> y: a dense convolution with few output channels
- * and the int8 ones: QuantizeRowsCL(x) -> (q uint8, scale (B, T, 1)); the forms "<op>Q" of the taps and depthwise
- * ops, whose first output is that pair instead of y; DequantizeCL(acc int32, scale, weight_scale, bias) -> y =
- * acc * weight_scale * scale + bias (in that order) and DequantizeAddCL(..., residual), which adds residual after. A row is quantized as scale = max(max |v|, 1e-30) / 127, q = clamp(rint(v /
- * scale), -127, 127) + 128 (rint: round half to even), exactly the function bodies' Div, Round, Clip, Add, Cast.
+ * and the int8 ones: QuantizeRowsCL(x) -> (q uint8, params (B, T, 2)); the forms "<op>Q" of the taps and depthwise
+ * ops, whose first output is that pair instead of y; DequantizeCL(acc int32, params, weight_scale, weight_sum int32,
+ * bias) -> y = (float)(acc - zero * weight_sum) * weight_scale * scale + bias (in that order) and DequantizeAddCL(...,
+ * residual), which adds residual after. A row is quantized asymmetrically: lo = min(min v, 0), hi = max(max v, 0),
+ * scale = max(hi - lo, 1e-30) / 255, inverse = 1 / scale, zero = rint(-lo * inverse), q = clamp(rint(v * inverse) +
+ * zero, 0, 255), params = [scale, zero] (rint: round half to even), exactly the function bodies' ops.
  * Stream forms (state first): the layer runs over [state, x] joined in time without padding; new_state is the
  * joined rows' last S (S = state rows). Like the channels-first ops: NaN outputs on shapes the graphs never give.
  */
@@ -699,105 +701,229 @@ enum {
 };
 
 #define CL_ROW_FLOOR 1e-30f
-#define CL_LEVELS 127.0f
-#define CL_ZERO_POINT 128.0f
+#define CL_LEVELS 255.0f
 #define CL_BLOCK_ROWS 64 /* output rows a depthwise task computes between refills of its scratch */
 
-/* Snake over one row with per-channel alpha: y[c] = x[c] + inv_alpha[c] * sin(alpha[c] * x[c])^2 (the reduction of
- * snake_row_float); returns nonzero if some |alpha * x| is beyond the float reduction (then the row is redone). */
-SNAKE_CLONES
-static int cl_snake_float(const float *SNAKE_RESTRICT x, float *SNAKE_RESTRICT y, size_t n, const float *SNAKE_RESTRICT alpha,
-                          const float *SNAKE_RESTRICT inv_alpha) {
+/* Snake of one value with per-channel alpha (the reduction of snake_row_float); *bad is set when |alpha * x| is beyond
+ * the float reduction. Inline: cloned callers compile it for their instruction set. */
+static inline float cl_snake_one(float x, float alpha, float inv_alpha, int *bad) {
     const float two_over_pi = 0.636619772367581343f;
     const float pio2_1 = 1.5703125f, pio2_2 = 4.837512969970703125e-4f, pio2_3 = 7.54978995489188216e-8f;
     const float round_magic = 12582912.0f;
-    int out_of_range = 0;
+    const float z = alpha * x;
+    const float q = (z * two_over_pi + round_magic) - round_magic;
+    const float r = ((z - q * pio2_1) - q * pio2_2) - q * pio2_3;
+    const float s2 = sin_squared_reduced(r);
+    const float sin2 = ((int32_t)q & 1) ? 1.0f - s2 : s2;
+    *bad |= !(fabsf(z) <= SNAKE_FLOAT_REDUCTION_LIMIT);
+    return x + inv_alpha * sin2;
+}
+
+/* The values of one row (n channels) the float reduction could not take, redone in double (x and y may alias:
+ * x is the input, y the output written by the float pass). */
+static void cl_snake_fix(const float *x, float *y, size_t n, const float *alpha, const float *inv_alpha) {
     for (size_t i = 0; i < n; ++i) {
-        const float z = alpha[i] * x[i];
-        const float q = (z * two_over_pi + round_magic) - round_magic;
-        const float r = ((z - q * pio2_1) - q * pio2_2) - q * pio2_3;
-        const float s2 = sin_squared_reduced(r);
-        const float sin2 = ((int32_t)q & 1) ? 1.0f - s2 : s2;
-        y[i] = x[i] + inv_alpha[i] * sin2;
-        out_of_range |= !(fabsf(z) <= SNAKE_FLOAT_REDUCTION_LIMIT);
+        if (!(fabsf(alpha[i] * x[i]) <= SNAKE_FLOAT_REDUCTION_LIMIT)) snake_row_double(x + i, y + i, 1, alpha[i], inv_alpha[i]);
     }
-    return out_of_range;
+}
+
+#define CL_LANES 16 /* values per group in the fixed-width inner loops below (one AVX-512 vector) */
+
+/* y = Snake(x) over `rows` rows of n channels (row stride n). The out-of-range flags are kept per lane and looked
+ * at once (a horizontal reduction per row would cost more than the row). */
+SNAKE_CLONES
+static void cl_snake_rows(const float *SNAKE_RESTRICT x, float *SNAKE_RESTRICT y, size_t rows, size_t n,
+                          const float *SNAKE_RESTRICT alpha, const float *SNAKE_RESTRICT inv_alpha) {
+    int lanes[CL_LANES] = {0};
+    for (size_t r = 0; r < rows; ++r) {
+        const float *xr = x + r * n;
+        float *yr = y + r * n;
+        size_t c = 0;
+        for (; c + CL_LANES <= n; c += CL_LANES) {
+            for (size_t i = 0; i < CL_LANES; ++i) yr[c + i] = cl_snake_one(xr[c + i], alpha[c + i], inv_alpha[c + i], &lanes[i]);
+        }
+        for (; c < n; ++c) yr[c] = cl_snake_one(xr[c], alpha[c], inv_alpha[c], &lanes[0]);
+    }
+    int bad = 0;
+    for (size_t i = 0; i < CL_LANES; ++i) bad |= lanes[i];
+    if (bad) {
+        for (size_t r = 0; r < rows; ++r) cl_snake_fix(x + r * n, y + r * n, n, alpha, inv_alpha);
+    }
 }
 
 static void cl_snake_row(const float *x, float *y, size_t n, const float *alpha, const float *inv_alpha) {
-    if (cl_snake_float(x, y, n, alpha, inv_alpha)) {
-        for (size_t i = 0; i < n; ++i) snake_row_double(x + i, y + i, 1, alpha[i], inv_alpha[i]);
-    }
+    cl_snake_rows(x, y, 1, n, alpha, inv_alpha);
 }
 
-/* Quantize one row of n values (see the header); q gets n uint8, *scale the row's scale (NaN for a row with a NaN). */
-SNAKE_CLONES
-static void cl_quantize_row(const float *SNAKE_RESTRICT v, size_t n, uint8_t *SNAKE_RESTRICT q, float *scale) {
-    uint32_t peak_bits = 0; /* |v| as bits: for non-NaN floats their order is the values' order; NaNs sort above inf */
-    for (size_t i = 0; i < n; ++i) {
-        uint32_t bits;
-        memcpy(&bits, v + i, sizeof bits);
-        bits &= 0x7fffffffu;
-        peak_bits = bits > peak_bits ? bits : peak_bits;
-    }
-    float peak;
-    memcpy(&peak, &peak_bits, sizeof peak);
-    const float s = (peak_bits > 0x7f800000u ? NAN : (peak > CL_ROW_FLOOR ? peak : CL_ROW_FLOOR)) / CL_LEVELS;
-    *scale = s;
-    for (size_t i = 0; i < n; ++i) {
-        float r = rintf(v[i] / s);
-        r = r < -CL_LEVELS ? -CL_LEVELS : (r > CL_LEVELS ? CL_LEVELS : r);
-        q[i] = (uint8_t)(int32_t)(r + CL_ZERO_POINT);
-    }
-}
+/* A float's bits as an int32 that orders like the float (for non-NaN values), and back. */
+static inline int32_t cl_order_key(int32_t bits) { return bits ^ ((bits >> 31) & 0x7fffffff); }
 
-/* y[c] = bias[c] + sum_k w[k * n + c] * src[k][c], k in taps order. */
+/* Quantize `rows` rows of n values (row stride n; see the header): q gets n uint8 per row, params [scale, zero] per
+ * row (scale NaN for a row with a NaN). */
 SNAKE_CLONES
-static void cl_depthwise_row(const float *const *src, float *SNAKE_RESTRICT y, size_t n, const float *SNAKE_RESTRICT w,
-                             size_t taps, const float *SNAKE_RESTRICT bias) {
-    if (taps == 7) {
-        const float *s0 = src[0], *s1 = src[1], *s2 = src[2], *s3 = src[3], *s4 = src[4], *s5 = src[5], *s6 = src[6];
-        for (size_t c = 0; c < n; ++c) {
-            y[c] = bias[c] + w[c] * s0[c] + w[n + c] * s1[c] + w[2 * n + c] * s2[c] + w[3 * n + c] * s3[c] +
-                   w[4 * n + c] * s4[c] + w[5 * n + c] * s5[c] + w[6 * n + c] * s6[c];
+static void cl_quantize_rows(const float *SNAKE_RESTRICT v, size_t rows, size_t n, uint8_t *SNAKE_RESTRICT q,
+                             float *SNAKE_RESTRICT params) {
+    enum { BATCH = 64 }; /* rows whose per-row scalars are computed together (their dependency chains overlap) */
+    for (size_t r0 = 0; r0 < rows; r0 += BATCH) {
+        const size_t count = rows - r0 < BATCH ? rows - r0 : BATCH;
+        int32_t lows[BATCH], highs[BATCH];
+        uint32_t nans[BATCH];
+        float inverses[BATCH], zeros[BATCH];
+        for (size_t r = 0; r < count; ++r) {
+            const float *vr = v + (r0 + r) * n;
+            int32_t low_key = 0, high_key = 0; /* the key of +0: the range always holds zero */
+            uint32_t nan = 0;
+            for (size_t i = 0; i < n; ++i) { /* integer min/max: they vectorize where float ones need -ffast-math */
+                int32_t bits;
+                memcpy(&bits, vr + i, sizeof bits);
+                const int32_t key = cl_order_key(bits);
+                low_key = key < low_key ? key : low_key;
+                high_key = key > high_key ? key : high_key;
+                nan |= ((uint32_t)bits & 0x7fffffffu) > 0x7f800000u;
+            }
+            lows[r] = low_key, highs[r] = high_key, nans[r] = nan;
         }
-        return;
-    }
-    for (size_t c = 0; c < n; ++c) y[c] = bias[c];
-    for (size_t k = 0; k < taps; ++k) {
-        const float *s = src[k];
-        for (size_t c = 0; c < n; ++c) y[c] += w[k * n + c] * s[c];
+        for (size_t r = 0; r < count; ++r) {
+            const int32_t low_bits = cl_order_key(lows[r]), high_bits = cl_order_key(highs[r]);
+            float low, high;
+            memcpy(&low, &low_bits, sizeof low);
+            memcpy(&high, &high_bits, sizeof high);
+            const float span = high - low;
+            const float scale = nans[r] ? NAN : (span > CL_ROW_FLOOR ? span : CL_ROW_FLOOR) / CL_LEVELS;
+            inverses[r] = 1.0f / scale;
+            zeros[r] = rintf(-low * inverses[r]);
+            params[2 * (r0 + r)] = scale;
+            params[2 * (r0 + r) + 1] = zeros[r];
+        }
+        for (size_t r = 0; r < count; ++r) { /* in int32: rint(v * inverse) + zero, clamped (the same values) */
+            const float *vr = v + (r0 + r) * n;
+            uint8_t *qr = q + (r0 + r) * n;
+            const float inverse = inverses[r];
+            const int32_t zero = zeros[r] == zeros[r] ? (int32_t)zeros[r] : 0;
+            for (size_t i = 0; i < n; ++i) {
+                const float scaled = rintf(vr[i] * inverse);
+                int32_t k = (scaled > -65536.0f && scaled < 65536.0f ? (int32_t)scaled : 0) + zero; /* NaN rows: 0 */
+                k = k < 0 ? 0 : k;
+                k = k > 255 ? 255 : k;
+                qr[i] = (uint8_t)k;
+            }
+        }
     }
 }
 
-/* acc[c] = sum_k w[(k * n + c) * m + o] * src[k][c], then the channels summed pairwise in a fixed order: one output
- * channel o of a dense convolution at one step. */
+/* One block of a depthwise layer: out[t][c] = bias[c] + sum_k w[k][c] * s[t + k * dilation][c] for t < rows (s:
+ * `rows + (taps - 1) * dilation` rows of n channels; 7 taps: ((b + w0 s0 + w1 s1) + (w2 s2 + w3 s3)) + (w4 s4 + w5 s5
+ * + w6 s6), three short chains; other counts in tap order), then (alpha_out given) Snake(alpha_out).
+ * Channel groups of CL_LANES, each over all rows with its weights held in registers. Each value's arithmetic is
+ * the same wherever it is. */
 SNAKE_CLONES
-static float cl_conv_dot(const float *const *src, size_t n, const float *SNAKE_RESTRICT w, size_t taps, size_t m, size_t o,
-                         float *SNAKE_RESTRICT acc) {
-    for (size_t c = 0; c < n; ++c) acc[c] = 0.0f;
-    for (size_t k = 0; k < taps; ++k) {
-        const float *s = src[k];
-        const float *wk = w + k * n * m + o;
-        for (size_t c = 0; c < n; ++c) acc[c] += wk[c * m] * s[c];
+static void cl_depthwise_block(const float *SNAKE_RESTRICT s, float *SNAKE_RESTRICT out, size_t rows, size_t n,
+                               size_t taps, size_t dilation, const float *SNAKE_RESTRICT w, const float *SNAKE_RESTRICT bias,
+                               const float *SNAKE_RESTRICT alpha_out, const float *SNAKE_RESTRICT inv_alpha_out) {
+    const size_t d = dilation * n;
+    size_t c0 = 0;
+    if (taps == 7) {
+        for (; c0 + CL_LANES <= n; c0 += CL_LANES) {
+            float w0[CL_LANES], w1[CL_LANES], w2[CL_LANES], w3[CL_LANES], w4[CL_LANES], w5[CL_LANES], w6[CL_LANES];
+            float bb[CL_LANES], ao[CL_LANES], iao[CL_LANES];
+            int lanes[CL_LANES] = {0};
+            for (size_t i = 0; i < CL_LANES; ++i) {
+                w0[i] = w[c0 + i], w1[i] = w[n + c0 + i], w2[i] = w[2 * n + c0 + i], w3[i] = w[3 * n + c0 + i];
+                w4[i] = w[4 * n + c0 + i], w5[i] = w[5 * n + c0 + i], w6[i] = w[6 * n + c0 + i], bb[i] = bias[c0 + i];
+                ao[i] = alpha_out != NULL ? alpha_out[c0 + i] : 0.0f;
+                iao[i] = alpha_out != NULL ? inv_alpha_out[c0 + i] : 0.0f;
+            }
+            for (size_t t = 0; t < rows; ++t) {
+                const float *st = s + t * n + c0;
+                float *y = out + t * n + c0;
+                float v[CL_LANES];
+                for (size_t i = 0; i < CL_LANES; ++i) { /* three short chains instead of one of seven: */
+                    const float head = bb[i] + w0[i] * st[i] + w1[i] * st[d + i];
+                    const float middle = w2[i] * st[2 * d + i] + w3[i] * st[3 * d + i];
+                    const float tail = w4[i] * st[4 * d + i] + w5[i] * st[5 * d + i] + w6[i] * st[6 * d + i];
+                    v[i] = (head + middle) + tail;
+                }
+                if (alpha_out != NULL) {
+                    for (size_t i = 0; i < CL_LANES; ++i) y[i] = cl_snake_one(v[i], ao[i], iao[i], &lanes[i]);
+                } else {
+                    for (size_t i = 0; i < CL_LANES; ++i) y[i] = v[i];
+                }
+            }
+            int bad = 0;
+            for (size_t i = 0; i < CL_LANES; ++i) bad |= lanes[i];
+            if (bad) { /* rare: the values beyond the float reduction, again with the same sums, then in double */
+                for (size_t t = 0; t < rows; ++t) {
+                    const float *st = s + t * n + c0;
+                    float v[CL_LANES];
+                    for (size_t i = 0; i < CL_LANES; ++i) {
+                        const float head = bb[i] + w0[i] * st[i] + w1[i] * st[d + i];
+                        const float middle = w2[i] * st[2 * d + i] + w3[i] * st[3 * d + i];
+                        const float tail = w4[i] * st[4 * d + i] + w5[i] * st[5 * d + i] + w6[i] * st[6 * d + i];
+                        v[i] = (head + middle) + tail;
+                    }
+                    cl_snake_fix(v, out + t * n + c0, CL_LANES, alpha_out + c0, inv_alpha_out + c0);
+                }
+            }
+        }
     }
-    size_t live = n;
-    while (live > 1) {
-        const size_t half = live / 2, keep = live - half;
-        for (size_t c = 0; c < half; ++c) acc[c] += acc[keep + c];
-        live = keep;
+    if (c0 == n) return;
+    for (size_t t = 0; t < rows; ++t) { /* the other channels (or tap counts): the same sums, a channel at a time */
+        const float *st = s + t * n;
+        float *y = out + t * n;
+        for (size_t c = c0; c < n; ++c) {
+            float v = bias[c];
+            if (taps == 7) { /* the same sums as the groups above */
+                const float head = bias[c] + w[c] * st[c] + w[n + c] * st[d + c];
+                const float middle = w[2 * n + c] * st[2 * d + c] + w[3 * n + c] * st[3 * d + c];
+                const float tail = w[4 * n + c] * st[4 * d + c] + w[5 * n + c] * st[5 * d + c] + w[6 * n + c] * st[6 * d + c];
+                v = (head + middle) + tail;
+            } else {
+                for (size_t k = 0; k < taps; ++k) v += w[k * n + c] * st[k * d + c];
+            }
+            if (alpha_out != NULL) {
+                int bad = 0;
+                y[c] = cl_snake_one(v, alpha_out[c], inv_alpha_out[c], &bad);
+                if (bad) cl_snake_fix(&v, y + c, 1, alpha_out + c, inv_alpha_out + c);
+            } else {
+                y[c] = v;
+            }
+        }
     }
-    return n ? acc[0] : 0.0f;
+}
+
+#define CL_CONV_ROWS 256 /* output rows of a dense-convolution block */
+
+/* A dense convolution's block of `rows` outputs from xt: the block's input rows transposed, xt[c][j] (row stride
+ * `span`): y[j][o] = bias[o] + sum_k sum_c w[k][c][o] * xt[c][j + k], summed in that order. */
+SNAKE_CLONES
+static void cl_conv_block(const float *SNAKE_RESTRICT xt, size_t span, float *SNAKE_RESTRICT y, size_t rows, size_t n,
+                          size_t taps, size_t m, const float *SNAKE_RESTRICT w, const float *SNAKE_RESTRICT bias,
+                          float *SNAKE_RESTRICT acc) {
+    for (size_t o = 0; o < m; ++o) {
+        for (size_t j = 0; j < rows; ++j) acc[j] = bias[o];
+        for (size_t k = 0; k < taps; ++k) {
+            for (size_t c = 0; c < n; ++c) {
+                const float wv = w[(k * n + c) * m + o];
+                const float *x = xt + c * span + k;
+                for (size_t j = 0; j < rows; ++j) acc[j] += wv * x[j];
+            }
+        }
+        for (size_t j = 0; j < rows; ++j) y[j * m + o] = acc[j];
+    }
 }
 
 SNAKE_CLONES
-static void cl_dequantize_row(const int32_t *SNAKE_RESTRICT acc, float row_scale, const float *SNAKE_RESTRICT col_scale,
-                              const float *SNAKE_RESTRICT bias, const float *SNAKE_RESTRICT residual, float *SNAKE_RESTRICT y,
-                              size_t n) {
+static void cl_dequantize_row(const int32_t *SNAKE_RESTRICT acc, const float *params, const float *SNAKE_RESTRICT col_scale,
+                              const int32_t *SNAKE_RESTRICT col_sum, const float *SNAKE_RESTRICT bias,
+                              const float *SNAKE_RESTRICT residual, float *SNAKE_RESTRICT y, size_t n) {
+    const float row_scale = params[0];
+    const int32_t zero = (int32_t)params[1];
     if (residual != NULL) {
-        for (size_t c = 0; c < n; ++c) y[c] = ((float)acc[c] * col_scale[c] * row_scale + bias[c]) + residual[c];
+        for (size_t c = 0; c < n; ++c) {
+            y[c] = ((float)(acc[c] - zero * col_sum[c]) * col_scale[c] * row_scale + bias[c]) + residual[c];
+        }
     } else {
-        for (size_t c = 0; c < n; ++c) y[c] = (float)acc[c] * col_scale[c] * row_scale + bias[c];
+        for (size_t c = 0; c < n; ++c) y[c] = (float)(acc[c] - zero * col_sum[c]) * col_scale[c] * row_scale + bias[c];
     }
 }
 
@@ -823,9 +949,9 @@ typedef struct ClJob {
     int64_t taps, dilation, conv_out;
     float *y;
     uint8_t *q;
-    float *scale;
-    const int32_t *acc;
-    const float *row_scale, *col_scale, *residual;
+    float *params; /* [scale, zero] per quantized row */
+    const int32_t *acc, *col_sum;
+    const float *row_params, *col_scale, *residual;
     int64_t spans, span_rows; /* work items: batch * spans, each span_rows output rows */
     int64_t next;
     int failed;
@@ -841,72 +967,63 @@ static const float *cl_source_row(const ClJob *job, int64_t b, int64_t i) {
     return i < 0 || i >= job->steps ? NULL : job->x + (b * job->steps + i) * c;
 }
 
-/* Output 0's row r of batch b: written as float, or quantized. */
-static void cl_emit(const ClJob *job, int64_t b, int64_t r, const float *row) {
-    const size_t width = (size_t)job->width_out, at = (size_t)(b * job->rows_out + r);
-    if (job->q != NULL) {
-        cl_quantize_row(row, width, job->q + at * width, job->scale + at);
-    } else if (row != job->y + at * width) {
-        memcpy(job->y + at * width, row, width * sizeof(float));
+/* Fill dst with the layer's source rows [first, first + count) of batch b (Snake'd when the layer has alpha): runs of
+ * x rows in one call each, state rows likewise, zero rows zeroed. */
+static void cl_fill(const ClJob *job, int64_t b, int64_t first, int64_t count, float *dst) {
+    const size_t c = (size_t)job->channels;
+    int64_t i = 0;
+    while (i < count) {
+        const float *row = cl_source_row(job, b, first + i);
+        int64_t run = 1; /* rows of the same source that follow in memory */
+        while (i + run < count) {
+            const float *next = cl_source_row(job, b, first + i + run);
+            if ((row == NULL) != (next == NULL) || (row != NULL && next != row + run * (int64_t)c)) break;
+            ++run;
+        }
+        float *out = dst + (size_t)i * c;
+        if (row == NULL) memset(out, 0, (size_t)run * c * sizeof(float));
+        else if (job->alpha != NULL) cl_snake_rows(row, out, (size_t)run, c, job->alpha, job->inv_alpha);
+        else memcpy(out, row, (size_t)run * c * sizeof(float));
+        i += run;
     }
 }
 
+/* Output rows [r0, r1) of batch b of a depthwise layer, in blocks of CL_BLOCK_ROWS: the block's source rows (and the
+ * halo shared with the last block, kept) in `scratch`, its outputs in `out` (or straight into y). */
 static int cl_depthwise_span(ClJob *job, int64_t b, int64_t r0, int64_t r1, float *scratch, float *out) {
     const int64_t c = job->channels, halo = (job->taps - 1) * job->dilation;
-    const int snake_in = job->alpha != NULL, snake_out = job->alpha_out != NULL;
-    const float *src[64];
-    if (job->taps > 64) return 0;
-    int64_t filled = 0; /* scratch rows hold f(source rows r0 + base .. r0 + base + filled) */
-    int64_t base = 0;
+    int64_t have = 0; /* scratch holds source rows [next - have, next) */
+    int64_t next = r0;
     for (int64_t r = r0; r < r1; r += CL_BLOCK_ROWS) {
         const int64_t rows = r1 - r < CL_BLOCK_ROWS ? r1 - r : CL_BLOCK_ROWS;
-        /* keep the halo rows this block shares with the last one, fill the rest */
-        const int64_t first = r - r0; /* the block's first needed source row, relative to r0 */
-        int64_t keep = filled > 0 ? base + filled - first : 0;
-        if (keep > 0) memmove(scratch, scratch + (first - base) * c, (size_t)(keep * c) * sizeof(float));
-        else keep = 0;
-        for (int64_t i = keep; i < rows + halo; ++i) {
-            const float *row = cl_source_row(job, b, r + i);
-            float *dst = scratch + i * c;
-            if (row == NULL) memset(dst, 0, (size_t)c * sizeof(float));
-            else if (snake_in) cl_snake_row(row, dst, (size_t)c, job->alpha, job->inv_alpha);
-            else memcpy(dst, row, (size_t)c * sizeof(float));
-        }
-        base = first;
-        filled = rows + halo;
-        for (int64_t t = 0; t < rows; ++t) {
-            for (int64_t k = 0; k < job->taps; ++k) src[k] = scratch + (t + k * job->dilation) * c;
-            const size_t at = (size_t)(b * job->rows_out + r + t);
-            float *dst = (job->q == NULL && !snake_out) ? job->y + at * (size_t)c : out;
-            cl_depthwise_row(src, dst, (size_t)c, job->weight, (size_t)job->taps, job->bias);
-            if (snake_out) {
-                float *final = job->q == NULL ? job->y + at * (size_t)c : out + c;
-                cl_snake_row(dst, final, (size_t)c, job->alpha_out, job->inv_alpha_out);
-                dst = final;
-            }
-            cl_emit(job, b, r + t, dst);
-        }
+        const int64_t keep = have > 0 && next > r ? next - r : 0; /* rows [r, next) are already there, at the end */
+        if (keep > 0) memmove(scratch, scratch + (have - keep) * c, (size_t)(keep * c) * sizeof(float));
+        cl_fill(job, b, r + keep, rows + halo - keep, scratch + keep * c);
+        have = rows + halo;
+        next = r + have;
+        const size_t at = (size_t)(b * job->rows_out + r);
+        float *dst = job->q == NULL ? job->y + at * (size_t)c : out;
+        cl_depthwise_block(scratch, dst, (size_t)rows, (size_t)c, (size_t)job->taps, (size_t)job->dilation, job->weight,
+                           job->bias, job->alpha_out, job->inv_alpha_out);
+        if (job->q != NULL) cl_quantize_rows(out, (size_t)rows, (size_t)c, job->q + at * (size_t)c, job->params + 2 * at);
     }
     return 1;
 }
 
-static void cl_conv_span(ClJob *job, int64_t b, int64_t r0, int64_t r1, float *acc) {
-    const float *src[64];
-    const int64_t m = job->conv_out;
-    for (int64_t r = r0; r < r1; ++r) {
-        int zeros = 0;
-        for (int64_t k = 0; k < job->taps && k < 64; ++k) {
-            src[k] = cl_source_row(job, b, r + k);
-            if (src[k] == NULL) {
-                src[k] = acc + job->channels; /* a zero row after the accumulator */
-                zeros = 1;
-            }
+/* Output rows [r0, r1) of batch b of the dense convolution, in blocks of CL_CONV_ROWS (scratch: the transposed
+ * input block, then the accumulators). */
+static void cl_conv_span(ClJob *job, int64_t b, int64_t r0, int64_t r1, float *scratch) {
+    const int64_t c = job->channels, m = job->conv_out;
+    const size_t span = (size_t)(CL_CONV_ROWS + job->taps - 1);
+    float *xt = scratch, *acc = scratch + (size_t)c * span;
+    for (int64_t r = r0; r < r1; r += CL_CONV_ROWS) {
+        const int64_t rows = r1 - r < CL_CONV_ROWS ? r1 - r : CL_CONV_ROWS;
+        for (int64_t j = 0; j < rows + job->taps - 1; ++j) {
+            const float *row = cl_source_row(job, b, r + j);
+            for (int64_t ch = 0; ch < c; ++ch) xt[(size_t)ch * span + (size_t)j] = row == NULL ? 0.0f : row[ch];
         }
-        if (zeros) memset(acc + job->channels, 0, (size_t)job->channels * sizeof(float));
-        float *y = job->y + (b * job->rows_out + r) * m;
-        for (int64_t o = 0; o < m; ++o) {
-            y[o] = job->bias[o] + cl_conv_dot(src, (size_t)job->channels, job->weight, (size_t)job->taps, (size_t)m, (size_t)o, acc);
-        }
+        cl_conv_block(xt, span, job->y + (size_t)(b * job->rows_out + r) * (size_t)m, (size_t)rows, (size_t)c,
+                      (size_t)job->taps, (size_t)m, job->weight, job->bias, acc);
     }
 }
 
@@ -918,10 +1035,10 @@ static void cl_rows_span(ClJob *job, int64_t b, int64_t r0, int64_t r1, float *r
         const size_t at = (size_t)(b * job->rows_out + r);
         if (kind == CL_DEQUANTIZE || kind == CL_DEQUANTIZE_ADD) {
             const size_t n = (size_t)job->width_out;
-            cl_dequantize_row(job->acc + at * n, job->row_scale[at], job->col_scale, job->bias,
+            cl_dequantize_row(job->acc + at * n, job->row_params + 2 * at, job->col_scale, job->col_sum, job->bias,
                               job->residual != NULL ? job->residual + at * n : NULL, job->y + at * n, n);
         } else if (kind == CL_QUANTIZE) {
-            cl_quantize_row(job->x + at * (size_t)c, (size_t)c, job->q + at * (size_t)c, job->scale + at);
+            cl_quantize_rows(job->x + at * (size_t)c, 1, (size_t)c, job->q + at * (size_t)c, job->params + 2 * at);
         } else if (kind == CL_SNAKE) {
             cl_snake_row(job->x + at * (size_t)c, job->y + at * (size_t)c, (size_t)c, job->alpha, job->inv_alpha);
         } else if (kind == CL_SNAKE_STREAM) { /* y = [state, Snake(x)] */
@@ -942,7 +1059,7 @@ static void cl_rows_span(ClJob *job, int64_t b, int64_t r0, int64_t r1, float *r
                     cl_snake_row(job->x + (b * job->steps + i - 1) * c, dst, (size_t)c, job->alpha, job->inv_alpha);
                 }
             }
-            if (job->q != NULL) cl_quantize_row(row, (size_t)(2 * c), job->q + at * (size_t)(2 * c), job->scale + at);
+            if (job->q != NULL) cl_quantize_rows(row, 1, (size_t)(2 * c), job->q + at * (size_t)(2 * c), job->params + 2 * at);
             else memcpy(job->y + at * (size_t)(2 * c), row, (size_t)(2 * c) * sizeof(float));
         }
     }
@@ -953,7 +1070,8 @@ static void cl_take(ClJob *job) {
     const int depthwise = kind == CL_DEPTHWISE || kind == CL_DEPTHWISE_STREAM || kind == CL_UNIT || kind == CL_UNIT_STREAM;
     const int64_t c = job->channels;
     size_t floats = (size_t)(2 * c + 2 * job->width_out + 16);
-    if (depthwise) floats += (size_t)((CL_BLOCK_ROWS + (job->taps - 1) * job->dilation) * c);
+    if (depthwise) floats += (size_t)((2 * CL_BLOCK_ROWS + (job->taps - 1) * job->dilation) * c);
+    if (kind == CL_CONV) floats += (size_t)((c + 1) * (CL_CONV_ROWS + job->taps)) + CL_CONV_ROWS;
     float *scratch = (float *)malloc(floats * sizeof(float));
     if (scratch == NULL) {
         job->failed = 1;
@@ -971,8 +1089,8 @@ static void cl_take(ClJob *job) {
         const int64_t r1 = r0 + job->span_rows < job->rows_out ? r0 + job->span_rows : job->rows_out;
         if (r0 >= r1) continue;
         if (depthwise) {
-            float *rows = scratch + 2 * c + 2 * job->width_out + 16;
-            if (!cl_depthwise_span(job, b, r0, r1, rows, scratch)) job->failed = 1;
+            float *out = scratch + 2 * c + 2 * job->width_out + 16;
+            if (!cl_depthwise_span(job, b, r0, r1, out + CL_BLOCK_ROWS * c, out)) job->failed = 1;
         } else if (kind == CL_CONV) {
             cl_conv_span(job, b, r0, r1, scratch);
         } else {
@@ -1012,12 +1130,12 @@ static int cl_is_stream(int kind) {
     return kind == CL_SNAKE_STREAM || kind == CL_TAPS_STREAM || kind == CL_DEPTHWISE_STREAM || kind == CL_UNIT_STREAM;
 }
 
-/* Fill every output with NaN (uint8 outputs with the zero point, their scales NaN): shapes the graphs never give. */
+/* Fill every output with NaN (uint8 outputs with zeros, their scales NaN): shapes the graphs never give. */
 static void cl_poison(int n, void *out[], const int is_u8[], const int64_t dims[][3]) {
     for (int k = 0; k < n; ++k) {
         if (out[k] == NULL) continue;
         const size_t total = (size_t)(dims[k][0] * dims[k][1] * dims[k][2]);
-        if (is_u8[k]) memset(out[k], (int)CL_ZERO_POINT, total);
+        if (is_u8[k]) memset(out[k], 0, total);
         else for (size_t i = 0; i < total; ++i) ((float *)out[k])[i] = NAN;
     }
 }
@@ -1028,7 +1146,7 @@ static void SNAKE_CALL cl_compute(void *kernel_state, OrtKernelContext *context)
     const int kind = kernel->kind, quantize = kernel->quantize, stream = cl_is_stream(kind);
     const int depthwise = kind == CL_DEPTHWISE || kind == CL_DEPTHWISE_STREAM || kind == CL_UNIT || kind == CL_UNIT_STREAM;
     const int unit = kind == CL_UNIT || kind == CL_UNIT_STREAM;
-    static const size_t input_counts[] = {3, 4, 3, 4, 3, 4, 7, 8, 3, 1, 4, 5};
+    static const size_t input_counts[] = {3, 4, 3, 4, 3, 4, 7, 8, 3, 1, 5, 6};
     const size_t n_inputs = input_counts[kind];
     void *data[8];
     int64_t dims[8][8];
@@ -1096,16 +1214,17 @@ static void SNAKE_CALL cl_compute(void *kernel_state, OrtKernelContext *context)
     } else if (kind == CL_SNAKE_STREAM) {
         rows_out = held + steps;
     } else if (kind == CL_DEQUANTIZE || kind == CL_DEQUANTIZE_ADD) {
-        valid = valid && ranks[1] == 3 && dims[1][0] == batch && dims[1][1] == steps && dims[1][2] == 1 && ranks[2] == 1 &&
-                dims[2][0] == channels && ranks[3] == 1 && dims[3][0] == channels;
+        valid = valid && ranks[1] == 3 && dims[1][0] == batch && dims[1][1] == steps && dims[1][2] == 2 && ranks[2] == 1 &&
+                dims[2][0] == channels && ranks[3] == 1 && dims[3][0] == channels && ranks[4] == 1 && dims[4][0] == channels;
         if (kind == CL_DEQUANTIZE_ADD) {
-            valid = valid && ranks[4] == 3 && dims[4][0] == batch && dims[4][1] == steps && dims[4][2] == channels;
-            job.residual = (const float *)data[4];
+            valid = valid && ranks[5] == 3 && dims[5][0] == batch && dims[5][1] == steps && dims[5][2] == channels;
+            job.residual = (const float *)data[5];
         }
         job.acc = (const int32_t *)data[0];
-        job.row_scale = (const float *)data[1];
+        job.row_params = (const float *)data[1];
         job.col_scale = (const float *)data[2];
-        job.bias = (const float *)data[3];
+        job.col_sum = (const int32_t *)data[3];
+        job.bias = (const float *)data[4];
     }
     valid = valid && rows_out >= 0;
     if (rows_out < 0) rows_out = 0;
@@ -1116,7 +1235,7 @@ static void SNAKE_CALL cl_compute(void *kernel_state, OrtKernelContext *context)
     int n_out = 0;
     if (quantize) {
         out_dims[0][0] = batch, out_dims[0][1] = rows_out, out_dims[0][2] = job.width_out;
-        out_dims[1][0] = batch, out_dims[1][1] = rows_out, out_dims[1][2] = 1;
+        out_dims[1][0] = batch, out_dims[1][1] = rows_out, out_dims[1][2] = 2;
         is_u8[0] = 1;
         n_out = 2;
     } else {
@@ -1143,7 +1262,7 @@ static void SNAKE_CALL cl_compute(void *kernel_state, OrtKernelContext *context)
     }
     if (quantize) {
         job.q = (uint8_t *)out[0];
-        job.scale = (float *)out[1];
+        job.params = (float *)out[1];
     } else {
         job.y = (float *)out[0];
     }
@@ -1191,7 +1310,8 @@ static size_t SNAKE_CALL cl_input_count(const SnakeCustomOp *op) { return ((cons
 static size_t SNAKE_CALL cl_output_count(const SnakeCustomOp *op) { return ((const ClOpDesc *)op)->outputs; }
 static int SNAKE_CALL cl_input_type(const SnakeCustomOp *op, size_t index) {
     const int kind = ((const ClOpDesc *)op)->kind;
-    return (kind == CL_DEQUANTIZE || kind == CL_DEQUANTIZE_ADD) && index == 0 ? SNAKE_ELEMENT_INT32 : SNAKE_ELEMENT_FLOAT;
+    return (kind == CL_DEQUANTIZE || kind == CL_DEQUANTIZE_ADD) && (index == 0 || index == 3) ? SNAKE_ELEMENT_INT32
+                                                                                                : SNAKE_ELEMENT_FLOAT;
 }
 static int SNAKE_CALL cl_output_type(const SnakeCustomOp *op, size_t index) {
     return ((const ClOpDesc *)op)->quantize && index == 0 ? SNAKE_ELEMENT_UINT8 : SNAKE_ELEMENT_FLOAT;
@@ -1219,8 +1339,8 @@ static const ClOpDesc g_cl_ops[] = {
     CL_OP("SnakeDepthwiseConvSnakeStreamCLQ", CL_UNIT_STREAM, 1, 8, 4),
     CL_OP("ConvCL", CL_CONV, 0, 3, 1),
     CL_OP("QuantizeRowsCL", CL_QUANTIZE, 1, 1, 2),
-    CL_OP("DequantizeCL", CL_DEQUANTIZE, 0, 4, 1),
-    CL_OP("DequantizeAddCL", CL_DEQUANTIZE_ADD, 0, 5, 1),
+    CL_OP("DequantizeCL", CL_DEQUANTIZE, 0, 5, 1),
+    CL_OP("DequantizeAddCL", CL_DEQUANTIZE_ADD, 0, 6, 1),
 };
 
 /* Add the channels-last ops to the domain (RegisterCustomOps). */

@@ -32,14 +32,18 @@ float32 forms (the fp32 channels-last graphs):
   one output channel; attributes ``padding``/``pads``).
 
 int8 forms (the int8 graphs; written by :mod:`export.passes`). Activations are quantized per row (one time
-step, or one row of taps): ``scale = max(max |row|, 1e-30) / 127``, ``q = clip(round_half_even(v / scale),
--127, 127) + 128`` as uint8, so a row's arithmetic never depends on the other rows (or on how a stream was
-cut). onnxruntime's ``MatMulInteger`` (uint8 x int8, zero point 128) multiplies them exactly in int32:
+step, or one row of taps), asymmetrically: ``lo = min(min row, 0)``, ``hi = max(max row, 0)``, ``scale =
+max(hi - lo, 1e-30) / 255``, ``inverse = 1 / scale``, ``zero = round_half_even(-lo * inverse)``, ``q =
+clip(round_half_even(v * inverse) + zero, 0, 255)`` as uint8, so a row's arithmetic never depends on the other rows (or on how a stream was cut).
+onnxruntime's ``MatMulInteger`` (uint8 x int8) multiplies them exactly in int32, and the zero point comes off
+exactly in int32 too: ``acc - zero * sum_k W_q[k, n]``. A row's ``params`` are ``[scale, zero]`` (float32,
+the zero an integer):
 
-* ``QuantizeRowsCL(x) -> (q uint8, scale (B, T, 1))``; and each layer above whose output feeds a dense layer
-  has a form ``<name>Q`` whose first output is that quantized pair instead of ``y`` (its other outputs as before).
-* ``DequantizeCL(acc int32 (B, T, N), scale (B, T, 1), weight_scale (N,), bias (N,)) -> acc * weight_scale *
-  scale + bias`` (in that order), and ``DequantizeAddCL(..., residual)``, which adds ``residual`` after that.
+* ``QuantizeRowsCL(x) -> (q uint8, params (B, T, 2))``; and each layer above whose output feeds a dense layer
+  has a form ``<name>Q`` whose first output is that pair instead of ``y`` (its other outputs as before).
+* ``DequantizeCL(acc int32 (B, T, N), params (B, T, 2), weight_scale (N,), weight_sum int32 (N,), bias (N,))
+  -> (acc - zero * weight_sum) * weight_scale * scale + bias`` (in that order), and ``DequantizeAddCL(...,
+  residual)``, which adds ``residual`` after that.
 """
 
 from __future__ import annotations
@@ -55,9 +59,8 @@ from snac_onnx.model.kernels import SNAKE_DOMAIN
 FUNCTION_OPSET = 18
 TIME_AXIS = 1
 _LAST = (1 << 63) - 1  # an open end for Slice
-ROW_SCALE_FLOOR = 1e-30  # a row of zeros gets this maximum (its codes are all zero points)
-QUANT_LEVELS = 127.0
-ZERO_POINT = 128
+ROW_SCALE_FLOOR = 1e-30  # a row of zeros gets this range (its codes are all zero points)
+QUANT_LEVELS = 255.0
 
 _DEPTHWISE_ATTRIBUTES = ["dilation", "padding", "dilations", "pads", "group"]
 
@@ -136,14 +139,19 @@ class _Body:
         right = self.rows(buf, self.ints([1]), self.ints([_LAST]))
         return self.one("Concat", [left, right], output, axis=2)
 
-    def quantize(self, x: str, q: str, scale: str) -> None:
-        """Per-row (last axis) symmetric quantization of ``x`` to uint8 around 128, and the rows' scales."""
-        peak = self.one("ReduceMax", [self.one("Abs", [x]), self.ints([-1])], keepdims=1)
-        peak = self.one("Max", [peak, self.scalar(ROW_SCALE_FLOOR)])
-        self.one("Div", [peak, self.scalar(QUANT_LEVELS)], scale)
-        rounded = self.one("Round", [self.one("Div", [x, scale])])
-        clipped = self.one("Clip", [rounded, self.scalar(-QUANT_LEVELS), self.scalar(QUANT_LEVELS)])
-        self.one("Cast", [self.one("Add", [clipped, self.scalar(float(ZERO_POINT))])], q, to=TensorProto.UINT8)
+    def quantize(self, x: str, q: str, params: str) -> None:
+        """Per-row (last axis) asymmetric quantization of ``x`` to uint8, and the rows' ``[scale, zero]``."""
+        zero = self.scalar(0.0)
+        low = self.one("Min", [self.one("ReduceMin", [x, self.ints([-1])], keepdims=1), zero])
+        high = self.one("Max", [self.one("ReduceMax", [x, self.ints([-1])], keepdims=1), zero])
+        span = self.one("Max", [self.one("Sub", [high, low]), self.scalar(ROW_SCALE_FLOOR)])
+        scale = self.one("Div", [span, self.scalar(QUANT_LEVELS)])
+        inverse = self.one("Reciprocal", [scale])
+        point = self.one("Round", [self.one("Mul", [self.one("Neg", [low]), inverse])])
+        shifted = self.one("Add", [self.one("Round", [self.one("Mul", [x, inverse])]), point])
+        clipped = self.one("Clip", [shifted, zero, self.scalar(QUANT_LEVELS)])
+        self.one("Cast", [clipped], q, to=TensorProto.UINT8)
+        self.one("Concat", [scale, point], params, axis=-1)
 
 
 @dataclass(frozen=True)
@@ -245,13 +253,16 @@ def _conv(b: _Body) -> None:
 
 
 def _quantize_rows(b: _Body) -> None:
-    b.quantize("x", "q", "scale")
+    b.quantize("x", "q", "params")
 
 
 def _dequantize(b: _Body, residual: bool) -> None:
-    # (acc * weight_scale) * scale: onnxruntime's MatMulIntegerToFloat fusion takes Cast(acc) * Mul(scale, weight_scale)
-    # for per-tensor scales and would compute this per-row one wrongly (measured: 26 dB instead of 62 on a tiny model)
-    scaled = b.one("Mul", [b.one("Mul", [b.one("Cast", ["acc"], to=TensorProto.FLOAT), "weight_scale"]), "scale"])
+    # The zero point comes off in int32; then (acc * weight_scale) * scale: onnxruntime's MatMulIntegerToFloat fusion
+    # takes MatMulInteger, Cast, Mul for per-tensor scales and would compute other forms wrongly.
+    scale = b.one("Slice", ["params", b.ints([0]), b.ints([1]), b.ints([-1])])
+    zero = b.one("Cast", [b.one("Slice", ["params", b.ints([1]), b.ints([2]), b.ints([-1])])], to=TensorProto.INT32)
+    exact = b.one("Sub", ["acc", b.one("Mul", [zero, "weight_sum"])])
+    scaled = b.one("Mul", [b.one("Mul", [b.one("Cast", [exact], to=TensorProto.FLOAT), "weight_scale"]), scale])
     if residual:
         b.one("Add", [b.one("Add", [scaled, "bias"]), "residual"], "y")
     else:
@@ -265,7 +276,7 @@ def _quantized(build: Callable[[_Body], None]) -> Callable[[_Body], None]:
         build(b)
         for node in b.nodes:
             node.output[:] = ["y_float" if name == "y" else name for name in node.output]
-        b.quantize("y_float", "q", "scale")
+        b.quantize("y_float", "q", "params")
 
     return body
 
@@ -293,19 +304,19 @@ QUANTIZABLE = {op.name for op in _FLOAT_OPS if op.name not in ("SnakeCL", "Snake
 
 
 def _quantized_op(op: ClOp) -> ClOp:
-    return ClOp(f"{op.name}Q", op.inputs, [("q", U8), ("scale", F32), *op.outputs[1:]], op.attributes, _quantized(op.build))
+    return ClOp(f"{op.name}Q", op.inputs, [("q", U8), ("params", F32), *op.outputs[1:]], op.attributes, _quantized(op.build))
 
 
 _INT8_OPS = [
-    ClOp("QuantizeRowsCL", [("x", F32)], [("q", U8), ("scale", F32)], [], _quantize_rows),
+    ClOp("QuantizeRowsCL", [("x", F32)], [("q", U8), ("params", F32)], [], _quantize_rows),
     *(_quantized_op(op) for op in _FLOAT_OPS if op.name in QUANTIZABLE),
     ClOp(
-        "DequantizeCL", [("acc", I32), ("scale", F32), ("weight_scale", F32), ("bias", F32)], [("y", F32)], [],
+        "DequantizeCL", [("acc", I32), ("params", F32), ("weight_scale", F32), ("weight_sum", I32), ("bias", F32)], [("y", F32)], [],
         lambda b: _dequantize(b, residual=False),
     ),
     ClOp(
         "DequantizeAddCL",
-        [("acc", I32), ("scale", F32), ("weight_scale", F32), ("bias", F32), ("residual", F32)],
+        [("acc", I32), ("params", F32), ("weight_scale", F32), ("weight_sum", I32), ("bias", F32), ("residual", F32)],
         [("y", F32)],
         [],
         lambda b: _dequantize(b, residual=True),

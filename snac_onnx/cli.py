@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 EXIT_OK, EXIT_FAILURE, EXIT_REFUSED = 0, 1, 2
 LAYOUTS = list(LAYOUT_NAMES)
-PRECISIONS = ["fp32", "int8", "fp16"]
+PRECISIONS = ["fp32", "int8", "fp32-cl", "fp16"]
 
 
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -119,7 +119,13 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--revision", help="hub revision to pin")
         p.add_argument("--offline", action="store_true", help="never use the network (also HF_HUB_OFFLINE=1)")
         p.add_argument("--providers", nargs="+", help="onnxruntime execution providers, in order (default: CPU)")
-        p.add_argument("--precision", default="fp32", choices=PRECISIONS, help="graph precision from the export")
+        p.add_argument(
+            "--precision",
+            default="fp32",
+            choices=PRECISIONS,
+            help="which graphs of the export to run: fp32, int8 (CPU: channels-last, int8 dense layers), "
+            "fp32-cl (channels-last fp32), fp16 (GPU); the export must hold them",
+        )
         p.add_argument("--json", action="store_true", help="print a JSON summary")
 
     def run_options(p: argparse.ArgumentParser) -> None:
@@ -492,8 +498,16 @@ def cmd_info(args: argparse.Namespace) -> int:
         lines.append(
             f"  providers in use: {codec.active_providers}; fused Snake kernel: {'yes' if codec.fused_snake else 'no'}"
         )
+        layout = codec.manifest.layout(codec.precision)
+        summary["model"]["variant"] = {"precision": codec.precision, "layout": layout}
+        lines.append(
+            f"  graphs in use: {codec.precision} ({layout.replace('_', '-')}); this export holds "
+            f"{', '.join(codec.manifest.precisions)}"
+        )
         stream = codec.manifest.stream
-        if stream is None:
+        if stream is not None and not codec.manifest.has_stream(codec.precision):
+            lines.append(f"  streaming: window mode only (no stream graph at precision {codec.precision})")
+        elif stream is None:
             lines.append(
                 "  streaming: window mode only (this export has no stream graph; re-export for stateful streams)"
             )

@@ -10,16 +10,16 @@ from onnxscript.rewriter import pattern
 from snac_onnx.model.kernels import SNAKE_DOMAIN
 
 
-def _dequantize(op, acc, scale, weight_scale, bias):  # type: ignore[no-untyped-def]
-    return op.DequantizeCL(acc, scale, weight_scale, bias, _domain=SNAKE_DOMAIN)
+def _dequantize(op, acc, params, weight_scale, weight_sum, bias):  # type: ignore[no-untyped-def]
+    return op.DequantizeCL(acc, params, weight_scale, weight_sum, bias, _domain=SNAKE_DOMAIN)
 
 
 def _activation(context, residual, **_):  # type: ignore[no-untyped-def]
     return residual.const_value is None  # a constant after a dequantization is a bias, not a residual
 
 
-def _replace(op, acc, scale, weight_scale, bias, residual):  # type: ignore[no-untyped-def]
-    return op.DequantizeAddCL(acc, scale, weight_scale, bias, residual, _domain=SNAKE_DOMAIN)
+def _replace(op, acc, params, weight_scale, weight_sum, bias, residual):  # type: ignore[no-untyped-def]
+    return op.DequantizeAddCL(acc, params, weight_scale, weight_sum, bias, residual, _domain=SNAKE_DOMAIN)
 
 
 def fuse_dequantize_add(model: ir.Model) -> int:
@@ -27,13 +27,17 @@ def fuse_dequantize_add(model: ir.Model) -> int:
     rules = pattern.RewriteRuleSet(
         [
             pattern.RewriteRule(
-                lambda op, acc, scale, weight_scale, bias, residual: op.Add(_dequantize(op, acc, scale, weight_scale, bias), residual),
+                lambda op, acc, params, weight_scale, weight_sum, bias, residual: op.Add(
+                    _dequantize(op, acc, params, weight_scale, weight_sum, bias), residual
+                ),
                 _replace,
                 _activation,
                 name="DequantizeCL+residual",
             ),
             pattern.RewriteRule(
-                lambda op, acc, scale, weight_scale, bias, residual: op.Add(residual, _dequantize(op, acc, scale, weight_scale, bias)),
+                lambda op, acc, params, weight_scale, weight_sum, bias, residual: op.Add(
+                    residual, _dequantize(op, acc, params, weight_scale, weight_sum, bias)
+                ),
                 _replace,
                 _activation,
                 name="residual+DequantizeCL",

@@ -3,10 +3,10 @@
 A dense layer is a ``MatMul`` whose second input is a constant float ``(K, N)`` weight with ``K`` and ``N`` at
 least :data:`MIN_DIM` (the quantizer's 8-wide code projections, the attention's score products and the last
 convolution stay float). Its weight is quantized per output column (symmetric: ``scale_n = max_k |W[k, n]| /
-levels``, ``W_q = round_half_even(W / scale_n)``, int8), its activations per row at run time
-(:mod:`export.cl_ops`, uint8 around the zero point 128), and onnxruntime multiplies them exactly in int32. A bias
-``Add`` of a constant ``(N,)`` right after the MatMul joins the dequantization (``acc * (row scale * column
-scale) + b``); without one the bias is zeros. Weights shared by several MatMuls (the decoder's tail tiles) are
+levels``, ``W_q = round_half_even(W / scale_n)``, int8; with its column sums for the activations' zero points),
+its activations per row at run time (:mod:`export.cl_ops`: uint8, a scale and zero point per row), and
+onnxruntime multiplies them exactly in int32. A bias ``Add`` of a constant ``(N,)`` right after the MatMul joins
+the dequantization; without one the bias is zeros. Weights shared by several MatMuls (the decoder's tail tiles) are
 quantized once.
 """
 
@@ -17,8 +17,6 @@ import onnx_ir as ir
 from onnxscript.rewriter import pattern
 
 from snac_onnx.model.kernels import SNAKE_DOMAIN
-
-from ..cl_ops import ZERO_POINT
 
 MIN_DIM = 16
 WEIGHT_LEVELS = 127  # int8 weights in [-127, 127]
@@ -52,20 +50,20 @@ class _Quantizer:
         name = str(w.name)
         if name not in self.made:
             q, scale = quantize_weight(_dense_weight(w), self.levels)  # type: ignore[arg-type]
-            made = [op.initializer(ir.tensor(q), f"{name}/int8"), op.initializer(ir.tensor(scale), f"{name}/scale")]
+            sums = q.astype(np.int32).sum(axis=0, dtype=np.int32)
             zeros = np.zeros(q.shape[1], np.float32)
-            made.append(op.initializer(ir.tensor(zeros), f"{name}/zero_bias"))
-            if "int8/zero_point" not in self.made:
-                self.made["int8/zero_point"] = (op.initializer(ir.tensor(np.array(ZERO_POINT, np.uint8)), "int8/zero_point"),)
-            self.made[name] = tuple(made)
-        q_w, scale, zeros = self.made[name]
-        return q_w, scale, bias if bias is not None else zeros, self.made["int8/zero_point"][0]
+            self.made[name] = tuple(
+                op.initializer(ir.tensor(value), f"{name}/{suffix}")
+                for value, suffix in ((q, "int8"), (scale, "scale"), (sums, "sum"), (zeros, "zero_bias"))
+            )
+        q_w, scale, sums, zeros = self.made[name]
+        return q_w, scale, sums, bias if bias is not None else zeros
 
     def replace(self, op: pattern.RewriterContext, x: ir.Value, w: ir.Value, bias: ir.Value | None) -> ir.Value:
-        q_w, scale, b, zero_point = self.constants(op, w, bias)
-        q, row_scale = op.QuantizeRowsCL(x, _domain=SNAKE_DOMAIN, _outputs=2)
-        acc = op.MatMulInteger(q, q_w, zero_point)
-        return op.DequantizeCL(acc, row_scale, scale, b, _domain=SNAKE_DOMAIN)  # type: ignore[no-any-return]
+        q_w, scale, sums, b = self.constants(op, w, bias)
+        q, params = op.QuantizeRowsCL(x, _domain=SNAKE_DOMAIN, _outputs=2)
+        acc = op.MatMulInteger(q, q_w)
+        return op.DequantizeCL(acc, params, scale, sums, b, _domain=SNAKE_DOMAIN)  # type: ignore[no-any-return]
 
 
 def _is_bias(b: ir.Value, w: ir.Value) -> bool:
