@@ -37,7 +37,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.machine import cpu_name  # noqa: E402
+from bench.machine import cpu_name
 
 WORKER = r"""
 import json, statistics, sys, time
@@ -190,8 +190,8 @@ def main() -> int:
     args = parser.parse_args()
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
     header = [
-        "| model | threads | variant | offline decode (ms) | offline speed vs first variant | step (ms) "
-        "| step speed vs first variant | stream cost / own offline |",
+        ("| model | threads | variant | offline decode (ms) | offline speed vs first variant | step (ms) "
+        "| step speed vs first variant | stream cost / own offline |"),
         "|---|---:|---|---:|---:|---:|---:|---:|",
     ]
     print("\n".join(header), flush=True)
@@ -208,13 +208,13 @@ def main() -> int:
         "",
         f"`python bench/int8.py {' '.join(sys.argv[1:])}`",
         "",
-        f"Date {time.strftime('%Y-%m-%d')}, commit {commit}. Machine: {os.cpu_count()} CPUs ({cpu_name()}), Python "
+        (f"Date {time.strftime('%Y-%m-%d')}, commit {commit}. Machine: {os.cpu_count()} CPUs ({cpu_name()}), Python "
         f"{platform.python_version()}; {(time.time() - start) / 60:.0f} min. Models: random-init exports of the official "
         "configs (the trained weights cannot be downloaded here; speed does not depend on the weights). Noise off. "
         f"Each cell: median over {args.rounds} rounds, every variant in a fresh process per round, the order rotating; "
         "ratios are per round (first variant's time over this one's), median [min-max]. Offline: "
         f"{args.offline_seconds:g} s of codes; step: one stream step (24 kHz: 1 frame, 32/44 kHz: 4 frames), median of "
-        f"{args.steps}; cost: {args.stream_seconds:g} s streamed step by step over its own offline decode.",
+        f"{args.steps}; cost: {args.stream_seconds:g} s streamed step by step over its own offline decode."),
         "",
         *header,
         *rows,
@@ -222,8 +222,8 @@ def main() -> int:
     ]
     if memory:
         report += [
-            f"Peak RSS (VmHWM, MB) of a fresh process that decodes {args.offline_seconds:g} s offline, or streams it, "
-            "1 thread; graph file sizes (MB).",
+            (f"Peak RSS (VmHWM, MB) of a fresh process that decodes {args.offline_seconds:g} s offline, or streams it, "
+            "1 thread; graph file sizes (MB)."),
             "",
             "| model | variant | peak RSS offline | peak RSS stream | decoder file | stream file |",
             "|---|---|---:|---:|---:|---:|",

@@ -105,6 +105,11 @@ def _file_entry(folder: Path, name: str) -> dict[str, Any]:
     return {"path": name, "sha256": sha256_file(path), "bytes": path.stat().st_size}
 
 
+def failed_variants(variants: dict[str, dict[str, Any]]) -> list[str]:
+    """The variants whose check failed (an export holding one fails)."""
+    return [p for p, v in variants.items() if not v.get("parity", {}).get("passed", True)]
+
+
 def write_variants(
     loaded: LoadedModel, config: ModelConfig, folder: Path, precisions: tuple[str, ...], log: logging.Logger
 ) -> dict[str, dict[str, Any]]:
@@ -199,7 +204,7 @@ def export_model(
     if precisions:
         manifest["variants"] = write_variants(loaded, config, work, precisions, log)
         _write_json(work / MANIFEST_FILE, manifest)
-        failed = [p for p, v in manifest["variants"].items() if not v.get("parity", {}).get("passed", True)]
+        failed = failed_variants(manifest["variants"])
         if failed:
             _fail(work, out_dir, f"{loaded.name}: the {', '.join(failed)} variant(s) failed their parity gate")
     if out_dir.exists():

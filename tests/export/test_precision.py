@@ -1,4 +1,5 @@
-"""Reduced-precision variants: written on request, listed in the manifest with measured error, selectable."""
+"""Variants (int8, fp32-cl, fp16): written on request, listed in the manifest with their checks, selectable; the int8
+gate fails an export that breaks it."""
 
 from __future__ import annotations
 
@@ -48,29 +49,39 @@ def _assert_same_graph(path: Path, fixture: Path) -> bool:
     return False
 
 
-def test_int8_and_fp16_variants_of_a_deterministic_export(tmp_path):
-    """Variants are written and measured; and (seed 0, the fixture's) the fp32 graphs are the graphs of
-    tests/fixtures/tiny_24khz, exported in another process at another time: identity comes from the graphs.
-    Byte-identical on the fixture's kind of CPU; elsewhere, the values drawn from the encoder's latents may
-    differ in their last bits (:func:`_assert_same_graph`) and the model id with them.
-    If the exporter changed on purpose, regenerate the fixtures with tests/fixtures/make_fixtures.sh."""
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """tests/fixtures/tiny_24khz's config and seed, exported again with every variant (once for this module)."""
+    folder = tmp_path_factory.mktemp("precision") / "m"
     loaded = load_random_init(str(FIXTURES / "tiny_24khz.json"), seed=0)
-    manifest = export_model(loaded, tmp_path / "m", precisions=("int8", "fp16"))
-    folder = tmp_path / "m"
+    return loaded, folder, export_model(loaded, folder, precisions=("int8", "fp32-cl", "fp16"))
+
+
+def test_variants_of_a_deterministic_export(exported):
+    """Variants are written and checked; and (seed 0, the fixture's) the graphs are the graphs of tests/fixtures/tiny_24khz,
+    exported in another process at another time: identity comes from the graphs. Byte-identical on the fixture's kind of
+    CPU; elsewhere, the values drawn from the encoder's latents may differ in their last bits (:func:`_assert_same_graph`)
+    and the model id with them. If the exporter changed on purpose, regenerate the fixtures with
+    tests/fixtures/make_fixtures.sh."""
+    _, folder, manifest = exported
     identical = {
         name: _assert_same_graph(folder / name, FIXTURES / "tiny_24khz" / name)
-        for name in ("encoder.onnx", "decoder.onnx", "stream.onnx")
+        for name in ("encoder.onnx", "decoder.onnx", "stream.onnx", "decoder.int8.onnx", "stream.int8.onnx")
     }
     same_id = SnacOnnx(folder).model_id == SnacOnnx(FIXTURES / "tiny_24khz").model_id
     assert same_id == (identical["encoder.onnx"] and identical["decoder.onnx"])  # the id hashes these two
-    assert set(manifest["variants"]) == {"int8", "fp16"}
-    for _precision, variant in manifest["variants"].items():
-        for role in ("encoder", "decoder"):
-            assert (folder / variant[role]["path"]).is_file()
-        measured = variant["measured"]
-        assert measured["runs"], measured
-        assert 0 <= measured["encode_code_agreement"] <= 1 and measured["decode_snr_db"] > 0
-        assert set(measured["recommended"]) == {"encoder", "decoder"}
+    assert set(manifest["variants"]) == {"int8", "fp32-cl", "fp16"}
+    for precision in ("int8", "fp32-cl"):
+        variant = manifest["variants"][precision]
+        assert variant["layout"] == "channels_last" and set(variant) >= {"decoder", "stream", "parity"} and "encoder" not in variant
+        assert variant["parity"]["passed"], precision
+    # fp32-cl against PyTorch, with the fp32 limits, the stream included; int8 against fp32, its stream equal to its offline
+    assert all("stream_noise_off" in row for row in manifest["variants"]["fp32-cl"]["parity"]["rows"] if row["batch"] == 1)
+    int8 = manifest["variants"]["int8"]["parity"]
+    assert int8["worst"]["stream_max_abs"] == 0.0 and int8["worst"]["snr_db"] >= int8["limits"]["min_snr_db"]
+    assert {r["kernel"] for r in int8["rows"]} >= {"plain"}
+    fp16 = manifest["variants"]["fp16"]
+    assert fp16["measured"]["runs"] and set(fp16["measured"]["recommended"]) == {"encoder", "decoder"}
     import onnx
 
     from snac_onnx.model.contract import CONFIG_METADATA_KEY
@@ -81,11 +92,30 @@ def test_int8_and_fp16_variants_of_a_deterministic_export(tmp_path):
 
     int8_weights, int8_keys = weight_bytes(folder / manifest["variants"]["int8"]["decoder"]["path"])
     fp32_weights, _ = weight_bytes(folder / "decoder.onnx")
-    assert int8_weights < fp32_weights  # only Conv weights are quantized: the tiny model has many others
+    assert int8_weights < fp32_weights  # only dense weights are int8: the tiny model has many others (codebooks)
     assert CONFIG_METADATA_KEY in int8_keys
     codec = SnacOnnx(folder, precision="int8")
-    assert codec.precision == "int8" and codec.manifest.precisions == ["fp32", "int8", "fp16"]
+    assert codec.precision == "int8" and codec.manifest.precisions == ["fp32", "int8", "fp32-cl", "fp16"]
     audio = codec.decode(SnacOnnx(folder).encode(pcm(5000)), length=5000, noise=False)
     assert audio.shape == (5000,) and np.isfinite(audio).all()
     with pytest.raises(ModelNotFoundError, match="precision 'int4' is not in this export"):
         SnacOnnx(folder, precision="int4")
+
+
+def test_an_int8_variant_that_breaks_its_gate_fails_the_export(exported, tmp_path, monkeypatch):
+    """The gate is real: with a limit no int8 graph meets, the variant's parity fails and so does the export."""
+    import logging
+    import shutil
+
+    from export import int8_parity
+    from export.pipeline import failed_variants, write_variants
+    from snac_onnx.config import ModelConfig
+
+    loaded, folder, _ = exported
+    copy = tmp_path / "m"
+    shutil.copytree(folder, copy)
+    monkeypatch.setattr(int8_parity, "MIN_SNR_DB", 200.0)
+    variants = write_variants(loaded, ModelConfig.from_json(loaded.config), copy, ("int8",), logging.getLogger("test"))
+    report = variants["int8"]["parity"]
+    assert not report["passed"] and report["worst"]["snr_db"] < 200 and report["worst"]["stream_max_abs"] == 0.0
+    assert failed_variants(variants) == ["int8"]  # export_model then keeps the files in <out>.failed and raises
