@@ -19,7 +19,7 @@ input before its Snake (``Snake(0) = 0``, so masking before or after it is the s
 from __future__ import annotations
 
 import inspect
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -205,16 +205,16 @@ class _Weights(nn.Module):
             self.register_buffer(name, tensor.detach().clone().contiguous())
 
 
-class SnakeWeights(_Weights):
-    def __init__(self, snake: ExportSnake, suffix: str = "") -> None:
-        super().__init__()
-        self.keep(**{f"alpha{suffix}": snake.alpha.reshape(-1), f"inv_alpha{suffix}": snake.inv_alpha.reshape(-1)})
-
-
 def _check_snake(module: nn.Module) -> ExportSnake:
     if not isinstance(module, ExportSnake):
         raise NotImplementedError(f"expected a Snake, got {type(module).__name__}")
     return module
+
+
+def _padding(conv: nn.Conv1d) -> int:
+    if not isinstance(conv.padding, tuple):
+        raise NotImplementedError(f"a convolution with numeric padding, not {conv.padding!r}")
+    return int(conv.padding[0])
 
 
 def _depthwise_conv(conv: nn.Module) -> nn.Conv1d:
@@ -228,6 +228,9 @@ def _depthwise_conv(conv: nn.Module) -> nn.Conv1d:
 
 class Dense(_Weights):
     """A 1x1 convolution (or a NoiseBlock's): ``x @ weight + bias`` (no bias: ``x @ weight``)."""
+
+    weight: Tensor
+    bias: Tensor
 
     def __init__(self, conv: nn.Conv1d) -> None:
         super().__init__()
@@ -246,40 +249,55 @@ class Dense(_Weights):
 class Depthwise(_Weights):
     """A depthwise convolution without Snake (the decoder's first layer)."""
 
+    weight: Tensor
+    bias: Tensor
+
     def __init__(self, conv: nn.Module) -> None:
         super().__init__()
-        conv = _depthwise_conv(conv)
-        self.keep(weight=conv.weight[:, 0, :].t(), bias=conv.bias)
-        self.dilation, self.padding = conv.dilation[0], conv.padding[0]  # type: ignore[index]
+        dw = _depthwise_conv(conv)
+        assert dw.bias is not None
+        self.keep(weight=dw.weight[:, 0, :].t(), bias=dw.bias)
+        self.dilation, self.padding = dw.dilation[0], _padding(dw)
 
     def forward(self, x: Tensor) -> Tensor:
-        return torch.ops.snac_onnx.depthwise_conv_cl(x, self.weight, self.bias, self.dilation, self.padding)
+        y: Tensor = torch.ops.snac_onnx.depthwise_conv_cl(x, self.weight, self.bias, self.dilation, self.padding)
+        return y
 
     def step(self, state: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
-        return torch.ops.snac_onnx.depthwise_conv_stream_cl(state, x, self.weight, self.bias, self.dilation)
+        y, new_state = torch.ops.snac_onnx.depthwise_conv_stream_cl(state, x, self.weight, self.bias, self.dilation)
+        return y, new_state
 
 
 class Residual(_Weights):
     """A residual unit: ``x + dense(Snake(depthwise(Snake(x))))``; the first three layers are one operator."""
 
-    def __init__(self, unit: ResidualUnit) -> None:
+    alpha: Tensor
+    inv_alpha: Tensor
+    weight: Tensor
+    bias: Tensor
+    alpha_out: Tensor
+    inv_alpha_out: Tensor
+
+    def __init__(self, unit: Any) -> None:
         super().__init__()
-        snake_in, conv, snake_out, pointwise = list(unit.block)
-        conv = _depthwise_conv(conv)
+        snake_in, conv_in, snake_out, pointwise = list(unit.block)
+        conv = _depthwise_conv(conv_in)
+        assert conv.bias is not None
         self.keep(
             alpha=_check_snake(snake_in).alpha.reshape(-1), inv_alpha=snake_in.inv_alpha.reshape(-1),
             weight=conv.weight[:, 0, :].t(), bias=conv.bias,
             alpha_out=_check_snake(snake_out).alpha.reshape(-1), inv_alpha_out=snake_out.inv_alpha.reshape(-1),
         )
-        self.dilation, self.padding = conv.dilation[0], conv.padding[0]
+        self.dilation, self.padding = conv.dilation[0], _padding(conv)
         self.dense = Dense(pointwise)
 
     def _weights(self) -> tuple[Tensor, ...]:
         return (self.alpha, self.inv_alpha, self.weight, self.bias, self.alpha_out, self.inv_alpha_out)
 
     def forward(self, x: Tensor) -> Tensor:
-        y = torch.ops.snac_onnx.snake_depthwise_conv_snake_cl(x, *self._weights(), self.dilation, self.padding)
-        return x + self.dense(y)
+        y: Tensor = torch.ops.snac_onnx.snake_depthwise_conv_snake_cl(x, *self._weights(), self.dilation, self.padding)
+        result: Tensor = x + self.dense(y)
+        return result
 
     def step(self, state: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
         y, new_state, residual = torch.ops.snac_onnx.snake_depthwise_conv_snake_stream_cl(
@@ -291,11 +309,16 @@ class Residual(_Weights):
 class SnakeUpsample(_Weights):
     """A DecoderBlock's Snake and polyphase upsampler: ``taps(Snake(x)) @ W + b``, interleaved by a reshape."""
 
+    alpha: Tensor
+    inv_alpha: Tensor
+    weight: Tensor
+    bias: Tensor
+
     def __init__(self, snake: nn.Module, up: PolyphaseConvTranspose1d) -> None:
         super().__init__()
         w = up.weight  # (s * out, in, 2): tap 0 reads x[q - 1], tap 1 x[q]
         self.keep(
-            alpha=_check_snake(snake).alpha.reshape(-1), inv_alpha=snake.inv_alpha.reshape(-1),
+            alpha=_check_snake(snake).alpha.reshape(-1), inv_alpha=_check_snake(snake).inv_alpha.reshape(-1),
             weight=w.permute(2, 1, 0).reshape(2 * w.shape[1], w.shape[0]),  # row k * in + c: tap k of channel c
             bias=up.bias.reshape(-1).repeat(up.stride),  # column r * out + c: phase r of channel c
         )
@@ -321,20 +344,26 @@ class SnakeUpsample(_Weights):
 class SnakeConv(_Weights):
     """The decoder's last Snake and convolution (few output channels)."""
 
+    alpha: Tensor
+    inv_alpha: Tensor
+    weight: Tensor
+    bias: Tensor
+
     def __init__(self, snake: nn.Module, conv: nn.Conv1d) -> None:
         super().__init__()
-        if conv.groups != 1 or conv.stride != (1,) or conv.dilation != (1,):
+        if conv.groups != 1 or conv.stride != (1,) or conv.dilation != (1,) or conv.bias is None:
             raise NotImplementedError(f"the last convolution must be dense, stride 1, no dilation: {conv}")
         self.keep(
-            alpha=_check_snake(snake).alpha.reshape(-1), inv_alpha=snake.inv_alpha.reshape(-1),
+            alpha=_check_snake(snake).alpha.reshape(-1), inv_alpha=_check_snake(snake).inv_alpha.reshape(-1),
             weight=conv.weight.permute(2, 1, 0), bias=conv.bias,  # (K, C, C_out)
         )
-        self.padding = conv.padding[0]
+        self.padding = _padding(conv)
 
     def forward(self, x: Tensor) -> Tensor:
-        return torch.ops.snac_onnx.conv_cl(
+        y: Tensor = torch.ops.snac_onnx.conv_cl(
             torch.ops.snac_onnx.snake_cl(x, self.alpha, self.inv_alpha), self.weight, self.bias, self.padding
         )
+        return y
 
     def step(self, state: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
         y, new_state = torch.ops.snac_onnx.snake_stream_cl(state, x, self.alpha, self.inv_alpha)
@@ -344,12 +373,13 @@ class SnakeConv(_Weights):
 class Noise(nn.Module):
     """A NoiseBlock: ``x + noise * (x @ W)``, ``noise`` ``(B, 1, n)`` as the graph takes it."""
 
-    def __init__(self, block: NoiseBlock) -> None:
+    def __init__(self, block: Any) -> None:
         super().__init__()
         self.linear = Dense(block.linear)
 
     def forward(self, x: Tensor, noise: Tensor) -> Tensor:
-        return x + noise.reshape(noise.shape[0], noise.shape[2], 1) * self.linear(x)
+        result: Tensor = x + noise.reshape(noise.shape[0], noise.shape[2], 1) * self.linear(x)
+        return result
 
 
 class Attention(nn.Module):
@@ -373,14 +403,15 @@ class Attention(nn.Module):
         q, k, v = to_windows(q), to_windows(k), to_windows(v)
         out = F.scaled_dot_product_attention(mha._rotate(q), mha._rotate(k), v)
         out = out.reshape(batch, steps // window, heads, window, head_dim).permute(0, 1, 3, 2, 4)
-        return mha.to_out(out.reshape(batch, steps, channels)) + x
+        result: Tensor = mha.to_out(out.reshape(batch, steps, channels)) + x
+        return result
 
 
 class FromCodes(_Weights):
     """The quantizer's ``from_codes`` in channels-last form: per codebook, the code vectors ``@`` out_proj, each
     repeated ``stride`` times in time, summed in codebook order."""
 
-    def __init__(self, quantizer: nn.Module) -> None:
+    def __init__(self, quantizer: Any) -> None:
         super().__init__()
         self.strides = [int(q.stride) for q in quantizer.quantizers]
         for i, q in enumerate(quantizer.quantizers):
@@ -485,6 +516,8 @@ def _valid_mask_cl(x: Tensor, frame: Tensor, end: Tensor, rate: int, lag: int) -
 class _StreamLayer(nn.Module):
     """One channels-last stream layer over the rate, lag and state of the channels-first op it replaces."""
 
+    layer: Any
+
     def __init__(self, op: _Op, layer: nn.Module) -> None:
         super().__init__()
         self.layer = layer
@@ -497,12 +530,15 @@ class _StreamLayer(nn.Module):
         if isinstance(layer, Attention):
             if not self.state_length:
                 return layer(x), None
+            assert state is not None
             n = x.shape[1]
             buf = torch.cat([state, x], dim=1)
             return layer(buf[:, :n]), buf[:, n:]
         if self.state_length:
-            return layer.step(state, _valid_mask_cl(x, frame, end, self.rate, self.lag))  # type: ignore[operator]
-        return layer(x), None
+            y, new_state = layer.step(state, _valid_mask_cl(x, frame, end, self.rate, self.lag))
+            return y, new_state
+        y = layer(x)
+        return y, None
 
 
 def _stream_layers(ops: list[_Op]) -> list[_StreamLayer]:
@@ -520,14 +556,14 @@ def _stream_layers(ops: list[_Op]) -> list[_StreamLayer]:
             index += 1
         elif isinstance(op, _Residual):
             unit = nn.Module()
-            unit.block = nn.Sequential(op.snake_in, op.conv, op.snake_out, op.pointwise)  # type: ignore[assignment]
-            out.append(_StreamLayer(op, Residual(unit)))  # type: ignore[arg-type]
+            unit.block = nn.Sequential(op.snake_in, op.conv, op.snake_out, op.pointwise)
+            out.append(_StreamLayer(op, Residual(unit)))
         elif isinstance(op, _Conv):
             out.append(_StreamLayer(op, Depthwise(op.conv)))
         elif isinstance(op, _Noise):
             block = nn.Module()
-            block.linear = op.linear  # type: ignore[assignment]
-            out.append(_StreamLayer(op, Noise(block)))  # type: ignore[arg-type]
+            block.linear = op.linear
+            out.append(_StreamLayer(op, Noise(block)))
         elif isinstance(op, _Attention):
             out.append(_StreamLayer(op, Attention(op.mha)))
         elif isinstance(op, _Pointwise) and isinstance(op.module, nn.Conv1d):
@@ -547,7 +583,7 @@ class StreamingDecoderCL(StreamingDecoder):
     def __init__(self, model: SNAC) -> None:
         super().__init__(model)
         self.from_codes_cl = FromCodes(model.quantizer)
-        self.layers_cl = nn.ModuleList(_stream_layers(list(self.ops)))
+        self.layers_cl = nn.ModuleList(_stream_layers(cast("list[_Op]", list(self.ops))))
 
     def initial_states(self, batch: int) -> list[Tensor]:
         return [torch.zeros(batch, s.length, s.channels) for s in self.states]
@@ -558,7 +594,7 @@ class StreamingDecoderCL(StreamingDecoder):
         x = self.from_codes_cl(codes)
         noise_iter, state_iter = iter(noise), iter(states)
         new_states: list[Tensor] = []
-        for layer in self.layers_cl:
+        for layer in cast("list[_StreamLayer]", list(self.layers_cl)):
             state = next(state_iter) if layer.state_length else None
             x, new = layer.step(x, frame, end, state, next(noise_iter) if isinstance(layer.layer, Noise) else None)
             if new is not None:

@@ -42,7 +42,8 @@ class LoadedModel:
 
 def official_configs() -> dict[str, dict[str, Any]]:
     """``{name: {"hub_repo": ..., "config": {...}}}`` for snac_24khz, snac_32khz, snac_44khz."""
-    return json.loads(OFFICIAL_CONFIGS.read_text())["models"]
+    configs: dict[str, dict[str, Any]] = json.loads(OFFICIAL_CONFIGS.read_text())["models"]
+    return configs
 
 
 def _sha256(path: Path) -> str:

@@ -57,6 +57,7 @@ def _trace(module: torch.nn.Module, args: tuple[Any, ...], inputs: list[str], ou
             verbose=False,
             custom_translation_table=translation_table(),
         )
+    assert program is not None  # dynamo=True always returns a program
     model = ir.serde.deserialize_model(program.model_proto)
     clear_node_metadata(model)
     return model
@@ -104,15 +105,15 @@ def trace_decoder(prepared: torch.nn.Module, config: ModelConfig) -> tuple[ir.Mo
     shapes = {
         name: {0: batch, (1 if name.startswith("codes_") else 2): blocks * length} for name, length in zip(dec_in, lengths)
     }
-    graph = decoder_cl_with_named_inputs(prepared, dec_in)  # type: ignore[arg-type]
+    graph = decoder_cl_with_named_inputs(prepared, dec_in)
     return _trace(graph, tuple(args), dec_in, dec_out, shapes), graph.count(lambda m: isinstance(m, NoiseBlock))
 
 
 def trace_stream(prepared: torch.nn.Module, config: ModelConfig) -> tuple[ir.Model, int, dict[str, Any]]:
     """The fp32 channels-last stream graph, traced; its NoiseBlocks; and :func:`export.steady.split_steady`'s arguments."""
-    probe = stream_cl_with_named_inputs(prepared, [])  # type: ignore[arg-type]
+    probe = stream_cl_with_named_inputs(prepared, [])
     inputs, outputs = stream_io(config, len(probe.states))
-    graph = stream_cl_with_named_inputs(prepared, inputs)  # type: ignore[arg-type]
+    graph = stream_cl_with_named_inputs(prepared, inputs)
     batch = Dim("batch", min=1, max=MAX_BATCH)
     steps = Dim("steps", min=1, max=MAX_UNITS)
     per_step = [graph.step_frames * n for n in config.codes_per_frame]
@@ -154,16 +155,21 @@ def write_channels_last(
     ``int8``) into ``folder``; returns per precision what the manifest's ``variants`` entry needs besides the file
     entries: ``{"layout": "channels_last", "roles": {role: path}, "passes": {...}}``."""
     out: dict[str, dict[str, Any]] = {}
-    traced = {"decoder": trace_decoder(prepared, config), "stream": trace_stream(prepared, config)}
+    decoder, decoder_noise = trace_decoder(prepared, config)
+    stream, stream_noise, steady = trace_stream(prepared, config)
+    traced: dict[str, tuple[ir.Model, int, dict[str, Any] | None]] = {
+        "decoder": (decoder, decoder_noise, None),
+        "stream": (stream, stream_noise, steady),
+    }
     for precision in precisions:
         if precision not in CL_PRECISIONS:
             raise ValueError(f"channels-last precisions are {CL_PRECISIONS}, got {precision!r}")
         roles, passes = {}, {}
-        for role, (model, noise_blocks, *steady) in traced.items():
+        for role, (model, noise_blocks, split) in traced.items():
             graph = _copy(model)
             if precision == "int8":
                 passes[role] = int8_passes(graph, levels)
-            proto = _finish(graph, config, noise_blocks, steady[0] if steady else None)
+            proto = _finish(graph, config, noise_blocks, split)
             path = folder / f"{role}.{precision}.onnx"
             onnx.save(proto, str(path))
             roles[role] = path.name

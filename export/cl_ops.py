@@ -50,6 +50,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import onnx
 from onnx import TensorProto, helper
@@ -92,14 +93,14 @@ class _Body:
     def scalar(self, value: float) -> str:
         return self.one("Constant", [], value=helper.make_tensor("value", TensorProto.FLOAT, [], [value]))
 
-    def attr_ref(self, op: str, inputs: list[str], refs: dict[str, int], output: str | None = None) -> str:
+    def attr_ref(self, op: str, inputs: list[str], refs: dict[str, Any], output: str | None = None) -> str:
         """A node whose attributes are references to the function's own attributes (``refs``: name -> type)."""
         name = output or f"t{self._count}"
         if output is None:
             self._count += 1
         node = helper.make_node(op, inputs, [name])
         for attr, kind in refs.items():
-            node.attribute.append(helper.make_attribute_ref(attr, kind))  # type: ignore[arg-type]
+            node.attribute.append(helper.make_attribute_ref(attr, kind))
         self.nodes.append(node)
         return name
 

@@ -63,7 +63,7 @@ def _other(node: onnx.NodeProto, name: str) -> str | None:
     if len(node.input) != 2 or name not in node.input:
         return None
     a, b = node.input
-    return b if a == name else a
+    return str(b if a == name else a)
 
 
 def _consumers(graph: onnx.GraphProto) -> dict[str, list[onnx.NodeProto]]:
@@ -134,8 +134,10 @@ def fuse_snake(model: onnx.ModelProto, expected: int) -> int:
         weigh = only_consumer(square.output[0], "Mul")
         inv_alpha = _other(weigh, square.output[0]) if weigh is not None else None
         add = only_consumer(weigh.output[0], "Add") if weigh is not None else None
-        if inv_alpha not in initializers or add is None or _other(add, weigh.output[0]) != x:
+        if weigh is None or inv_alpha not in initializers or add is None or _other(add, weigh.output[0]) != x:
             raise FusionError(f"Sin #{index}: not followed by Mul(inv_alpha, s2) -> Add(x, .)")
+        assert alpha is not None
+        assert inv_alpha is not None
         if len(consumers[scale.output[0]]) != 1:
             raise FusionError(f"Sin #{index}: alpha * x is used outside the Snake chain")
         snake = helper.make_node(
@@ -385,6 +387,8 @@ def fuse_interleave(model: onnx.ModelProto, expected: int) -> int:
         conv = producer.get(phases.input[0]) if phases is not None else None
         if bias is None or conv is None or len(bias.dims) != 3 or bias.dims[0] != 1:
             continue
+        assert interleaved is not None  # conv was found through it and phases
+        assert phases is not None
         perm = next((list(helper.get_attribute_value(a)) for a in interleaved.attribute if a.name == "perm"), None)
         phase_rows = _phase_rows(conv, producer, inits)
         start = inits.get(crop.input[1]) if crop is not None else None
@@ -538,7 +542,7 @@ def fuse_residual_stream(model: onnx.ModelProto, expected: int) -> int:
         cat = producer.get(unit.input[0])
         held = _state_concat(cat, graph, graph) if cat is not None else None
         weight = inits.get(unit.input[3])
-        if held is None or attrs.get("padding") != 0 or weight is None or len(weight.dims) != 3:
+        if cat is None or held is None or attrs.get("padding") != 0 or weight is None or len(weight.dims) != 3:
             continue
         if held != int(attrs["dilation"]) * (int(weight.dims[2]) - 1) or held % 2:
             continue
@@ -578,7 +582,7 @@ def fuse_snake_stream(model: onnx.ModelProto, branch: onnx.GraphProto, expected:
         link = None
         if source is not None and source.op_type == "Identity" and not source.domain:
             link, source = source, producer.get(source.input[0])
-        if source is None or source.domain != SNAKE_DOMAIN or source.op_type != SNAKE_OP:
+        if held is None or source is None or source.domain != SNAKE_DOMAIN or source.op_type != SNAKE_OP:
             continue
         if len(consumers[source.output[0]]) != 1 or (link is not None and len(consumers[link.output[0]]) != 1):
             continue

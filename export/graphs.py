@@ -40,6 +40,9 @@ class ExportSnake(nn.Module):
     square is a multiplication (one node cheaper than Pow in onnxruntime).
     """
 
+    alpha: torch.Tensor
+    inv_alpha: torch.Tensor
+
     def __init__(self, alpha: torch.Tensor) -> None:
         super().__init__()
         alpha = alpha.detach().clone()
@@ -61,6 +64,9 @@ class PolyphaseConvTranspose1d(nn.Module):
     node here). Same arithmetic up to float summation order.
     """
 
+    weight: torch.Tensor
+    bias: torch.Tensor
+
     def __init__(self, conv: nn.ConvTranspose1d) -> None:
         super().__init__()
         stride, kernel = conv.stride[0], conv.kernel_size[0]
@@ -76,7 +82,7 @@ class PolyphaseConvTranspose1d(nn.Module):
         bias = conv.bias.detach().clone() if conv.bias is not None else torch.zeros(out_ch)
         self.register_buffer("bias", bias[None, :, None])
         self.stride, self.padding, self.output_padding, self.out_channels = (
-            stride, conv.padding[0], conv.output_padding[0], out_ch
+            stride, int(conv.padding[0]), int(conv.output_padding[0]), out_ch
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -93,6 +99,9 @@ class FlatLocalMHA(nn.Module):
 
     Input and output ``(batch, channels, steps)``; ``steps`` must be a multiple of the window.
     """
+
+    cos: torch.Tensor
+    sin: torch.Tensor
 
     def __init__(self, mha: LocalMHA) -> None:
         super().__init__()
@@ -133,7 +142,8 @@ class FlatLocalMHA(nn.Module):
         out = torch.nn.functional.scaled_dot_product_attention(self._rotate(q), self._rotate(k), v)
         out = out.reshape(batch, steps // window, heads, window, head_dim).permute(0, 1, 3, 2, 4)
         out = self.to_out(out.reshape(batch, steps, channels))
-        return out.transpose(1, 2) + residual
+        result: torch.Tensor = out.transpose(1, 2) + residual
+        return result
 
 
 def _replace_modules(root: nn.Module) -> None:
@@ -273,7 +283,7 @@ class DecoderGraph(nn.Module):
         return head + self.tiles * tail
 
     @staticmethod
-    def _apply(layers: list[nn.Module], x: torch.Tensor, noise: list[torch.Tensor]) -> torch.Tensor:
+    def _apply_layers(layers: list[nn.Module], x: torch.Tensor, noise: list[torch.Tensor]) -> torch.Tensor:
         index = 0
         for layer in layers:
             if not isinstance(layer, DecoderBlock):
@@ -290,9 +300,9 @@ class DecoderGraph(nn.Module):
     def run(self, codes: list[torch.Tensor], noise: list[torch.Tensor]) -> torch.Tensor:
         x = self.quantizer.from_codes(codes)
         split = self.num_noise - len(self.tail_noise_rates)
-        x = self._apply(self.head, x, noise[:split])
+        x = self._apply_layers(self.head, x, noise[:split])
         if self.tiles == 1:
-            return self._apply(self.tail, x, noise[split:])
+            return self._apply_layers(self.tail, x, noise[split:])
         steps, tiles, halo, factor = x.shape[-1], self.tiles, self.halo, self.tail_factor
         pieces = []
         for i in range(tiles):
@@ -300,7 +310,7 @@ class DecoderGraph(nn.Module):
             s = a - halo if i > 0 else 0  # the part it runs
             e = b + halo if i < tiles - 1 else steps
             tile_noise = [n[..., s * r : e * r] for n, r in zip(noise[split:], self.tail_noise_rates)]
-            y = self._apply(self.tail, x[..., s:e], tile_noise)
+            y = self._apply_layers(self.tail, x[..., s:e], tile_noise)
             pieces.append(y[..., (a - s) * factor : (b - s) * factor])
         return torch.cat(pieces, dim=-1)
 

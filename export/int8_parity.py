@@ -47,7 +47,7 @@ def stream_decode(codec: SnacOnnx, codes: list[np.ndarray], seed: int | None) ->
 def measure_int8(folder: Path, precision: str = "int8", seeds: tuple[int, ...] = SEEDS, seconds: float = SIGNAL_SECONDS) -> dict[str, Any]:
     """The report (JSON-able): one row per (kernel mode, signal), the worst figures, and ``passed``."""
     fp32 = SnacOnnx(folder)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for kernel in kernel_modes():
         codec = SnacOnnx(folder, precision=precision, settings=SessionSettings(fused_snake=kernel == "fused"))
         for seed in seeds:

@@ -69,11 +69,11 @@ def _fusion_counts(count: Callable[[Callable[[torch.nn.Module], bool]], int]) ->
 
 def _export(
     module: torch.nn.Module,
-    args: tuple,
+    args: tuple[Any, ...],
     path: Path,
     inputs: list[str],
     outputs: list[str],
-    shapes,
+    shapes: Any,
     counts: tuple[int, int, int],
     config: ModelConfig,
     steady: dict[str, Any] | None = None,
@@ -102,6 +102,7 @@ def _export(
             external_data=False,
             verbose=False,
         )
+    assert program is not None  # dynamo=True always returns a program
     program.save(str(path))
     model = onnx.load(str(path))
     fuse_snake(model, expected=counts[0])
@@ -227,13 +228,13 @@ def export_stream_graph(prepared: SNAC, config: ModelConfig, path: Path) -> dict
     for name in names:
         shapes[name] = {0: batch}
 
-    def count(kind) -> int:
+    def count(kind: Callable[[torch.nn.Module], bool]) -> int:
         return sum(map(kind, graph.modules()))
 
     counts = (count(_is_snake), count(_is_depthwise_residual), count(_is_upsampler))
     masked = [op for op in graph.ops if isinstance(op, (_Conv, _Residual, _Upsample))]
     after_snake = [
-        op for prev, op in zip(graph.ops, graph.ops[1:]) if op.state_length and _is_snake(getattr(prev, "module", None))
+        op for prev, op in zip(graph.ops, graph.ops[1:]) if op.state_length and isinstance(getattr(prev, "module", None), ExportSnake)
     ]
     steady = {
         "snake_joins": len(after_snake),  # layers whose state joins a Snake's output (fuse_snake_stream)

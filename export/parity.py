@@ -84,12 +84,16 @@ def _without_noise(model: SNAC) -> SNAC:
 class _GivenNoise(nn.Module):
     """A NoiseBlock that adds given noise instead of ``torch.randn``: ``x + noise * linear(x)``."""
 
+    linear: nn.Module
+    noise: torch.Tensor
+
     def __init__(self, block: NoiseBlock, noise: torch.Tensor) -> None:
         super().__init__()
         self.linear, self.noise = block.linear, noise
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.noise * self.linear(x)
+        noisy: torch.Tensor = x + self.noise * self.linear(x)
+        return noisy
 
 
 def _with_noise(model: SNAC, noise: list[np.ndarray]) -> SNAC:

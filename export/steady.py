@@ -108,4 +108,5 @@ def split_steady(model: onnx.ModelProto, *, expected: int, safe_frame: int, code
 def steady_branch(model: onnx.ModelProto) -> onnx.GraphProto:
     """The ``then`` (steady) branch of a graph rewritten by :func:`split_steady`."""
     (node,) = [n for n in model.graph.node if n.op_type == "If"]
-    return next(a.g for a in node.attribute if a.name == "then_branch")
+    branch: onnx.GraphProto = next(a.g for a in node.attribute if a.name == "then_branch")
+    return branch

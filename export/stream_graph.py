@@ -35,16 +35,19 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
 from snac import SNAC
 from snac.layers import DecoderBlock, NoiseBlock, ResidualUnit
-from torch import nn
+from torch import Tensor, nn
 
 from snac_onnx.model.contract import first_audio_frame
 
 from .graphs import ExportSnake, FlatLocalMHA, PolyphaseConvTranspose1d
+
+StepResult = tuple[Tensor, Tensor | None]  # a layer's output and its next state (None: the layer has none)
 
 
 @dataclass(frozen=True)
@@ -78,11 +81,12 @@ class _Op(nn.Module):
     def out_rate_lag(self) -> tuple[int, int]:
         return self.rate, self.lag
 
-    def step(self, x: torch.Tensor, frame: torch.Tensor, end: torch.Tensor, state: torch.Tensor | None, noise: torch.Tensor | None):
+    def step(self, x: Tensor, frame: Tensor, end: Tensor, state: Tensor | None, noise: Tensor | None) -> StepResult:
         raise NotImplementedError
 
-    def _buffer(self, x, frame, end, state) -> torch.Tensor:
+    def _buffer(self, x: Tensor, frame: Tensor, end: Tensor, state: Tensor | None) -> Tensor:
         """``[state, x with its padding positions zeroed]``: what the layer runs over."""
+        assert state is not None
         return torch.cat([state, _valid_mask(x, frame, end, self.rate, self.lag)], dim=-1)
 
     def _new_state(self, buf: torch.Tensor) -> torch.Tensor:
@@ -103,6 +107,9 @@ def _matmul_columns(x: torch.Tensor, weight_t: torch.Tensor) -> torch.Tensor:
 
 
 class _Pointwise(_Op):
+    weight_t: Tensor | None
+    bias_col: Tensor | None
+
     def __init__(self, module: nn.Module) -> None:
         super().__init__()
         self.module = module
@@ -112,13 +119,16 @@ class _Pointwise(_Op):
     def use_matmul(self) -> None:
         """Run this 1x1 convolution as a MatMul against its transposed weight (see MATMUL_MAX_COLUMNS)."""
         conv = self.module  # a dense 1x1 nn.Conv1d (_weight_bound)
+        assert isinstance(conv, nn.Conv1d)
+        assert conv.bias is not None
         self.weight_t = conv.weight.detach()[:, :, 0].T.contiguous()
         self.bias_col = conv.bias.detach()[None, :, None].clone()
 
-    def step(self, x, frame, end, state, noise):
-        if self.weight_t is not None:
+    def step(self, x: Tensor, frame: Tensor, end: Tensor, state: Tensor | None, noise: Tensor | None) -> StepResult:
+        if self.weight_t is not None and self.bias_col is not None:
             return _matmul_columns(x, self.weight_t) + self.bias_col, None
-        return self.module(x), None
+        y: Tensor = self.module(x)
+        return y, None
 
 
 class _Noise(_Op):
@@ -128,13 +138,15 @@ class _Noise(_Op):
         super().__init__()
         self.linear = block.linear
 
-    def step(self, x, frame, end, state, noise):
+    def step(self, x: Tensor, frame: Tensor, end: Tensor, state: Tensor | None, noise: Tensor | None) -> StepResult:
+        assert noise is not None
         return x + noise * self.linear(x), None
 
 
 def _conv_padding(conv: nn.Conv1d) -> int:
-    (k,), (d,), (p,), (s,) = conv.kernel_size, conv.dilation, conv.padding, conv.stride
-    if s != 1 or 2 * p != (k - 1) * d:
+    (k,), (d,), (s,) = conv.kernel_size, conv.dilation, conv.stride
+    p = conv.padding[0] if isinstance(conv.padding, tuple) else -1
+    if s != 1 or not isinstance(p, int) or 2 * p != (k - 1) * d:
         raise NotImplementedError(f"a streaming convolution needs stride 1 and 'same' padding, got {conv}")
     return p
 
@@ -147,7 +159,7 @@ class _Buffered(_Op):
         self.state_length = 2 * self.pad
         self.state_channels = conv.in_channels
 
-    def out_rate_lag(self):
+    def out_rate_lag(self) -> tuple[int, int]:
         return self.rate, self.lag + self.pad
 
 
@@ -161,7 +173,7 @@ class _Conv(_Buffered):
         self.conv = conv
         self._keep_inputs_of(conv)
 
-    def step(self, x, frame, end, state, noise):
+    def step(self, x: Tensor, frame: Tensor, end: Tensor, state: Tensor | None, noise: Tensor | None) -> StepResult:
         buf = self._buffer(x, frame, end, state)
         c = self.conv
         y = F.conv1d(buf, c.weight, c.bias, dilation=c.dilation, groups=c.groups)
@@ -181,7 +193,7 @@ class _Residual(_Buffered):
         self.snake_in, self.conv, self.snake_out, self.pointwise = snake_in, conv, snake_out, pointwise
         self._keep_inputs_of(conv)
 
-    def step(self, x, frame, end, state, noise):
+    def step(self, x: Tensor, frame: Tensor, end: Tensor, state: Tensor | None, noise: Tensor | None) -> StepResult:
         buf = self._buffer(x, frame, end, state)
         c = self.conv
         y = F.conv1d(self.snake_in(buf), c.weight, c.bias, dilation=c.dilation, groups=c.groups)
@@ -206,10 +218,10 @@ class _Upsample(_Op):
         w = self.up.weight  # (s * out, in, 2): row k * in + c of weight_t is tap k of input channel c
         self.weight_t = w.permute(2, 1, 0).reshape(2 * w.shape[1], w.shape[0]).contiguous()
 
-    def out_rate_lag(self):
+    def out_rate_lag(self) -> tuple[int, int]:
         return self.rate * self.up.stride, self.lag * self.up.stride + self.up.padding
 
-    def step(self, x, frame, end, state, noise):
+    def step(self, x: Tensor, frame: Tensor, end: Tensor, state: Tensor | None, noise: Tensor | None) -> StepResult:
         batch, _, n = x.shape
         up = self.up
         buf = self._buffer(x, frame, end, state)
@@ -232,12 +244,13 @@ class _Attention(_Op):
         self.state_length = delay
         self.state_channels = mha.to_out.out_features
 
-    def out_rate_lag(self):
+    def out_rate_lag(self) -> tuple[int, int]:
         return self.rate, self.lag + self.state_length
 
-    def step(self, x, frame, end, state, noise):
+    def step(self, x: Tensor, frame: Tensor, end: Tensor, state: Tensor | None, noise: Tensor | None) -> StepResult:
         if self.state_length == 0:
             return self.mha(x), None
+        assert state is not None
         n = x.shape[-1]
         buf = torch.cat([state, x], dim=-1)
         return self.mha(buf[..., :n]), buf[..., n:]
@@ -295,6 +308,8 @@ class StreamingDecoder(nn.Module):
     the samples at positions ``frame * samples_per_frame - audio_lag + [0, n)``; one ``new_state_k`` each.
     """
 
+    quantizer: Any  # snac's ResidualVectorQuantize (the snac package has no type information)
+
     def __init__(self, model: SNAC) -> None:
         super().__init__()
         self.quantizer = model.quantizer
@@ -321,7 +336,8 @@ class StreamingDecoder(nn.Module):
                 raise NotImplementedError(f"no streaming form for {type(layer).__name__}")
             op.rate, op.lag = rate, lag
             if op.rate * self.step_frames <= MATMUL_MAX_COLUMNS and _weight_bound(op):
-                op.use_matmul()  # type: ignore[attr-defined]
+                assert isinstance(op, (_Pointwise, _Upsample))
+                op.use_matmul()
             rate, lag = op.out_rate_lag()
             ops.append(op)
             names.append(name)
@@ -338,7 +354,7 @@ class StreamingDecoder(nn.Module):
 
     @staticmethod
     def _names(model: SNAC) -> list[str]:
-        names = []
+        names: list[str] = []
         for i, layer in enumerate(model.decoder.model):
             if isinstance(layer, DecoderBlock):
                 names.extend(f"decoder.model.{i}.block.{j}" for j in range(len(layer.block)))
@@ -360,7 +376,7 @@ class StreamingDecoder(nn.Module):
         x = self.quantizer.from_codes(codes)
         noise_iter, state_iter = iter(noise), iter(states)
         new_states: list[torch.Tensor] = []
-        for op in self.ops:
+        for op in cast("list[_Op]", list(self.ops)):
             state = next(state_iter) if op.state_length else None
             x, new = op.step(x, frame, end, state, next(noise_iter) if isinstance(op, _Noise) else None)
             if new is not None:
@@ -373,7 +389,7 @@ def streaming_decoder_with_named_inputs(model: SNAC, input_names: list[str]) -> 
     graph = StreamingDecoder(model)
     n_codes, n_noise = graph.num_codebooks, len(graph.noise_lags)
 
-    def forward(self: StreamingDecoder, *args: torch.Tensor):
+    def forward(self: StreamingDecoder, *args: torch.Tensor) -> tuple[Tensor, ...]:
         codes, noise = list(args[:n_codes]), list(args[n_codes : n_codes + n_noise])
         frame, end, states = args[n_codes + n_noise], args[n_codes + n_noise + 1], list(args[n_codes + n_noise + 2 :])
         audio, new_states = self.run(codes, noise, frame, end, states)

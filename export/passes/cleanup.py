@@ -10,7 +10,8 @@ from onnx_ir.passes import common
 
 def clear_node_metadata(model: ir.Model) -> None:
     """Remove every node's ``metadata_props`` (graphs, subgraphs and functions); the model's own are kept."""
-    for graph_like in [model.graph, *model.functions.values()]:
+    graphs: list[ir.Graph | ir.Function] = [model.graph, *model.functions.values()]
+    for graph_like in graphs:
         for node in ir.traversal.RecursiveGraphIterator(graph_like):
             node.metadata_props.clear()
 
@@ -18,6 +19,7 @@ def clear_node_metadata(model: ir.Model) -> None:
 def cleanup(model: onnx.ModelProto) -> onnx.ModelProto:
     """``model`` without unused nodes, initializers, functions and opset imports (a new proto)."""
     ir_model = ir.serde.deserialize_model(model)
-    for step in (common.RemoveUnusedNodesPass(), common.RemoveUnusedFunctionsPass(), common.RemoveUnusedOpsetsPass()):
+    steps = [common.RemoveUnusedNodesPass(), common.RemoveUnusedFunctionsPass(), common.RemoveUnusedOpsetsPass()]  # type: ignore[no-untyped-call]
+    for step in steps:
         step(ir_model)
     return ir.serde.serialize_model(ir_model)

@@ -4,13 +4,15 @@ commutative, so the result is the same bits."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import onnx_ir as ir
 from onnxscript.rewriter import pattern
 
 from snac_onnx.model.kernels import SNAKE_DOMAIN
 
 
-def _dequantize(op, acc, params, weight_scale, weight_sum, bias):  # type: ignore[no-untyped-def]
+def _dequantize(op: Any, acc: Any, params: Any, weight_scale: Any, weight_sum: Any, bias: Any) -> Any:
     return op.DequantizeCL(acc, params, weight_scale, weight_sum, bias, _domain=SNAKE_DOMAIN)
 
 

@@ -12,6 +12,8 @@ quantized once.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import onnx_ir as ir
 from onnxscript.rewriter import pattern
@@ -46,24 +48,27 @@ class _Quantizer:
         self.levels = levels
         self.made: dict[str, tuple[ir.Value, ...]] = {}
 
-    def constants(self, op: pattern.RewriterContext, w: ir.Value, bias: ir.Value | None) -> tuple[ir.Value, ...]:
+    def constants(self, op: Any, w: ir.Value, bias: ir.Value | None) -> tuple[ir.Value, ...]:
         name = str(w.name)
         if name not in self.made:
-            q, scale = quantize_weight(_dense_weight(w), self.levels)  # type: ignore[arg-type]
+            weight = _dense_weight(w)
+            assert weight is not None  # the rules' conditions checked it
+            q, scale = quantize_weight(weight, self.levels)
             sums = q.astype(np.int32).sum(axis=0, dtype=np.int32)
             zeros = np.zeros(q.shape[1], np.float32)
             self.made[name] = tuple(
                 op.initializer(ir.tensor(value), f"{name}/{suffix}")
                 for value, suffix in ((q, "int8"), (scale, "scale"), (sums, "sum"), (zeros, "zero_bias"))
             )
-        q_w, scale, sums, zeros = self.made[name]
-        return q_w, scale, sums, bias if bias is not None else zeros
+        q_value, scale_value, sums_value, zeros_value = self.made[name]
+        return q_value, scale_value, sums_value, bias if bias is not None else zeros_value
 
-    def replace(self, op: pattern.RewriterContext, x: ir.Value, w: ir.Value, bias: ir.Value | None) -> ir.Value:
+    def replace(self, op: Any, x: ir.Value, w: ir.Value, bias: ir.Value | None) -> ir.Value:
         q_w, scale, sums, b = self.constants(op, w, bias)
         q, params = op.QuantizeRowsCL(x, _domain=SNAKE_DOMAIN, _outputs=2)
         acc = op.MatMulInteger(q, q_w)
-        return op.DequantizeCL(acc, params, scale, sums, b, _domain=SNAKE_DOMAIN)  # type: ignore[no-any-return]
+        result: ir.Value = op.DequantizeCL(acc, params, scale, sums, b, _domain=SNAKE_DOMAIN)
+        return result
 
 
 def _is_bias(b: ir.Value, w: ir.Value) -> bool:
