@@ -16,7 +16,13 @@ variant always runs first or last while this shared machine's speed drifts), whi
 Ratios are per round (fp32 over the variant, in the same round: fresh processes back to back), and the report gives
 their median over rounds (and their spread). The codes come from the fp32 encoder of speech-like audio, written
 once. Then, once per variant, the peak RSS (VmHWM) of a fresh process that only decodes ``--offline-seconds``
-offline, and of one that only streams them; and the graph files' sizes. Writes a markdown report and prints it.
+offline, and of one that only streams them; and the graph files' sizes.
+
+Quality (``int8`` against ``fp32``, noise off): speech synthesized by espeak-ng (several voices; resampled to the
+model's rate) and the signals of the exporter's parity check (``export.signals.speech_like``), encoded by the fp32
+encoder and decoded by both: SNR, max abs, multi-resolution STFT distance (export.audio_metrics), the codes the fp32
+encoder gives for the int8 decode against those it gives for the fp32 decode, and the int8 stream (frame by frame)
+against the int8 offline decode. Writes a markdown report and prints it.
 """
 
 from __future__ import annotations
@@ -176,6 +182,57 @@ def memory_rows(folder: Path, args: argparse.Namespace, tmp: Path) -> list[str]:
     return rows
 
 
+SENTENCES = [
+    ("en", "The quick brown fox jumps over the lazy dog, and then it runs back home before the rain starts."),
+    ("en-us", "Streaming speech one frame at a time must sound exactly like decoding the whole sentence at once."),
+    ("de", "Der schnelle braune Fuchs springt ueber den faulen Hund und laeuft dann nach Hause."),
+    ("fr", "Le renard brun rapide saute par-dessus le chien paresseux, puis il rentre a la maison."),
+]
+
+
+def _speech(tmp: Path, rate: int) -> list[tuple[str, np.ndarray]]:
+    """espeak-ng sentences at ``rate`` (empty where espeak-ng is not installed)."""
+    import shutil
+
+    from snac_onnx import load_audio
+
+    if shutil.which("espeak-ng") is None:
+        return []
+    out = []
+    for i, (voice, text) in enumerate(SENTENCES):
+        wav = tmp / f"speech_{i}.wav"
+        subprocess.run(["espeak-ng", "-v", voice, "-s", "150", "-w", str(wav), text], check=True, capture_output=True)
+        out.append((f"espeak-ng {voice}", load_audio(wav, rate, mix=True, resample=True)))
+    return out
+
+
+def quality_rows(folder: Path, tmp: Path) -> list[str]:
+    from export.audio_metrics import max_abs, mrstft_distance, snr_db
+    from export.int8_parity import stream_decode
+    from export.signals import speech_like
+    from snac_onnx import SnacOnnx
+
+    fp32, int8 = SnacOnnx(folder), SnacOnnx(folder, precision="int8")
+    rate = fp32.sample_rate
+    unit = fp32.config.padding_unit
+    signals = _speech(tmp, rate)
+    for length in (unit, 2 * unit + unit // 3 + 1, rate):  # the parity check's lengths, seed 1234 (export.parity)
+        signals.append((f"parity speech_like {length} samples", speech_like(rate, length / rate, 1234)[:length]))
+    rows = []
+    for label, pcm in signals:
+        codes = fp32.encode(pcm)
+        ref, ours = fp32.decode(codes, noise=False), int8.decode(codes, noise=False)
+        again_ref, again_ours = fp32.encode(ref), fp32.encode(ours)
+        agree = np.mean(np.concatenate([(a == b).ravel() for a, b in zip(again_ref, again_ours)]))
+        stream = max_abs(stream_decode(int8, codes, None), ours)
+        rows.append(
+            f"| {fp32.name} | {label} | {pcm.size / rate:.2f} | {snr_db(ours, ref):.1f} | {max_abs(ours, ref):.1e} "
+            f"| {mrstft_distance(ours, ref):.3f} | {100 * agree:.1f} % | {stream:.1e} |"
+        )
+        print(rows[-1], flush=True)
+    return rows
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("models", nargs="+", type=Path)
@@ -186,6 +243,7 @@ def main() -> int:
     parser.add_argument("--stream-seconds", type=float, default=30.0)
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--no-memory", action="store_true", help="skip the peak RSS runs")
+    parser.add_argument("--no-quality", action="store_true", help="skip the int8 quality table")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "RESULTS_int8.md")
     args = parser.parse_args()
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
@@ -195,10 +253,13 @@ def main() -> int:
         "|---|---:|---|---:|---:|---:|---:|---:|",
     ]
     print("\n".join(header), flush=True)
-    rows, memory = [], []
+    rows, memory, quality = [], [], []
     start = time.time()
     with tempfile.TemporaryDirectory() as tmp:
-        for folder in args.models:
+        if not args.no_quality:
+            for folder in args.models:
+                quality += quality_rows(folder, Path(tmp))
+        for folder in args.models if args.rounds else []:
             rows += bench_model(folder, args, Path(tmp))
         if not args.no_memory:
             for folder in args.models:
@@ -228,6 +289,18 @@ def main() -> int:
             "| model | variant | peak RSS offline | peak RSS stream | decoder file | stream file |",
             "|---|---|---:|---:|---:|---:|",
             *memory,
+            "",
+        ]
+    if quality:
+        report += [
+            ("Quality of int8 against fp32, noise off (RANDOM WEIGHTS: the trained checkpoints cannot be downloaded "
+            "here, so these are estimates of the quantization error, not promises for the trained models). Codes: the "
+            "fp32 encoder's codes of each signal; re-encoded: the fp32 encoder's codes of the int8 decode against those "
+            "of the fp32 decode; stream: the int8 stream, frame by frame, against the int8 offline decode."),
+            "",
+            "| model | signal | seconds | SNR (dB) | max abs | MR-STFT distance | re-encoded codes equal | int8 stream vs offline (max abs) |",
+            "|---|---|---:|---:|---:|---:|---:|---:|",
+            *quality,
             "",
         ]
     args.out.write_text("\n".join(report))

@@ -331,7 +331,7 @@ def test_help_shows_defaults_choices_and_examples(capsys):
     with pytest.raises(SystemExit):
         main(["encode", "--help"])
     text = capsys.readouterr().out
-    assert "(default: fp32)" in text and "{fp32,int8,fp16}" in text and "examples:" in text
+    assert "(default: fp32)" in text and "{fp32,int8,fp32-cl,fp16}" in text and "examples:" in text
     assert text.count("snac-onnx encode ") >= 2
     with pytest.raises(SystemExit):
         main(["info", "--help"])
