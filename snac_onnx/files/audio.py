@@ -130,7 +130,8 @@ class AudioReader:
         self.target_rate = int(target_rate)
         if self.channels > 1 and not mix:
             raise InvalidAudioError(
-                f"{self.name} has {self.channels} channels; SNAC is mono: pass --mix (mix=True) to average them"
+                f"{self.name} has {self.channels} channels; SNAC is mono: average them with --mix (command line), "
+                "mix=True (Python) or ?mix=true (HTTP)"
             )
         if self.file_frames <= 0:
             raise InvalidAudioError(f"{self.name} has no samples")
@@ -139,7 +140,7 @@ class AudioReader:
             if not resample:
                 raise SampleRateError(
                     f"{self.name} is {self.file_rate} Hz but the model expects {self.target_rate} Hz; "
-                    "pass --resample (resample=True) to convert it (soxr)"
+                    "convert it (soxr) with --resample (command line), resample=True (Python) or ?resample=true (HTTP)"
                 )
             self._resampled = resample_audio(self._read_file(0, self.file_frames), self.file_rate, self.target_rate)
 

@@ -208,6 +208,8 @@ class PresetStream:
                 break
             if self._low <= token < self._high:
                 audio_ids.append(token)
+            elif token < 0:
+                raise InvalidCodesError(f"token id {token} is negative; a tokenizer's ids are >= 0")
             elif token >= self._high:
                 raise InvalidCodesError(
                     f"token id {token} is above the {self.preset.name} audio range [{self._low}, {self._high}); "
