@@ -109,20 +109,20 @@ async def _lines(request: Request, line_limit: int, body_limit: int) -> AsyncIte
 # ---------------------------------------------------------------------- POST /v1/decode
 @router.post("/v1/decode")
 async def decode(request: Request) -> Response:
-    """One JSON body of one message's field (``ids``, ``text``, ``tokens`` or ``codes``) to a WAV file (or raw PCM
-    with ``format``); the same query as the WebSocket."""
+    """One JSON body of one message's field (``ids``, ``text``, ``tokens`` or ``codes``; one message, so at most
+    ``max_message_bytes``) to a WAV file (or raw PCM with ``format``); the same query as the WebSocket."""
     service: Service = request.app.state.service
     endpoint = "decode"
     settings = service.settings
     try:
         query = parse_query(request.query_params, ("wav", *AUDIO_FORMATS))
-        _check_declared(request, settings.max_body_bytes)
+        _check_declared(request, settings.max_message_bytes)
         stream = service.open(query)
     except SnacOnnxError as error:
         return _refused(service, endpoint, error)
     outcome = "failed"
     try:
-        obj = parse_json(await _read_body(request, settings.max_body_bytes))
+        obj = parse_json(await _read_body(request, settings.max_message_bytes))
         if isinstance(obj, dict):
             obj.pop("end", None)  # a whole request ends by itself
         message = parse_message(obj, query.kinds)

@@ -347,3 +347,44 @@ def test_a_bad_line_after_the_first_audio_cuts_the_streamed_response_short(codec
     finally:
         proc.terminate()
         proc.wait(timeout=60)
+
+
+def test_a_dropped_connection_frees_its_place_at_once(codec):
+    """A client's network goes away mid-stream (an RST, while audio is being sent): its place in --max-streams is
+    free within seconds, not at the idle timeout (60 s here)."""
+    import struct
+
+    import websockets
+
+    ids, _ = _utterance(codec, 30.0)
+    port = free_port()
+    proc = start_server(TINY_24, port, "--max-streams", "1", "--idle-timeout", "60")
+    try:
+
+        async def scenario() -> tuple[float, int | None]:
+            url = f"ws://127.0.0.1:{port}/v1/stream?preset=orpheus&format=f32le"
+            sock = socket.socket()
+            sock.connect(("127.0.0.1", port))
+            ws = await websockets.connect(url, sock=sock, max_size=None)
+            await ws.recv()
+            await ws.send(json.dumps({"ids": ids[: len(ids) // 2]}))
+            await ws.recv()  # audio is flowing
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            ws.transport.abort()
+            dropped = time.monotonic()
+            while _metric(port, "snac_streams_active") != 0.0 and time.monotonic() - dropped < 30:
+                await asyncio.sleep(0.05)
+            freed = time.monotonic() - dropped
+            async with websockets.connect(url) as again:
+                await again.send(json.dumps({"ids": ids[:70]}))
+                await again.send(json.dumps({"end": True}))
+                code = (await _read_all(again))[2]
+            return freed, code
+
+        freed, code = asyncio.run(asyncio.wait_for(scenario(), 90))
+        assert freed < 5.0, f"the place was held {freed:.1f} s after the connection dropped"
+        assert code == 1000
+        assert _settled_metric(port, 'snac_streams_total{outcome="cancelled"}', 1.0) == 1.0
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
