@@ -12,12 +12,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from . import http, status, ws
+from . import http, speech, status, ws
+from .auth import require_key
 from .service import Service
 from .settings import ServeSettings
 
@@ -39,11 +40,13 @@ def create_app(settings: ServeSettings | None = None, *, codec: SnacOnnx | None 
         await run_in_threadpool(service.start)
         yield
         await run_in_threadpool(service.stop)
+        await service.aclose()
 
     app = FastAPI(title="snac-onnx", lifespan=lifespan)
     app.state.service = service
-    for module in (ws, http, status):
-        app.include_router(module.router)
+    for module in (ws, http, speech):
+        app.include_router(module.router, dependencies=[Depends(require_key)])
+    app.include_router(status.router)  # health, readiness and metrics answer without a key
 
     @app.exception_handler(RequestValidationError)
     async def one_line_400(request: Request, error: RequestValidationError) -> JSONResponse:

@@ -42,7 +42,7 @@ from .protocol import (
 )
 from .service import Service
 
-__all__ = ["router", "refusal"]
+__all__ = ["router", "refusal", "read_body", "check_declared"]
 
 logger = logging.getLogger(__name__)
 router = APIRouter()
@@ -70,13 +70,14 @@ def _refused(service: Service, endpoint: str, error: Exception) -> JSONResponse:
     return refusal(service, endpoint, 400, str(error))
 
 
-def _check_declared(request: Request, limit: int) -> None:
+def check_declared(request: Request, limit: int) -> None:
+    """A body announced (Content-Length) over ``limit`` is refused before it is read (TooBigError)."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise TooBigError(f"the body is {declared} bytes; this server takes at most {limit}")
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
+async def read_body(request: Request, limit: int) -> bytes:
     """The body, read as it arrives against ``limit``."""
     parts, size = [], 0
     async for part in request.stream():
@@ -116,13 +117,13 @@ async def decode(request: Request) -> Response:
     settings = service.settings
     try:
         query = parse_query(request.query_params, ("wav", *AUDIO_FORMATS))
-        _check_declared(request, settings.max_message_bytes)
+        check_declared(request, settings.max_message_bytes)
         stream = service.open(query)
     except SnacOnnxError as error:
         return _refused(service, endpoint, error)
     outcome = "failed"
     try:
-        obj = parse_json(await _read_body(request, settings.max_message_bytes))
+        obj = parse_json(await read_body(request, settings.max_message_bytes))
         if isinstance(obj, dict):
             obj.pop("end", None)  # a whole request ends by itself
         message = parse_message(obj, query.kinds)
@@ -212,7 +213,7 @@ async def decode_stream(request: Request) -> Response:
     settings = service.settings
     try:
         query = parse_query(request.query_params, AUDIO_FORMATS)
-        _check_declared(request, settings.max_body_bytes)
+        check_declared(request, settings.max_body_bytes)
         stream = service.open(query)
     except SnacOnnxError as error:
         return _refused(service, endpoint, error)
@@ -290,9 +291,9 @@ async def encode(request: Request) -> Response:
         except ValidationError as error:
             raise InvalidArgumentError(f"query: {one_line(error)}") from None
         layout = resolve_layout(query.layout) if query.layout is not None else None
-        _check_declared(request, settings.max_body_bytes)
+        check_declared(request, settings.max_body_bytes)
         with service.encode_slot():
-            body = await _read_body(request, settings.max_body_bytes)
+            body = await read_body(request, settings.max_body_bytes)
             if not body:
                 raise InvalidArgumentError("the body is empty; send an audio file (WAV, FLAC, OGG...)")
             codec = service.codec

@@ -45,6 +45,9 @@ class Metrics:
         )
         self.audio_seconds = prom.Counter("snac_audio_seconds", "Seconds of audio sent to clients", registry=r)
         self.errors = prom.Counter("snac_errors", "Errors by kind", ["kind"], registry=r)
+        self.llm_skipped = prom.Counter(
+            "snac_llm_skipped", "LLM output that was not audio: ids, or characters of text", ["kind"], registry=r
+        )
         self.requests = prom.Counter(
             "snac_requests", "HTTP requests by endpoint and status", ["endpoint", "status"], registry=r
         )

@@ -13,7 +13,7 @@ import types
 import typing
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ..errors import InvalidArgumentError
@@ -88,6 +88,36 @@ class ServeSettings(BaseSettings):
     )
     shutdown_grace_s: float = Field(10.0, ge=0, description="at shutdown, how long live streams get to finish (s)")
     verify: bool = Field(True, description="check the graph files' sha256 when loading")
+    api_key: SecretStr | None = Field(
+        None, description="a key this server requires as 'Authorization: Bearer <key>' on /v1/ (default: none)"
+    )
+    llm: str | None = Field(
+        None,
+        description="an OpenAI-compatible LLM server (its base URL, e.g. http://127.0.0.1:8080/v1) that generates "
+        "the preset's audio tokens: enables POST /v1/audio/speech (default: none)",
+    )
+    preset: str | None = Field(None, description="with --llm: the TTS model's preset, e.g. orpheus (default: none)")
+    llm_model: str | None = Field(None, description="with --llm: the model name sent upstream (default: the preset's)")
+    llm_api_key: SecretStr | None = Field(
+        None, description="with --llm: the upstream's API key, sent as a bearer token and never logged (default: none)"
+    )
+    llm_timeout_s: float = Field(
+        30.0, gt=0, description="with --llm: the longest wait for the upstream's answer or its next token (s)"
+    )
+    temperature: float | None = Field(None, ge=0, description="with --llm: sampling (default: the preset's)")
+    top_p: float | None = Field(None, gt=0, le=1, description="with --llm: sampling (default: the preset's)")
+    repetition_penalty: float | None = Field(None, gt=0, description="with --llm: sampling (default: the preset's)")
+    max_tokens: int | None = Field(
+        None, ge=7, description="with --llm: tokens one generation may take (default: the preset's)"
+    )
+    max_input_chars: int = Field(4096, ge=1, description="with --llm: the longest input text of one request")
+    piece_chars: int = Field(
+        200, ge=20, description="with --llm: the longest piece of input one generation gets (split at sentences)"
+    )
+    speech_pieces: int = Field(
+        2, ge=1, description="with --llm: pieces of one request generated at once (each its own stream)"
+    )
+    join_ms: float = Field(100.0, ge=0, le=5000, description="with --llm: silence between the pieces of an input (ms)")
     host: str = Field("127.0.0.1", description="address to listen on (0.0.0.0: every interface)")
     port: int = Field(8000, ge=1, le=65535, description="port to listen on")
     log_level: Literal["critical", "error", "warning", "info", "debug"] = Field("info", description="log level")
@@ -96,6 +126,12 @@ class ServeSettings(BaseSettings):
     address: str | None = Field(
         None, description="with --ray: the Ray cluster's address (default: RAY_ADDRESS, else a local Ray)"
     )
+
+    @model_validator(mode="after")
+    def _llm_and_preset(self) -> ServeSettings:
+        if (self.llm is None) != (self.preset is None):
+            raise ValueError("--llm and --preset go together: the LLM server and the TTS model's preset")
+        return self
 
     @property
     def batching_choice(self) -> bool | None:
@@ -111,6 +147,8 @@ def load_settings(**values: Any) -> ServeSettings:
     except ValidationError as error:
         first = error.errors()[0]
         name = str(first["loc"][0]) if first["loc"] else "settings"
+        if not first["loc"]:  # a check of several fields
+            raise InvalidArgumentError(str(first["msg"]).removeprefix("Value error, ")) from None
         if name not in ServeSettings.model_fields:
             flag = name
         else:

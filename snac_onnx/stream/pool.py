@@ -118,6 +118,8 @@ class _Input(Protocol):
     def end(self) -> None: ...
     @property
     def ended(self) -> bool: ...
+    @property
+    def skipped(self) -> tuple[int, int]: ...
     def output(self, audio: np.ndarray) -> np.ndarray: ...
 
 
@@ -137,6 +139,10 @@ class _LayoutInput:
     @property
     def ended(self) -> bool:
         return self._decoder.closed
+
+    @property
+    def skipped(self) -> tuple[int, int]:
+        return 0, 0
 
     def output(self, audio: np.ndarray) -> np.ndarray:
         return audio
@@ -158,6 +164,10 @@ class _PresetInput:
     @property
     def ended(self) -> bool:
         return self._front.done
+
+    @property
+    def skipped(self) -> tuple[int, int]:
+        return self._front.skipped_ids, self._front.skipped_chars
 
     def output(self, audio: np.ndarray) -> np.ndarray:
         return self._front.trim(audio)
@@ -676,6 +686,11 @@ class _Handle:
         """The pool is done decoding the stream: it ended, failed or was cancelled (its remaining audio may still
         be waiting to be read)."""
         return self._entry.finished
+
+    @property
+    def skipped(self) -> tuple[int, int]:
+        """What a preset stream's input held that was not audio: ``(ids, characters of text)``."""
+        return self._entry.input.skipped
 
     @property
     def input_ended(self) -> bool:
