@@ -17,7 +17,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "snac_onnx"
 MARKER = "<!-- module-map -->"
 
 FOLDERS = {
-    "": "The core (NumPy only, except `codec`, `runner` and `windowed`, which run onnxruntime sessions)",
+    "": "`snac_onnx`: the core, and the command line, corpus and fork modules",
     "model": "`snac_onnx.model`: loading a model",
     "files": "`snac_onnx.files`: file formats",
     "stream": "`snac_onnx.stream`: streaming decode",
