@@ -10,7 +10,7 @@ bash scripts/setup.sh
 # The documentation site: a broken link or an API reference that no longer resolves fails here (a few seconds).
 SITE=$(mktemp -d)
 trap 'rm -rf "$SITE"' EXIT
-NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict --quiet --site-dir "$SITE"
+NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict --site-dir "$SITE"  # not --quiet: it hides the warnings --strict counts
 rm -rf "$SITE"
 trap - EXIT
 # Two workers (pytest-xdist): most of the time is torch.onnx's single-threaded tracing of the exports. Each
