@@ -38,12 +38,16 @@ def create_app(settings: ServeSettings | None = None, *, codec: SnacOnnx | None 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await run_in_threadpool(service.start)
+        if service.settings.llm is not None:
+            app.state.speech = speech.SpeechFront(service.settings, service.codec)
         yield
         await run_in_threadpool(service.stop)
-        await service.aclose()
+        if app.state.speech is not None:
+            await app.state.speech.upstream.close()
 
     app = FastAPI(title="snac-onnx", lifespan=lifespan)
     app.state.service = service
+    app.state.speech = None  # the text-to-speech front, with --llm
     for module in (ws, http, speech):
         app.include_router(module.router, dependencies=[Depends(require_key)])
     app.include_router(status.router)  # health, readiness and metrics answer without a key

@@ -55,6 +55,7 @@ class FakeLLM:
         self.requests: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
         self.sent_tokens = 0
+        self.first_token_at: dict[str, float] = {}  # per prompt: when its first token went out (monotonic s)
         self.completed = 0
         self.cancelled = 0
         self.port = 0
@@ -135,7 +136,7 @@ class FakeLLM:
         )
         gone = asyncio.ensure_future(reader.read(1))  # the client closing its side (or sending more: not here)
         try:
-            ended = await self._stream(writer, steps, gone)
+            ended = await self._stream(writer, steps, gone, str(request.get("prompt")))
         except (ConnectionError, OSError):
             ended = False
         finally:
@@ -170,7 +171,9 @@ class FakeLLM:
                 choice["token_ids"] = ids
         return {"id": "cmpl-test", "object": "text_completion", "created": 0, "model": "fake", "choices": [choice]}
 
-    async def _stream(self, writer: asyncio.StreamWriter, steps: list[Step], gone: asyncio.Future[bytes]) -> bool:
+    async def _stream(
+        self, writer: asyncio.StreamWriter, steps: list[Step], gone: asyncio.Future[bytes], prompt: str
+    ) -> bool:
         sent = 0
         for step in steps:
             kind = step[0]
@@ -186,6 +189,7 @@ class FakeLLM:
                 await self._event(writer, self._chunk(step[1], None, None), gone)
             elif kind == "tokens":
                 for token in step[1]:
+                    self.first_token_at.setdefault(prompt, time.monotonic())
                     await self._event(writer, self._chunk(f"<custom_token_{token - self.base}>", [token], None), gone)
                     sent += 1
                     self.sent_tokens += 1
