@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import numpy as np
 
 from . import __version__
-from .errors import InvalidArgumentError, InvalidCodesError, MissingDependencyError, SnacOnnxError
+from .errors import InvalidArgumentError, InvalidCodesError, MissingDependencyError, SnacOnnxError, install_hint
 from .files.atomic import STDIO
 from .layouts import LAYOUT_NAMES
 from .model.hub import DEFAULT_MODEL
@@ -451,7 +451,7 @@ def cmd_roundtrip(args: argparse.Namespace) -> int:
 def cmd_info(args: argparse.Namespace) -> int:
     import onnxruntime as ort
 
-    from .model.kernels import snake_library
+    from .model.kernels import snake_library, unfused_message
     from .model.sessions import conflicting_runtime_packages
 
     def version(dist: str) -> str | None:
@@ -473,6 +473,8 @@ def cmd_info(args: argparse.Namespace) -> int:
     lines = [f"{k}: {v}" for k, v in summary.items()]
     if len(summary["onnxruntime_packages"]) > 1:
         lines.append("WARNING: several onnxruntime packages are installed; they shadow each other (often CPU only)")
+    if library is None:
+        lines.append(f"WARNING: {unfused_message()}")
     if args.model:
         codec = _codec(args, args.model)
         codec.load("decoder")
@@ -530,9 +532,7 @@ def cmd_tokenize(args: argparse.Namespace) -> int:
 
         from .corpus import tokenize_corpus
     except ImportError as exc:
-        raise MissingDependencyError(
-            f"snac-onnx tokenize needs Ray Data: pip install 'snac-onnx[ray]' ({exc})"
-        ) from exc
+        raise MissingDependencyError(f"snac-onnx tokenize needs Ray Data: {install_hint('ray')} ({exc})") from exc
     summary = tokenize_corpus(
         args.input,
         args.output,
@@ -562,7 +562,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         from .serve.app import ServeSettings, serve
     except ImportError as exc:
-        raise MissingDependencyError(f"snac-onnx serve needs pip install 'snac-onnx[serve]' ({exc})") from exc
+        raise MissingDependencyError(f"snac-onnx serve needs {install_hint('serve')} ({exc})") from exc
     settings = ServeSettings(
         model=args.model,
         providers=tuple(args.providers) if args.providers else None,
