@@ -43,7 +43,7 @@ __all__ = [
     "SNAKE_DOMAIN",
     "POLICY_ENV",
     "QUIET_ENV",
-    "UNFUSED_DECODE_SLOWDOWN",
+    "UNFUSED_SLOWDOWN",
     "library_suffixes",
     "find_library",
     "snake_library",
@@ -59,9 +59,9 @@ logger = logging.getLogger(__name__)
 SNAKE_DOMAIN = "ai.snac_onnx"
 POLICY_ENV = "SNAC_ONNX_FUSED_SNAKE"
 QUIET_ENV = "SNAC_ONNX_QUIET_KERNEL"
-# How much longer a CPU decode takes without the kernel (24 kHz model, 10 s of audio, 1 and 2 threads):
-# measured by bench/kernel_builds.py, bench/RESULTS_kernel_builds.md.
-UNFUSED_DECODE_SLOWDOWN = "about 2x"
+# How much longer CPU decoding and encoding take without the kernel (24 kHz model, 10 s of audio, 1 and 2
+# threads, AMD EPYC): bench/RESULTS_kernel_builds.md, measured by bench/kernel_builds.py.
+UNFUSED_SLOWDOWN = "decoding takes 1.7-2.3x as long, encoding 2-2.5x"
 _PACKAGE_DIR = Path(__file__).resolve().parent.parent  # the extension sits at the package root: snac_onnx/_snake*
 _POLICIES = {"auto": None, "require": True, "off": False}
 
@@ -120,7 +120,7 @@ def unfused_message() -> str:
     """What running without the kernel means and how to get it (the warning's text, also for ``snac-onnx info``)."""
     return (
         "the fused Snake kernel (snac_onnx._snake) is not installed, so CPU sessions run Snake as plain ONNX "
-        f"nodes: decoding takes {UNFUSED_DECODE_SLOWDOWN} as long. To get it, install a snac-onnx wheel built for "
+        f"nodes: {UNFUSED_SLOWDOWN}. To get it, install a snac-onnx wheel built for "
         "this platform (the wheels include it), or reinstall snac-onnx from source with a C compiler present "
         "(gcc or clang; on Windows the MSVC Build Tools). "
         f"Silence this with {QUIET_ENV}=1 or SessionSettings(fused_snake=False); "
