@@ -23,6 +23,12 @@ MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 TESTS=(tests/runtime/test_fused_snake.py tests/runtime/test_kernels.py tests/runtime/test_codec.py tests/runtime/test_streaming.py)
 
 stage() { echo; echo "== $(date +%H:%M:%S) $*"; }
+unmount_all() {  # everything mounted under the root, deepest first (mmdebstrap may leave its /sys behind)
+    awk -v root="$ROOT" 'index($2, root "/") == 1 {print $2}' /proc/mounts | sort -r | while read -r target; do
+        umount "$target" 2>/dev/null || umount -l "$target" || true
+    done
+}
+trap unmount_all EXIT
 [[ $(id -u) == 0 ]] || { echo "needs root (apt-get, mount, chroot)" >&2; exit 2; }
 [[ -x "$HOST_PY" ]] || { echo "needs .venv: bash scripts/setup.sh" >&2; exit 2; }
 
@@ -60,13 +66,12 @@ cp -L /etc/resolv.conf "$ROOT/etc/resolv.conf"
 # this machine's CA bundle (it may hold a proxy's certificate that pip needs to reach PyPI)
 cp -L /etc/ssl/certs/ca-certificates.crt "$ROOT/etc/ssl/certs/host-ca-certificates.crt"
 
-MOUNTED=()
-cleanup() {
-    for ((i = ${#MOUNTED[@]} - 1; i >= 0; i--)); do umount "${MOUNTED[i]}" 2>/dev/null || umount -l "${MOUNTED[i]}" || true; done
-}
-trap cleanup EXIT
-for fs in proc sys dev dev/pts dev/shm; do  # /dev/shm: multiprocessing's semaphores
-    mountpoint -q "$ROOT/$fs" || { mount --bind "/$fs" "$ROOT/$fs"; MOUNTED+=("$ROOT/$fs"); }
+unmount_all
+# /proc, and /dev with /dev/shm (multiprocessing's semaphores). Not /sys: with this machine's /sys and its x86
+# /proc/cpuinfo both visible, onnxruntime's CPU detection crashes at import under qemu (a segfault in
+# onnxruntime_pybind11_state's initialisation, qemu 7.2); with either one alone it works.
+for fs in proc dev dev/pts dev/shm; do
+    mount --bind "/$fs" "$ROOT/$fs"
 done
 in_root() {  # run a command in the arm64 root, with a timeout in seconds
     local limit=$1

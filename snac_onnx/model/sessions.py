@@ -296,7 +296,8 @@ def _options(
         options.register_custom_ops_library(str(library))  # twice on one object: "Domain already set"
         _WITH_KERNELS.add(options)
     except Exception as exc:
-        if settings.fused_snake:
+        required = settings.fused_snake if settings.fused_snake is not None else kernels.requested_by_environment()
+        if required:
             raise KernelUnavailableError(f"could not load the fused Snake kernel {str(library)!r}: {exc}") from exc
         logger.warning("fused Snake kernel %s not loaded (%s); running unfused", library, exc)
         if session_options is not None:

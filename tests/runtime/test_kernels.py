@@ -161,3 +161,18 @@ def test_info_says_the_kernel_is_missing(no_kernel, capsys):
     out = capsys.readouterr().out
     assert "fused_snake_kernel: None" in out
     assert "WARNING: the fused Snake kernel (snac_onnx._snake) is not installed" in out
+
+
+def test_a_broken_library_is_an_error_where_the_environment_requires_the_kernel(monkeypatch, tmp_path, caplog):
+    bogus = tmp_path / "_snake.so"
+    bogus.write_bytes(b"not a shared library")
+    monkeypatch.setattr(kernels, "snake_library", lambda: bogus)
+    monkeypatch.setenv(kernels.POLICY_ENV, "require")
+    with pytest.raises(KernelUnavailableError, match="could not load the fused Snake kernel"):
+        SnacOnnx(TINY_24).encode(pcm(2048))
+    monkeypatch.setenv(kernels.POLICY_ENV, "auto")  # auto: reported and skipped
+    with caplog.at_level(logging.WARNING, logger="snac_onnx"):
+        codec = SnacOnnx(TINY_24)
+        codec.encode(pcm(2048))
+    assert not codec.fused_snake
+    assert any("not loaded" in r.getMessage() for r in caplog.records)
