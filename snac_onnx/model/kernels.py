@@ -83,12 +83,16 @@ def library_suffixes(platform: str | None = None, extension_suffixes: Sequence[s
 
 
 def find_library(folder: Path, suffixes: Sequence[str]) -> Path | None:
-    """The first file ``folder/_snake<suffix>`` that exists, trying ``suffixes`` in order; else None."""
-    for suffix in suffixes:
-        candidate = folder / f"_snake{suffix}"
-        if candidate.is_file():
-            return candidate
-    return None
+    """The file ``folder/_snake<suffix>`` for one of ``suffixes``, or None when there is none.
+
+    Where several exist (a checkout rebuilt for another interpreter, or before and after the
+    stable-ABI build), the most recently modified one: an older build would run stale kernels.
+    """
+    found = [folder / f"_snake{suffix}" for suffix in suffixes]
+    found = [candidate for candidate in found if candidate.is_file()]
+    if not found:
+        return None
+    return max(found, key=lambda candidate: candidate.stat().st_mtime_ns)  # max keeps the first of equals
 
 
 def snake_library() -> Path | None:

@@ -7,6 +7,7 @@ These run with or without the kernel built (they fake its presence or absence).
 from __future__ import annotations
 
 import logging
+import os
 
 import numpy as np
 import pytest
@@ -34,7 +35,6 @@ SUFFIXES = {
     [
         ("manylinux_x86_64", ["_snake.abi3.so"], "_snake.abi3.so"),  # the abi3 wheel's file
         ("manylinux_x86_64", ["_snake.cpython-312-x86_64-linux-gnu.so"], "_snake.cpython-312-x86_64-linux-gnu.so"),
-        ("manylinux_x86_64", ["_snake.abi3.so", "_snake.cpython-312-x86_64-linux-gnu.so"], "_snake.cpython-312-x86_64-linux-gnu.so"),
         ("manylinux_x86_64", ["_snake.cpython-311-x86_64-linux-gnu.so"], None),  # another interpreter's build
         ("manylinux_aarch64", ["_snake.abi3.so"], "_snake.abi3.so"),
         ("musllinux_x86_64", ["_snake.abi3.so"], "_snake.abi3.so"),
@@ -56,6 +56,19 @@ def test_library_lookup_per_platform(tmp_path, target, present, expected):
     (tmp_path / "_snake_other.so").write_bytes(b"")  # other names are never taken
     found = kernels.find_library(tmp_path, kernels.library_suffixes(platform, extension_suffixes))
     assert (found.name if found else None) == expected
+
+
+def test_library_lookup_takes_the_newest_of_several_builds(tmp_path):
+    suffixes = kernels.library_suffixes("linux", SUFFIXES["manylinux_x86_64"][1])
+    old, new = tmp_path / "_snake.cpython-312-x86_64-linux-gnu.so", tmp_path / "_snake.abi3.so"
+    for path, mtime in ((old, 1_000_000), (new, 2_000_000)):  # a stale per-interpreter build beside a new one
+        path.write_bytes(b"")
+        os.utime(path, (mtime, mtime))
+    assert kernels.find_library(tmp_path, suffixes) == new
+    os.utime(old, (3_000_000, 3_000_000))
+    assert kernels.find_library(tmp_path, suffixes) == old
+    os.utime(new, (3_000_000, 3_000_000))  # equally new: the interpreter's own suffix order decides
+    assert kernels.find_library(tmp_path, suffixes) == old
 
 
 def test_library_lookup_skips_folders_and_uses_the_package_folder(tmp_path, monkeypatch):
