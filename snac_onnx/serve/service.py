@@ -85,8 +85,6 @@ class Service:
         if self._pool is not None:
             self._pool.close(timeout=self.settings.shutdown_grace_s)
 
-
-
     @property
     def ready(self) -> bool:
         """The model is loaded and the server takes new streams."""
