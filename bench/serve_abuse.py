@@ -10,7 +10,7 @@ One server process (the CPU defaults: a worker per core, one onnxruntime thread 
 1. A clean wave of N real-time clients (Orpheus ids at exactly real time, each checked against the offline
    decode); if any stalls, N is lowered until a wave has no stall: the load the abuse is measured at.
 2. The warm baseline: the server's VmRSS after a second clean wave.
-3. The abuse wave: the same N real-time clients, and at the same time
+3. The abuse wave: the same N real-time clients, and from 1.2 s on (once they are connected)
    * 2 non-readers: WebSocket streams that push 30 s of ids and read nothing (closed by the read timeout);
    * 2 droppers: streams that push at real time and drop their TCP connection (RST) a third of the way in;
    * 2 JSON bombs (``{"ids": `` + 100,000 ``[``): one over WebSocket, one to ``POST /v1/decode``;
@@ -117,6 +117,23 @@ async def ws_bomb(port: int) -> str:
         return str(ws.close_code)
 
 
+async def beyond_the_limit(port: int) -> str:
+    """A stream opened once every place is taken (waits up to 10 s for the pool to fill)."""
+    limit = None
+    end = time.monotonic() + 10
+    while time.monotonic() < end:
+        with contextlib.suppress(OSError):
+            async with websockets.connect(f"ws://127.0.0.1:{port}/v1/stream?preset=orpheus") as probe:
+                if json.loads(await probe.recv())["type"] != "start":
+                    limit = str(probe.close_code)
+        if limit is not None:
+            break
+        await asyncio.sleep(0.05)
+    if limit is None:
+        return "the pool never filled"
+    return await ws_bomb(port)
+
+
 async def http(port: int, head: bytes, body: bytes = b"", chunked_total: int = 0) -> str:
     """A raw HTTP request; the status code the server answers (or why none)."""
     try:
@@ -151,6 +168,7 @@ def _head(path: str, length: int | None, content_type: str = "application/json")
 
 
 async def abuse(port: int, utts, period: float) -> dict[str, list[str]]:
+    await asyncio.sleep(1.2)  # the real-time clients connect first (within a second): they are the load
     frames, _ = utts[0]
     ids = [i for f in frames for i in f] * 5  # 30 s of a 6 s utterance
     bomb = b'{"ids": ' + b"[" * 100_000
@@ -173,8 +191,7 @@ async def abuse(port: int, utts, period: float) -> dict[str, list[str]]:
             asyncio.create_task(http(port, _head("/v1/encode", big, "audio/wav"), b"\0" * big)) for _ in range(8)
         ],
     }
-    await asyncio.sleep(1.5)  # the abusers hold their streams: these are beyond the limit
-    tasks["beyond --max-streams"] = [asyncio.create_task(ws_bomb(port)) for _ in range(3)]
+    tasks["beyond --max-streams"] = [asyncio.create_task(beyond_the_limit(port)) for _ in range(3)]
     out = {}
     for label, group in tasks.items():
         done = await asyncio.wait_for(asyncio.gather(*group, return_exceptions=True), RUN_TIMEOUT)
@@ -234,6 +251,8 @@ def main() -> int:
 
     utts, period, rate = utterances(args.model, args.seconds)
     if args.abuse_port:
+        print("ready", flush=True)
+        sys.stdin.readline()
         print(json.dumps(asyncio.run(abuse(args.abuse_port, utts, period))))
         return 0
     jitter = args.jitter_ms / 1000
@@ -272,8 +291,15 @@ def main() -> int:
         # the abusers in a process of their own, so that their writes never hold up the real-time clients' loop
         abusers = subprocess.Popen(
             [sys.executable, __file__, "--model", args.model, "--abuse-port", str(port), "--seconds", str(args.seconds)],
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
+            text=True,
         )
+        assert abusers.stdout is not None
+        assert abusers.stdin is not None
+        assert abusers.stdout.readline().strip() == "ready"  # its setup done: it starts when the clients do
+        abusers.stdin.write("go\n")
+        abusers.stdin.flush()
         rng = np.random.default_rng(3)
         jobs = [(utts[k % len(utts)][0], utts[k % len(utts)][1], float(rng.uniform(0, 1.0)), "good") for k in range(n)]
         url = f"ws://127.0.0.1:{port}/v1/stream?preset=orpheus&format=f32le"

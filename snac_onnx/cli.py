@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import numpy as np
 
 from . import __version__
-from .errors import InvalidArgumentError, InvalidCodesError, MissingDependencyError, SnacOnnxError
+from .errors import InvalidArgumentError, InvalidCodesError, MissingDependencyError, SnacOnnxError, install_hint
 from .files.atomic import STDIO
 from .layouts import LAYOUT_NAMES
 from .model.hub import DEFAULT_MODEL
@@ -426,7 +426,7 @@ def cmd_roundtrip(args: argparse.Namespace) -> int:
 def cmd_info(args: argparse.Namespace) -> int:
     import onnxruntime as ort
 
-    from .model.kernels import snake_library
+    from .model.kernels import snake_library, unfused_message
     from .model.sessions import conflicting_runtime_packages
 
     def version(dist: str) -> str | None:
@@ -448,6 +448,8 @@ def cmd_info(args: argparse.Namespace) -> int:
     lines = [f"{k}: {v}" for k, v in summary.items()]
     if len(summary["onnxruntime_packages"]) > 1:
         lines.append("WARNING: several onnxruntime packages are installed; they shadow each other (often CPU only)")
+    if library is None:
+        lines.append(f"WARNING: {unfused_message()}")
     if args.model:
         codec = _codec(args, args.model)
         codec.load("decoder")
@@ -505,9 +507,7 @@ def cmd_tokenize(args: argparse.Namespace) -> int:
 
         from .corpus import tokenize_corpus
     except ImportError as exc:
-        raise MissingDependencyError(
-            f"snac-onnx tokenize needs Ray Data: pip install 'snac-onnx[ray]' ({exc})"
-        ) from exc
+        raise MissingDependencyError(f"snac-onnx tokenize needs Ray Data: {install_hint('ray')} ({exc})") from exc
     summary = tokenize_corpus(
         args.input,
         args.output,

@@ -23,6 +23,7 @@ from ..errors import (
     InvalidAudioError,
     MissingDependencyError,
     SampleRateError,
+    install_hint,
 )
 from .atomic import STDIO, atomic_output
 
@@ -37,7 +38,7 @@ def _soundfile() -> Any:
     try:
         import soundfile
     except ImportError as exc:  # pragma: no cover - depends on the install
-        raise MissingDependencyError("audio files need soundfile: pip install 'snac-onnx[audio]'") from exc
+        raise MissingDependencyError(f"audio files need soundfile: {install_hint('audio')}") from exc
     return soundfile
 
 
@@ -241,5 +242,5 @@ def resample_audio(audio: np.ndarray, from_rate: int, to_rate: int) -> np.ndarra
     try:
         import soxr
     except ImportError as exc:  # pragma: no cover
-        raise MissingDependencyError("resampling needs soxr: pip install 'snac-onnx[audio]'") from exc
+        raise MissingDependencyError(f"resampling needs soxr: {install_hint('audio')}") from exc
     return np.asarray(soxr.resample(audio, from_rate, to_rate), np.float32)

@@ -13,7 +13,7 @@ Serve deployment. Needs the ``[serve]`` extra.
 
 from __future__ import annotations
 
-from ..errors import MissingDependencyError
+from ..errors import MissingDependencyError, install_hint
 
 try:
     import fastapi  # noqa: F401
@@ -22,7 +22,7 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the install
     raise MissingDependencyError(
         f"snac-onnx serve needs FastAPI, uvicorn, pydantic-settings and prometheus-client ({exc.name} is missing): "
-        "pip install 'snac-onnx[serve]'"
+        f"{install_hint('serve')}"
     ) from exc
 
 from .app import create_app

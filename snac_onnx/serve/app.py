@@ -32,18 +32,26 @@ logger = logging.getLogger(__name__)
 
 def create_app(settings: ServeSettings | None = None, *, codec: SnacOnnx | None = None) -> FastAPI:
     """The ASGI app. ``codec``: an already made codec to serve (the settings' model, providers, precision and
-    threads are then not used); otherwise one is made from ``settings`` at startup."""
+    threads are then not used; the text-to-speech front, with ``--llm``, is checked against it now); otherwise one
+    is made from ``settings`` at startup."""
     service = Service(settings or ServeSettings(), codec)
+    front = None
+    if codec is not None and service.settings.llm is not None:
+        front = speech.SpeechFront(service.settings, codec)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await run_in_threadpool(service.start)
+        if service.settings.llm is not None and app.state.speech is None:
+            app.state.speech = speech.SpeechFront(service.settings, service.codec)
         yield
         await run_in_threadpool(service.stop)
-        await service.aclose()
+        if app.state.speech is not None:
+            await app.state.speech.upstream.close()
 
     app = FastAPI(title="snac-onnx", lifespan=lifespan)
     app.state.service = service
+    app.state.speech = front  # the text-to-speech front, with --llm
     for module in (ws, http, speech):
         app.include_router(module.router, dependencies=[Depends(require_key)])
     app.include_router(status.router)  # health, readiness and metrics answer without a key

@@ -23,6 +23,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import Receive, Scope, Send
 
 from ..errors import DecodeFailedError, InvalidArgumentError, PoolFullError, SnacOnnxError
+from ..heap import trim_heap
 from ..layouts import codes_to_tokens, resolve_layout
 from ..stream.pool import AsyncPooledStream
 from .connection import abort
@@ -78,14 +79,13 @@ def check_declared(request: Request, limit: int) -> None:
 
 
 async def read_body(request: Request, limit: int) -> bytes:
-    """The body, read as it arrives against ``limit``."""
-    parts, size = [], 0
+    """The body, read as it arrives against ``limit`` (into one buffer: no second copy)."""
+    body = bytearray()
     async for part in request.stream():
-        size += len(part)
-        if size > limit:
+        if len(body) + len(part) > limit:
             raise TooBigError(f"the body is over this server's limit of {limit} bytes")
-        parts.append(part)
-    return b"".join(parts)
+        body += part
+    return bytes(body)
 
 
 async def _lines(request: Request, line_limit: int, body_limit: int) -> AsyncIterator[bytes]:
@@ -279,45 +279,55 @@ class EncodeQuery(BaseModel):
     layout: str | None = Field(None, description="return flat tokens in this layout instead of codes")
 
 
+async def _encode_upload(request: Request, service: Service, query: EncodeQuery) -> dict[str, Any]:
+    """Read the upload against the limit and encode it (one encode at a time); its JSON answer."""
+    layout = resolve_layout(query.layout) if query.layout is not None else None
+    body = await read_body(request, service.settings.max_body_bytes)
+    if not body:
+        raise InvalidArgumentError("the body is empty; send an audio file (WAV, FLAC, OGG...)")
+    codec = service.codec
+
+    def run() -> dict[str, Any]:
+        from ..files.audio import load_audio
+
+        pcm = load_audio(body, codec.sample_rate, mix=query.mix, resample=query.resample)
+        codes = codec.encode(pcm, sample_rate=codec.sample_rate)
+        out: dict[str, Any] = {
+            "sample_rate": codec.sample_rate,
+            "samples": int(pcm.size),
+            "frames": int(codes[0].size // codec.config.codes_per_frame[0]),
+        }
+        if layout is None:
+            out["codes"] = [c.tolist() for c in codes]
+        else:
+            out["layout"] = query.layout
+            out["tokens"] = codes_to_tokens(codes, codec.vq_strides, layout).tolist()
+        return out
+
+    async with service.encode_lock:
+        return await run_in_threadpool(run)
+
+
 @router.post("/v1/encode")
 async def encode(request: Request) -> Response:
-    """An audio file (WAV, FLAC, OGG... as the body) to codes, or tokens with ``layout``, as JSON."""
+    """An audio file (WAV, FLAC, OGG... as the body) to codes, or tokens with ``layout``, as JSON. Admitted before its
+    body is read (``max_encodes``); after it, whatever the outcome, the C heap's free pages (megabytes of body and
+    audio) go back to the system, which glibc would otherwise keep in the process."""
     service: Service = request.app.state.service
     endpoint = "encode"
-    settings = service.settings
+    response: Response
     try:
         try:
             query = EncodeQuery.model_validate(dict(request.query_params))
         except ValidationError as error:
             raise InvalidArgumentError(f"query: {one_line(error)}") from None
-        layout = resolve_layout(query.layout) if query.layout is not None else None
-        check_declared(request, settings.max_body_bytes)
+        check_declared(request, service.settings.max_body_bytes)
         with service.encode_slot():
-            body = await read_body(request, settings.max_body_bytes)
-            if not body:
-                raise InvalidArgumentError("the body is empty; send an audio file (WAV, FLAC, OGG...)")
-            codec = service.codec
-
-            def run() -> dict[str, Any]:
-                from ..files.audio import load_audio
-
-                pcm = load_audio(body, codec.sample_rate, mix=query.mix, resample=query.resample)
-                codes = codec.encode(pcm, sample_rate=codec.sample_rate)
-                out: dict[str, Any] = {
-                    "sample_rate": codec.sample_rate,
-                    "samples": int(pcm.size),
-                    "frames": int(codes[0].size // codec.config.codes_per_frame[0]),
-                }
-                if layout is None:
-                    out["codes"] = [c.tolist() for c in codes]
-                else:
-                    out["layout"] = query.layout
-                    out["tokens"] = codes_to_tokens(codes, codec.vq_strides, layout).tolist()
-                return out
-
-            async with service.encode_lock:
-                result = await run_in_threadpool(run)
+            result = await _encode_upload(request, service, query)
     except SnacOnnxError as error:
-        return _refused(service, endpoint, error)
-    service.metrics.requests.labels(endpoint, "200").inc()
-    return JSONResponse(result)
+        response = _refused(service, endpoint, error)
+    else:
+        service.metrics.requests.labels(endpoint, "200").inc()
+        response = JSONResponse(result)
+    await run_in_threadpool(trim_heap)  # the upload's frame and any error are gone by now: its pages can go back
+    return response

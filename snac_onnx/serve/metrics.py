@@ -48,6 +48,8 @@ class Metrics:
         self.llm_skipped = prom.Counter(
             "snac_llm_skipped", "LLM output that was not audio: ids, or characters of text", ["kind"], registry=r
         )
+        for kind in ("ids", "text"):
+            self.llm_skipped.labels(kind)
         self.requests = prom.Counter(
             "snac_requests", "HTTP requests by endpoint and status", ["endpoint", "status"], registry=r
         )

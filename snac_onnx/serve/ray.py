@@ -18,7 +18,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from ..errors import MissingDependencyError
+from ..errors import MissingDependencyError, install_hint
 from .app import create_app
 from .settings import ServeSettings
 
@@ -31,7 +31,7 @@ def deployment(settings: ServeSettings, *, replicas: int = 1, name: str = "snac_
     try:
         from ray import serve
     except ImportError as exc:  # pragma: no cover - depends on the install
-        raise MissingDependencyError(f"Ray Serve is not installed: pip install 'snac-onnx[ray-serve]' ({exc})") from exc
+        raise MissingDependencyError(f"Ray Serve is not installed: {install_hint('ray-serve')} ({exc})") from exc
 
     def build_app() -> Any:  # a function (not a partial): Serve calls it in each replica to build the ASGI app
         return create_app(settings)
@@ -48,7 +48,7 @@ def run_on_ray(settings: ServeSettings) -> None:
         import ray
         from ray import serve
     except ImportError as exc:  # pragma: no cover - depends on the install
-        raise MissingDependencyError(f"Ray Serve is not installed: pip install 'snac-onnx[ray-serve]' ({exc})") from exc
+        raise MissingDependencyError(f"Ray Serve is not installed: {install_hint('ray-serve')} ({exc})") from exc
     ray.init(address=settings.address, include_dashboard=False)
     serve.start(http_options={"host": settings.host, "port": settings.port})
     serve.run(deployment(settings, replicas=settings.replicas), route_prefix="/", name="snac_onnx")

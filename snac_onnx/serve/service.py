@@ -9,7 +9,7 @@ import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from ..errors import InvalidArgumentError, PoolFullError
+from ..errors import PoolFullError
 from ..stream.pool import AsyncPooledStream, StreamPool
 from .metrics import Metrics
 from .protocol import StreamQuery
@@ -17,7 +17,6 @@ from .settings import ServeSettings
 
 if TYPE_CHECKING:
     from ..codec import SnacOnnx
-    from .speech import SpeechFront
 
 __all__ = ["Service", "make_codec"]
 
@@ -58,7 +57,6 @@ class Service:
         self._pool: StreamPool | None = None
         self.draining = False
         self._encodes = 0  # encode requests admitted (reading, waiting or running)
-        self.speech: SpeechFront | None = None
         self.encode_lock = asyncio.Lock()  # encoding shares the cores with the pool: one at a time
 
     # ------------------------------------------------------------------ life
@@ -67,15 +65,6 @@ class Service:
         if self._codec is None:
             self._codec = make_codec(s)
         codec = self._codec.load("stream")
-        if s.llm is not None:
-            from .speech import SpeechFront
-
-            self.speech = SpeechFront(s)
-            if codec.config.frame_tokens != 7:
-                raise InvalidArgumentError(
-                    f"--preset {s.preset}: the presets are for the 24 kHz model (3 codebooks); {codec.name} has "
-                    f"vq_strides {codec.config.vq_strides}"
-                )
         cpu = _cpu_only(codec)
         self._pool = StreamPool(
             codec,
@@ -95,11 +84,6 @@ class Service:
         self.draining = True
         if self._pool is not None:
             self._pool.close(timeout=self.settings.shutdown_grace_s)
-
-    async def aclose(self) -> None:
-        """Close the upstream's connections."""
-        if self.speech is not None:
-            await self.speech.upstream.close()
 
     @property
     def ready(self) -> bool:
@@ -189,7 +173,4 @@ class Service:
             "max_batch": pool.max_batch,
             "workers": pool.workers,
             "settings": settings,
-            "speech": None
-            if self.speech is None
-            else {"preset": self.speech.preset.name, "models": list(self.speech.model_names)},
         }

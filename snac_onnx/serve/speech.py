@@ -32,6 +32,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.types import Receive, Scope, Send
 
+from ..codec import SnacOnnx
 from ..errors import InvalidArgumentError, PoolFullError, SnacOnnxError, StreamClosedError
 from ..stream.pool import AsyncPooledStream
 from ..stream.presets import TokenPreset, get_preset
@@ -80,13 +81,18 @@ def openai_error(status: int, message: str, kind: str, code: str | None = None, 
 class SpeechFront:
     """The preset, the upstream and the sampling of this server's speech endpoint."""
 
-    def __init__(self, settings: ServeSettings) -> None:
+    def __init__(self, settings: ServeSettings, codec: SnacOnnx) -> None:
         assert settings.llm is not None
         assert settings.preset is not None
         self.settings = settings
         self.preset: TokenPreset = get_preset(settings.preset)
         if self.preset.prompt is None:
             raise InvalidArgumentError(f"preset {self.preset.name!r} has no prompt: it is not a completions model")
+        if codec.config.frame_tokens != 7:
+            raise InvalidArgumentError(
+                f"--preset {self.preset.name}: the presets are for the 24 kHz model (3 codebooks); {codec.name} has "
+                f"vq_strides {codec.config.vq_strides}"
+            )
         key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else None
         self.upstream = Upstream(settings.llm, api_key=key, timeout_s=settings.llm_timeout_s)
         self.model_name = settings.llm_model or self.preset.name
@@ -343,7 +349,7 @@ class SpeechResponse(Response):
 async def speech(request: Request) -> Response:
     """OpenAI's speech endpoint, streamed; see the module docstring."""
     service: Service = request.app.state.service
-    front = service.speech
+    front: SpeechFront | None = request.app.state.speech
     endpoint = "speech"
     if front is None:
         return openai_error(
@@ -434,7 +440,7 @@ async def _first_audio(job: SpeechJob, chunks: AsyncIterator[np.ndarray], reques
 @router.get("/v1/models")
 async def models(request: Request) -> dict[str, Any]:
     """The models a speech request may name (OpenAI's list shape)."""
-    front = request.app.state.service.speech
+    front: SpeechFront | None = request.app.state.speech
     names = front.model_names if front is not None else ()
     return {
         "object": "list",
@@ -445,6 +451,6 @@ async def models(request: Request) -> dict[str, Any]:
 @router.get("/v1/audio/voices")
 async def voices(request: Request) -> dict[str, Any]:
     """The preset's voices (``{"voices": [{"id", "name"}]}``); empty where a voice is a free description."""
-    front = request.app.state.service.speech
+    front: SpeechFront | None = request.app.state.speech
     names = front.preset.voices if front is not None else ()
     return {"voices": [{"id": v, "name": v} for v in names], "default": front.preset.default_voice if front else None}

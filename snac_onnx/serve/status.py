@@ -41,4 +41,6 @@ async def metrics(request: Request) -> Response:
 
 @router.get("/v1/info")
 async def info(request: Request) -> dict[str, Any]:
-    return _service(request).info()
+    front = request.app.state.speech
+    speech = None if front is None else {"preset": front.preset.name, "models": list(front.model_names)}
+    return {**_service(request).info(), "speech": speech}

@@ -9,7 +9,8 @@ A script is a list of steps, made per request by ``FakeLLM.script(body)``:
 
 * ``("tokens", [id, ...])``: one chunk per id, its text ``<custom_token_{id - base}>`` (vLLM: with ``token_ids``);
 * ``("text", "...")``: one chunk of plain text;
-* ``("sleep", seconds)``; ``("wait", threading.Event)``: until the test sets it; ``("hang",)``: never ends;
+* ``("sleep", seconds)``; ``("at", seconds)``: until that long after the stream's first step;
+  ``("wait", threading.Event)``: until the test sets it; ``("hang",)``: never ends;
 * ``("error", message)``: an error event mid-stream (llama.cpp: then the stream ends without ``[DONE]``);
 * ``("status", code, body_dict[, retry_after])``: as the first step, an HTTP error instead of the stream.
 """
@@ -30,13 +31,13 @@ Step = tuple[Any, ...]
 
 
 def orpheus_steps(ids: list[int], base: int = 128256, gap: float = 0.0) -> list[Step]:
-    """The audio ids as a model streams them, one chunk per token (``gap`` s apart); it stops at its end of speech
-    (the server removes the stop text from its output)."""
+    """The audio ids as a model streams them, one chunk per token, frame ``k`` at ``k * gap`` s after the first (an
+    LLM at exactly that rate); it stops at its end of speech (the server removes the stop text from its output)."""
     if not gap:
         return [("tokens", ids)]
     steps: list[Step] = []
-    for i in range(0, len(ids), 7):
-        steps += [("tokens", ids[i : i + 7]), ("sleep", gap)]
+    for k, i in enumerate(range(0, len(ids), 7)):
+        steps += [("at", k * gap), ("tokens", ids[i : i + 7])]
     return steps
 
 
@@ -55,6 +56,7 @@ class FakeLLM:
         self.requests: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
         self.sent_tokens = 0
+        self.first_token_at: dict[str, float] = {}  # per prompt: when its first token went out (monotonic s)
         self.completed = 0
         self.cancelled = 0
         self.port = 0
@@ -131,11 +133,11 @@ class FakeLLM:
             return True
         writer.write(
             b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n"
-            b"Connection: keep-alive\r\n\r\n"
+            b"Connection: close\r\n\r\n"
         )
         gone = asyncio.ensure_future(reader.read(1))  # the client closing its side (or sending more: not here)
         try:
-            ended = await self._stream(writer, steps, gone)
+            ended = await self._stream(writer, steps, gone, str(request.get("prompt")))
         except (ConnectionError, OSError):
             ended = False
         finally:
@@ -146,7 +148,7 @@ class FakeLLM:
         writer.write(b"0\r\n\r\n")
         await writer.drain()
         self.completed += 1
-        return True
+        return False  # one stream per connection (its watch for the client's going reads from it)
 
     async def _json(self, writer: asyncio.StreamWriter, status: int, body: dict[str, Any], extra: dict[str, str] | None = None) -> None:
         data = json.dumps(body).encode()
@@ -170,12 +172,17 @@ class FakeLLM:
                 choice["token_ids"] = ids
         return {"id": "cmpl-test", "object": "text_completion", "created": 0, "model": "fake", "choices": [choice]}
 
-    async def _stream(self, writer: asyncio.StreamWriter, steps: list[Step], gone: asyncio.Future[bytes]) -> bool:
+    async def _stream(
+        self, writer: asyncio.StreamWriter, steps: list[Step], gone: asyncio.Future[bytes], prompt: str
+    ) -> bool:
         sent = 0
+        started = time.monotonic()
         for step in steps:
             kind = step[0]
             if kind == "sleep":
                 await asyncio.wait({gone}, timeout=step[1])
+            elif kind == "at":
+                await asyncio.wait({gone}, timeout=max(0.0, started + step[1] - time.monotonic()))
             elif kind == "wait":
                 event: threading.Event = step[1]
                 while not event.is_set() and not gone.done():
@@ -186,6 +193,7 @@ class FakeLLM:
                 await self._event(writer, self._chunk(step[1], None, None), gone)
             elif kind == "tokens":
                 for token in step[1]:
+                    self.first_token_at.setdefault(prompt, time.monotonic())
                     await self._event(writer, self._chunk(f"<custom_token_{token - self.base}>", [token], None), gone)
                     sent += 1
                     self.sent_tokens += 1

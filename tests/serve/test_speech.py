@@ -27,7 +27,7 @@ from snac_onnx.layouts import codes_to_tokens  # noqa: E402
 from snac_onnx.serve.sentences import split_text  # noqa: E402
 from tests.serve.fake_llm import FakeLLM, orpheus_steps  # noqa: E402
 from tests.serve.support import free_port, start_server  # noqa: E402
-from tests.support import TINY_24  # noqa: E402
+from tests.support import REPO, TINY_24  # noqa: E402
 
 UPSTREAM_KEY = "sekrit-upstream-key-1234"
 JOIN_MS = 100
@@ -386,3 +386,22 @@ def test_maya1_modulo_trim_and_description_and_the_servers_own_key(llm, codec):
     finally:
         proc.terminate()
         proc.wait(timeout=60)
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["-m", str(TINY_24), "--llm", "http://127.0.0.1:9/v1"], "--llm and --preset go together"),
+        (["-m", str(TINY_24), "--llm", "http://127.0.0.1:9/v1", "--preset", "mini-omni"], "not a completions model"),
+        (["-m", str(TINY_24), "--llm", "http://127.0.0.1:9/v1", "--preset", "maya2"], "one of"),
+        (["-m", str(REPO / "tests/fixtures/tiny_44khz"), "--llm", "http://127.0.0.1:9/v1", "--preset", "orpheus"],
+         "presets are for the 24 kHz model"),
+    ],
+)
+def test_a_speech_front_that_cannot_work_is_refused_at_startup(args, words):
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "snac_onnx", "serve", *args], capture_output=True, text=True,
+                            timeout=300, cwd=REPO)
+    assert result.returncode == 2 and words in result.stderr, (result.returncode, result.stderr[-500:])
