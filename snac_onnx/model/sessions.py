@@ -115,7 +115,7 @@ class SessionSettings:
             high-rate tail runs in time tiles (the manifest's ``graphs.decoder.tail_tiles`` >
             1), on otherwise. The planner pairs tensors of equal shape across tiles and keeps
             each buffer from the first tile until the last, which defeats the tiling (see the
-            README's tiling notes). The encoder keeps it.
+            docs' exporting page). The encoder keeps it.
         fused_snake: use the fused Snake kernel (:mod:`snac_onnx.model.kernels`). None (default):
             as the environment variable ``SNAC_ONNX_FUSED_SNAKE`` says (``auto``, ``require`` or
             ``off``); unset or ``auto``: when it is installed and the session runs on the CPU

@@ -1,6 +1,6 @@
 """The ASGI app (FastAPI): the routers of each concern over one :class:`~snac_onnx.serve.service.Service`.
 
-One model per process. The endpoints and their protocol are documented in the README; each router's module says
+One model per process. The endpoints and their protocol are documented in docs/serving.md; each router's module says
 what it answers: :mod:`~snac_onnx.serve.ws` (``WS /v1/stream``), :mod:`~snac_onnx.serve.http` (decode, streamed
 decode, encode), :mod:`~snac_onnx.serve.status` (health, readiness, metrics, info).
 """
@@ -52,9 +52,10 @@ def create_app(settings: ServeSettings | None = None, *, codec: SnacOnnx | None 
     app = FastAPI(title="snac-onnx", lifespan=lifespan)
     app.state.service = service
     app.state.speech = front  # the text-to-speech front, with --llm
-    for module in (ws, http, speech):
+    app.include_router(ws.router)  # checks the key itself, after the handshake (close 1008 with a reason)
+    for module in (http, speech):
         app.include_router(module.router, dependencies=[Depends(require_key)])
-    app.include_router(status.router)  # health, readiness and metrics answer without a key
+    app.include_router(status.router)  # health, readiness and metrics answer without a key; /v1/info needs it
 
     @app.exception_handler(RequestValidationError)
     async def one_line_400(request: Request, error: RequestValidationError) -> JSONResponse:

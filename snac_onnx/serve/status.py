@@ -1,13 +1,15 @@
 """``GET /healthz`` (the process is up), ``/readyz`` (the model is loaded and the server not draining),
-``/metrics`` (Prometheus) and ``/v1/info`` (the model and the limits)."""
+``/metrics`` (Prometheus), answered without a key, and ``/v1/info`` (the model and the limits; with ``--api-key``,
+only with it)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
+from .auth import require_key
 from .service import Service
 
 __all__ = ["router"]
@@ -39,7 +41,7 @@ async def metrics(request: Request) -> Response:
     return Response(body, media_type=content_type)
 
 
-@router.get("/v1/info")
+@router.get("/v1/info", dependencies=[Depends(require_key)])
 async def info(request: Request) -> dict[str, Any]:
     front = request.app.state.speech
     speech = None if front is None else {"preset": front.preset.name, "models": list(front.model_names)}

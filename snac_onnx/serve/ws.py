@@ -7,7 +7,8 @@ A stream's ends, as the client sees them:
   server's shutdown end the connection early. Messages after the end are ignored.
 * A message that is not the protocol's, or input the stream refuses: an error message, then 1007 (1009 for one
   over ``max_message_bytes``).
-* A bad query: an error message, then 1008. ``max_streams`` open or the server draining: 1013.
+* A bad query, or a missing or wrong ``--api-key``: an error message, then 1008. ``max_streams`` open or the
+  server draining: 1013.
 * No message for ``idle_timeout_s`` before the end: 1008. A stream past ``max_stream_seconds``: 1008.
 * The client reads none of the audio waiting for it for ``read_timeout_s``: 1008, queued behind what it has not
   read; if it still reads nothing for another ``read_timeout_s``, the connection is dropped.
@@ -33,6 +34,7 @@ from ..errors import (
     StreamClosedError,
 )
 from ..stream.pool import AsyncPooledStream
+from .auth import KEY_MESSAGE, key_ok
 from .connection import abort
 from .protocol import (
     AUDIO_FORMATS,
@@ -76,10 +78,13 @@ async def close(ws: WebSocket, why: str, message: str, grace: float) -> None:
 
 @router.websocket("/v1/stream")
 async def stream_ws(ws: WebSocket) -> None:
-    """The streaming decode; see the module docstring and the README's protocol."""
+    """The streaming decode; see the module docstring and docs/serving.md."""
     service: Service = ws.app.state.service
     grace = service.settings.read_timeout_s
     await ws.accept()
+    if not key_ok(ws):
+        await close(ws, "policy", KEY_MESSAGE, grace)
+        return
     try:
         query = parse_query(ws.query_params, AUDIO_FORMATS)
         stream = service.open(query)

@@ -336,6 +336,8 @@ class PresetStream:
         return [int(i) for i in arr]
 
     def push(self, item: int | str | Iterable[int]) -> np.ndarray:
+        """Push generated ids (an int or an iterable of ints) or text (``<custom_token_N>`` tags, split anywhere);
+        returns the audio that became final (float32, 1-D). An end-of-speech id ends the stream; see the class."""
         if self.done:
             return np.zeros(0, np.float32)
         pieces = []

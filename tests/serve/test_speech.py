@@ -383,6 +383,17 @@ def test_maya1_modulo_trim_and_description_and_the_servers_own_key(llm, codec):
         _assert_pcm(r.content, _expected("Hello there.", codec, voice="A calm voice.", preset="maya1"))
         assert llm.requests[-1]["prompt"].startswith('<custom_token_3><|begin_of_text|><description="A calm voice.">')
         assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=10).status_code == 200  # no key needed
+        assert httpx.get(f"{url}/info", timeout=10).status_code == 401
+        import websockets.sync.client as ws_client
+
+        with ws_client.connect(f"ws://127.0.0.1:{port}/v1/stream?preset=orpheus") as ws:
+            error = json.loads(ws.recv())
+            with pytest.raises(Exception, match="1008"):
+                ws.recv()
+        assert "--api-key" in error["message"]
+        headers = {"Authorization": "Bearer mine"}
+        with ws_client.connect(f"ws://127.0.0.1:{port}/v1/stream?preset=orpheus", additional_headers=headers) as ws:
+            assert json.loads(ws.recv())["type"] == "start"
     finally:
         proc.terminate()
         proc.wait(timeout=60)
