@@ -298,6 +298,21 @@ def fault_run(model: str, utts, n_good: int, period: float, jitter: float, rate:
     return lines
 
 
+def utterances(model: str, seconds: float) -> tuple[list[tuple[list[list[int]], np.ndarray]], float, int]:
+    """The load's utterances (speech-like signals encoded by ``model``): per utterance its Orpheus ids in frames and
+    its offline decode (noise off); and the frame period (s) and sample rate."""
+    codec = SnacOnnx(model)
+    config = codec.config
+    utts = []
+    for seed in range(UTTERANCES):
+        codes = codec.encode(speech_like(config.sample_rate, seconds, seed=10 + seed))
+        ids = codes_to_tokens(codes, codec.vq_strides, "orpheus").tolist()
+        frames = [ids[i : i + config.frame_tokens] for i in range(0, len(ids), config.frame_tokens)]
+        utts.append((frames, codec.decode(codes, noise=False)))
+    codec.close()
+    return utts, config.samples_per_frame / config.sample_rate, config.sample_rate
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="models/snac_24khz")
@@ -312,17 +327,9 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "RESULTS_serve.md")
     args = parser.parse_args()
 
-    codec = SnacOnnx(args.model)
-    config = codec.config
-    spf, rate = config.samples_per_frame, config.sample_rate
-    period, jitter = spf / rate, args.jitter_ms / 1000
-    utts = []
-    for seed in range(UTTERANCES):
-        codes = codec.encode(speech_like(rate, args.seconds, seed=10 + seed))
-        ids = codes_to_tokens(codes, codec.vq_strides, "orpheus").tolist()
-        frames = [ids[i : i + config.frame_tokens] for i in range(0, len(ids), config.frame_tokens)]
-        utts.append((frames, codec.decode(codes, noise=False)))
-    codec.close()
+    utts, period, rate = utterances(args.model, args.seconds)
+    config = SnacOnnx(args.model).config
+    spf, jitter = config.samples_per_frame, args.jitter_ms / 1000
 
     commands = {  # the server's defaults on CPU: a worker per core, one onnxruntime thread per call, no stacking
         "pool": [],

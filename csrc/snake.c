@@ -149,7 +149,11 @@ static KernelContextParallelForFn g_parallel_for;
 
 /* ---- the arithmetic ------------------------------------------------------------------ */
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+/* GCC on x86-64 Linux with glibc compiles the loops three times and picks one at load (an ifunc: musl has
+ * none, so the musllinux build gets one baseline copy); -DSNAKE_NO_CLONES builds only the target the compiler
+ * was given (for bench/kernel_builds.py, which measures what the clones bring). */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) && defined(__GLIBC__) && \
+    !defined(SNAKE_NO_CLONES)
 #define SNAKE_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define SNAKE_CLONES

@@ -7,7 +7,8 @@
 >>> pcm = load_audio("talk.flac", codec.sample_rate, mix=True, resample=True)  # needs the [audio] extra
 
 Importing the package needs NumPy only; onnxruntime is needed once a :class:`SnacOnnx` is made
-(``pip install 'snac-onnx[cpu]'`` or ``'snac-onnx[gpu]'``).
+(the ``cpu`` or ``gpu`` extra: ``pip install '/path/to/snac-onnx[cpu]'`` from a checkout or a built wheel;
+the package is not on PyPI yet).
 
 The package logs on ``logging.getLogger("snac_onnx")`` and one child logger per module
 (``snac_onnx.model.sessions``, ``snac_onnx.planner``, ...); it adds no handlers to them.

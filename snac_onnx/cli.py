@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import numpy as np
 
 from . import __version__
-from .errors import InvalidArgumentError, InvalidCodesError, MissingDependencyError, SnacOnnxError
+from .errors import InvalidArgumentError, InvalidCodesError, MissingDependencyError, SnacOnnxError, install_hint
 from .files.atomic import STDIO
 from .layouts import LAYOUT_NAMES
 from .model.hub import DEFAULT_MODEL
@@ -98,7 +98,7 @@ EXAMPLES = {
 }
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(serve_flags: bool = False) -> argparse.ArgumentParser:
     parser = _Parser(
         prog="snac-onnx", description="SNAC neural audio codec on onnxruntime.", formatter_class=_Formatter
     )
@@ -208,35 +208,10 @@ def _parser() -> argparse.ArgumentParser:
     tok.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
 
     srv = command("serve", "decode many streams at once over WebSocket and HTTP (FastAPI on uvicorn, or Ray Serve)")
-    srv.add_argument("-m", "--model", default=DEFAULT_MODEL, help="model folder, short name or hub repo")
-    srv.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
-    srv.add_argument("--port", type=_int_at_least(1), default=8000, help="port to listen on")
-    srv.add_argument("--providers", nargs="+", help="onnxruntime execution providers, in order (default: CPU)")
-    srv.add_argument(
-        "--threads", type=_int_at_least(0), default=1, help="onnxruntime threads of each call (0: automatic)"
-    )
-    srv.add_argument("--max-streams", type=_int_at_least(1), default=64, help="streams open at once; beyond: refused")
-    srv.add_argument("--max-batch", type=_int_at_least(1), help="streams per batched step (default: memory budget)")
-    srv.add_argument(
-        "--workers", type=_int_at_least(1), help="calls at once (default: one per core on CPU, one on GPU)"
-    )
-    srv.add_argument(
-        "--batching",
-        choices=["auto", "on", "off"],
-        default="auto",
-        help="stack steps of several streams in one call (auto: on with a GPU provider, off on CPU, where it does "
-        "not pay)",
-    )
-    srv.add_argument("--collect-ms", type=float, default=1.0, help="how long a ready step waits for others (ms)")
-    srv.add_argument("--max-message-bytes", type=_int_at_least(1), default=1 << 20, help="largest message or line")
-    srv.add_argument("--max-body-bytes", type=_int_at_least(1), default=64 << 20, help="largest HTTP body")
-    srv.add_argument("--idle-timeout", type=_seconds, default=30.0, help="close a stream silent this long (s)")
-    srv.add_argument("--max-stream-seconds", type=_seconds, default=600.0, help="longest stream (s of audio)")
-    srv.add_argument("--shutdown-grace", type=_seconds, default=10.0, help="at shutdown, time to finish (s)")
-    srv.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
-    srv.add_argument("--ray", action="store_true", help="deploy on Ray Serve instead of one uvicorn process")
-    srv.add_argument("--replicas", type=_int_at_least(1), default=1, help="--ray: replicas of the deployment")
-    srv.add_argument("--address", help="--ray: Ray cluster address (default RAY_ADDRESS, else a local Ray)")
+    if serve_flags:  # from the server's settings (written once there; importing them needs the [serve] extra)
+        from .serve.settings import add_arguments
+
+        add_arguments(srv)
 
     dl = command("download", "fetch a model into the hub cache for offline use")
     dl.add_argument("name", help="short name or hub repo id")
@@ -457,7 +432,7 @@ def cmd_roundtrip(args: argparse.Namespace) -> int:
 def cmd_info(args: argparse.Namespace) -> int:
     import onnxruntime as ort
 
-    from .model.kernels import snake_library
+    from .model.kernels import snake_library, unfused_message
     from .model.sessions import conflicting_runtime_packages
 
     def version(dist: str) -> str | None:
@@ -479,6 +454,8 @@ def cmd_info(args: argparse.Namespace) -> int:
     lines = [f"{k}: {v}" for k, v in summary.items()]
     if len(summary["onnxruntime_packages"]) > 1:
         lines.append("WARNING: several onnxruntime packages are installed; they shadow each other (often CPU only)")
+    if library is None:
+        lines.append(f"WARNING: {unfused_message()}")
     if args.model:
         codec = _codec(args, args.model)
         codec.load("decoder")
@@ -544,9 +521,7 @@ def cmd_tokenize(args: argparse.Namespace) -> int:
 
         from .corpus import tokenize_corpus
     except ImportError as exc:
-        raise MissingDependencyError(
-            f"snac-onnx tokenize needs Ray Data: pip install 'snac-onnx[ray]' ({exc})"
-        ) from exc
+        raise MissingDependencyError(f"snac-onnx tokenize needs Ray Data: {install_hint('ray')} ({exc})") from exc
     summary = tokenize_corpus(
         args.input,
         args.output,
@@ -573,31 +548,16 @@ def cmd_tokenize(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    try:
-        from .serve.app import ServeSettings, serve
-    except ImportError as exc:
-        raise MissingDependencyError(f"snac-onnx serve needs pip install 'snac-onnx[serve]' ({exc})") from exc
-    settings = ServeSettings(
-        model=args.model,
-        providers=tuple(args.providers) if args.providers else None,
-        threads=args.threads,
-        max_streams=args.max_streams,
-        max_batch=args.max_batch,
-        workers=args.workers,
-        batching={"auto": None, "on": True, "off": False}[args.batching],
-        collect_ms=args.collect_ms,
-        max_message_bytes=args.max_message_bytes,
-        max_body_bytes=args.max_body_bytes,
-        idle_timeout_s=args.idle_timeout,
-        max_stream_seconds=args.max_stream_seconds,
-        shutdown_grace_s=args.shutdown_grace,
-    )
-    if args.ray:
+    from .serve import serve
+    from .serve.settings import settings_from_arguments
+
+    settings = settings_from_arguments(args)
+    if settings.ray:
         from .serve.ray import run_on_ray
 
-        run_on_ray(settings, host=args.host, port=args.port, replicas=args.replicas, address=args.address)
+        run_on_ray(settings)
     else:
-        serve(settings, host=args.host, port=args.port, log_level=args.log_level)
+        serve(settings)
     return EXIT_OK
 
 
@@ -613,7 +573,14 @@ COMMANDS = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    serving = next((a for a in argv if not a.startswith("-")), None) == "serve"
+    try:  # the serve command's flags come from its settings, which need the [serve] extra: imported only for it
+        parser = _parser(serve_flags=serving)
+    except MissingDependencyError as exc:
+        print(f"snac-onnx serve: error: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
+    args = parser.parse_args(argv)
     try:
         return COMMANDS[args.command](args)
     except KeyboardInterrupt:

@@ -71,7 +71,7 @@ class SnacOnnx:
             batch, in seconds. Longer inputs are split into chunks with exact
             context (the receptive field; same result), and batches into runs of
             fewer items, so memory stays bounded whatever the input's length and
-            batch size. Default 5 s (see the README's measured notes). None:
+            batch size. Default 5 s (see the docs' performance page). None:
             never split.
         settings: full session settings (threads, graph optimisation, memory
             pattern, arena, fused kernel); see :class:`~snac_onnx.model.sessions.SessionSettings`.

@@ -3,7 +3,8 @@
 Every error raised on purpose by this package derives from :class:`SnacOnnxError`
 and also from the builtin that fits it, so ``except ValueError`` keeps working
 for callers that do not know this package. ``tests/runtime/test_error_contract.py``
-walks the package's ``raise`` statements and holds it to this.
+walks the package's ``raise`` statements and holds it to this. :func:`install_hint` is the one
+place the messages of :class:`MissingDependencyError` get their pip command from.
 """
 
 from __future__ import annotations
@@ -80,3 +81,15 @@ class DecodeFailedError(SnacOnnxError, RuntimeError):
 
 class MissingDependencyError(SnacOnnxError, ImportError):
     """An optional dependency (onnxruntime, soundfile, soxr, huggingface_hub, Ray) is not installed."""
+
+
+def install_hint(extra: str) -> str:
+    """The pip command that adds the optional dependencies ``extra`` (``"cpu"``, ``"audio"``...), for messages.
+
+    snac-onnx is not on PyPI before its first release, so the command installs from a checkout
+    (or a built wheel file in its place).
+    """
+    return (
+        f"pip install 'snac-onnx[{extra}] @ file:///path/to/snac-onnx' (snac-onnx is not on PyPI yet: "
+        "point it at a checkout or a built wheel file)"
+    )

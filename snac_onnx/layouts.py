@@ -85,6 +85,8 @@ _NAMED = {
     "interleaved": INTERLEAVED,
     "codebook_major": CODEBOOK_MAJOR,
     "orpheus": ORPHEUS,
+    "maya1": ORPHEUS,
+    "veena": ORPHEUS,
     "vyvotts-llama3": ORPHEUS,
     "vyvotts-qwen3": VYVOTTS_QWEN3,
     "vyvotts-lfm2": VYVOTTS_LFM2,

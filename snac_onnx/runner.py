@@ -10,8 +10,6 @@ block), time last; graphs are fed and bound by name.
 
 from __future__ import annotations
 
-import ctypes
-import functools
 import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -24,6 +22,7 @@ import numpy as np
 from . import forks
 from .config import ModelConfig
 from .errors import InvalidArgumentError, ModelFormatError
+from .heap import trim_heap
 from .model.contract import AUDIO_NAME, code_names, noise_names
 from .model.sessions import ModelSessions
 from .planner import Run, batch_runs, budget_steps, plan_runs
@@ -68,23 +67,6 @@ def _refuse_non_finite(audio: Sequence[np.ndarray], noise: Sequence[np.ndarray])
         "the decoder produced NaN or infinite samples from valid codes: the model files or the fused "
         "Snake kernel are damaged; re-download the model, or pass SessionSettings(fused_snake=False)"
     )
-
-
-def _trim_heap() -> None:
-    """Hand the C heap's free memory back to the system (glibc's ``malloc_trim``; elsewhere nothing): what an
-    arena shrink frees otherwise stays in the process."""
-    trim = _malloc_trim()
-    if trim is not None:
-        trim(0)
-
-
-@functools.cache
-def _malloc_trim() -> Callable[[int], int] | None:
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        return libc.malloc_trim
-    except (OSError, AttributeError):
-        return None
 
 
 class Runner:
@@ -223,7 +205,7 @@ class Runner:
             options = self.sessions.run_options(shrink_arena=True)
         outputs = session.run(spec.outputs, feeds, options)
         if shrink_arena:
-            _trim_heap()
+            trim_heap()
         audio = outputs[0][:, 0, :]
         _refuse_non_finite([audio], noise)
         return audio, list(outputs[1:])

@@ -23,6 +23,7 @@ from ..errors import (
     InvalidAudioError,
     MissingDependencyError,
     SampleRateError,
+    install_hint,
 )
 from .atomic import STDIO, atomic_output
 
@@ -37,7 +38,7 @@ def _soundfile() -> Any:
     try:
         import soundfile
     except ImportError as exc:  # pragma: no cover - depends on the install
-        raise MissingDependencyError("audio files need soundfile: pip install 'snac-onnx[audio]'") from exc
+        raise MissingDependencyError(f"audio files need soundfile: {install_hint('audio')}") from exc
     return soundfile
 
 
@@ -130,7 +131,8 @@ class AudioReader:
         self.target_rate = int(target_rate)
         if self.channels > 1 and not mix:
             raise InvalidAudioError(
-                f"{self.name} has {self.channels} channels; SNAC is mono: pass --mix (mix=True) to average them"
+                f"{self.name} has {self.channels} channels; SNAC is mono: average them with --mix (command line), "
+                "mix=True (Python) or ?mix=true (HTTP)"
             )
         if self.file_frames <= 0:
             raise InvalidAudioError(f"{self.name} has no samples")
@@ -139,7 +141,7 @@ class AudioReader:
             if not resample:
                 raise SampleRateError(
                     f"{self.name} is {self.file_rate} Hz but the model expects {self.target_rate} Hz; "
-                    "pass --resample (resample=True) to convert it (soxr)"
+                    "convert it (soxr) with --resample (command line), resample=True (Python) or ?resample=true (HTTP)"
                 )
             self._resampled = resample_audio(self._read_file(0, self.file_frames), self.file_rate, self.target_rate)
 
@@ -240,5 +242,5 @@ def resample_audio(audio: np.ndarray, from_rate: int, to_rate: int) -> np.ndarra
     try:
         import soxr
     except ImportError as exc:  # pragma: no cover
-        raise MissingDependencyError("resampling needs soxr: pip install 'snac-onnx[audio]'") from exc
+        raise MissingDependencyError(f"resampling needs soxr: {install_hint('audio')}") from exc
     return np.asarray(soxr.resample(audio, from_rate, to_rate), np.float32)

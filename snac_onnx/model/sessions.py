@@ -36,6 +36,7 @@ from ..errors import (
     ModelNotFoundError,
     ProviderError,
     StreamClosedError,
+    install_hint,
 )
 from . import kernels
 from .contract import check_graph
@@ -76,8 +77,8 @@ def onnxruntime() -> Any:
         import onnxruntime as ort
     except ImportError as exc:
         raise MissingDependencyError(
-            "snac_onnx needs onnxruntime: pip install 'snac-onnx[cpu]' (or 'snac-onnx[gpu]' for onnxruntime-gpu; "
-            f"never both) ({exc})"
+            f"snac_onnx needs onnxruntime: {install_hint('cpu')}; or 'snac-onnx[gpu]' for onnxruntime-gpu "
+            f"(never both) ({exc})"
         ) from exc
     return ort
 
@@ -114,12 +115,14 @@ class SessionSettings:
             high-rate tail runs in time tiles (the manifest's ``graphs.decoder.tail_tiles`` >
             1), on otherwise. The planner pairs tensors of equal shape across tiles and keeps
             each buffer from the first tile until the last, which defeats the tiling (see the
-            README's tiling notes). The encoder keeps it.
+            docs' exporting page). The encoder keeps it.
         fused_snake: use the fused Snake kernel (:mod:`snac_onnx.model.kernels`). None (default):
-            when it is installed and the session runs on the CPU execution provider only.
-            True: require it (an error if it is not installed or another provider is asked
-            for). False: never; the graphs then run Snake as plain ONNX nodes (same results
-            within float rounding, slower on CPU).
+            as the environment variable ``SNAC_ONNX_FUSED_SNAKE`` says (``auto``, ``require`` or
+            ``off``); unset or ``auto``: when it is installed and the session runs on the CPU
+            execution provider only, with one WARNING per process when a CPU session runs
+            without it. True: require it (an error if it is not installed or another provider
+            is asked for). False: never, and no warning; the graphs then run Snake as plain ONNX
+            nodes (same results within float rounding, slower on CPU).
 
     Raises:
         InvalidArgumentError: a value of the wrong type or outside its range.
@@ -223,13 +226,22 @@ def conflicting_runtime_packages() -> list[str]:
     return found
 
 
-def fused_snake_library(wanted: bool | None, providers: Sequence[str]) -> Path | None:
+def fused_snake_library(wanted: bool | None, providers: Sequence[str], *, warn: bool = True) -> Path | None:
     """The kernel library to register for a session on ``providers``, or None (see SessionSettings.fused_snake).
 
+    ``wanted`` None defers to ``SNAC_ONNX_FUSED_SNAKE`` (:func:`kernels.requested_by_environment`). On the CPU
+    provider alone, with the kernel wanted automatically but not installed, ``warn`` logs
+    :func:`kernels.warn_unfused`'s warning (once per process).
+
     Raises:
-        KernelUnavailableError: ``wanted`` is True but the library is not installed or a
-            provider other than CPU is asked for.
+        KernelUnavailableError: the kernel is required (``wanted`` True, or ``SNAC_ONNX_FUSED_SNAKE=require``)
+            but the library is not installed or a provider other than CPU is asked for.
+        InvalidArgumentError: ``SNAC_ONNX_FUSED_SNAKE`` has an unknown value.
     """
+    source = "fused_snake=True"
+    if wanted is None:
+        wanted = kernels.requested_by_environment()
+        source = f"{kernels.POLICY_ENV}=require"
     if wanted is False:
         return None
     cpu_only = all(name == _CPU for name in providers)
@@ -237,13 +249,16 @@ def fused_snake_library(wanted: bool | None, providers: Sequence[str]) -> Path |
     if wanted is True:
         if library is None:
             raise KernelUnavailableError(
-                "fused_snake=True, but the fused Snake kernel (snac_onnx._snake) is not installed: "
-                "reinstall snac-onnx from source with a C compiler present, or pass fused_snake=None"
+                f"{source}, but the fused Snake kernel (snac_onnx._snake) is not installed: install a snac-onnx wheel "
+                "built for this platform, or reinstall snac-onnx from source with a C compiler present "
+                "(SNAC_ONNX_REQUIRE_KERNEL=1 makes that build fail loudly instead of skipping the kernel)"
             )
         if not cpu_only:
             raise KernelUnavailableError(
-                f"fused_snake=True needs the CPU execution provider alone; providers are {list(providers)}"
+                f"{source} needs the CPU execution provider alone; providers are {list(providers)}"
             )
+    elif library is None and cpu_only and warn:
+        kernels.warn_unfused()
     return library if cpu_only else None
 
 
@@ -281,7 +296,8 @@ def _options(
         options.register_custom_ops_library(str(library))  # twice on one object: "Domain already set"
         _WITH_KERNELS.add(options)
     except Exception as exc:
-        if settings.fused_snake:
+        required = settings.fused_snake if settings.fused_snake is not None else kernels.requested_by_environment()
+        if required:
             raise KernelUnavailableError(f"could not load the fused Snake kernel {str(library)!r}: {exc}") from exc
         logger.warning("fused Snake kernel %s not loaded (%s); running unfused", library, exc)
         if session_options is not None:
@@ -456,9 +472,10 @@ class ModelSessions:
     def predicted_fused_snake(self) -> bool:
         """Whether sessions built now would use the fused kernel (what :func:`fused_snake_library` says)."""
         try:
-            return fused_snake_library(self.settings.fused_snake, provider_names(self.providers)) is not None
-        except KernelUnavailableError:
+            library = fused_snake_library(self.settings.fused_snake, provider_names(self.providers), warn=False)
+        except (KernelUnavailableError, InvalidArgumentError):
             return False
+        return library is not None
 
     def close(self) -> None:
         """Drop the sessions (onnxruntime frees them when the last reference goes); later use is an error."""

@@ -5,6 +5,7 @@ lifespan runs in the replica, so the model loads there); Serve's proxy spreads c
 replicas. The model must be readable at the same path on every node (a shared folder), or be a hub
 name the nodes can fetch.
 
+>>> from snac_onnx.serve import ServeSettings
 >>> from snac_onnx.serve.ray import deployment
 >>> from ray import serve
 >>> serve.run(deployment(ServeSettings(model="/shared/models/snac_24khz", threads=2), replicas=4))
@@ -17,8 +18,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from ..errors import MissingDependencyError
-from .app import ServeSettings, create_app
+from ..errors import MissingDependencyError, install_hint
+from .app import create_app
+from .settings import ServeSettings
 
 __all__ = ["deployment", "run_on_ray"]
 
@@ -29,7 +31,7 @@ def deployment(settings: ServeSettings, *, replicas: int = 1, name: str = "snac_
     try:
         from ray import serve
     except ImportError as exc:  # pragma: no cover - depends on the install
-        raise MissingDependencyError(f"Ray Serve is not installed: pip install 'snac-onnx[ray-serve]' ({exc})") from exc
+        raise MissingDependencyError(f"Ray Serve is not installed: {install_hint('ray-serve')} ({exc})") from exc
 
     def build_app() -> Any:  # a function (not a partial): Serve calls it in each replica to build the ASGI app
         return create_app(settings)
@@ -39,19 +41,17 @@ def deployment(settings: ServeSettings, *, replicas: int = 1, name: str = "snac_
     return serve.deployment(name=name, num_replicas=replicas, ray_actor_options=options)(ingress).bind()
 
 
-def run_on_ray(
-    settings: ServeSettings, *, host: str = "127.0.0.1", port: int = 8000, replicas: int = 1, address: str | None = None
-) -> None:
-    """Start (or join, with ``address``) a Ray cluster, deploy the app on Serve's proxy at ``host:port``, and keep it
-    running until interrupted (then shut Serve down)."""
+def run_on_ray(settings: ServeSettings) -> None:
+    """Start (or join, with ``settings.address``) a Ray cluster, deploy the app (``settings.replicas`` replicas) on
+    Serve's proxy at ``settings.host:port``, and keep it running until interrupted (then shut Serve down)."""
     try:
         import ray
         from ray import serve
     except ImportError as exc:  # pragma: no cover - depends on the install
-        raise MissingDependencyError(f"Ray Serve is not installed: pip install 'snac-onnx[ray-serve]' ({exc})") from exc
-    ray.init(address=address, include_dashboard=False)
-    serve.start(http_options={"host": host, "port": port})
-    serve.run(deployment(settings, replicas=replicas), route_prefix="/", name="snac_onnx")
+        raise MissingDependencyError(f"Ray Serve is not installed: {install_hint('ray-serve')} ({exc})") from exc
+    ray.init(address=settings.address, include_dashboard=False)
+    serve.start(http_options={"host": settings.host, "port": settings.port})
+    serve.run(deployment(settings, replicas=settings.replicas), route_prefix="/", name="snac_onnx")
     try:
         while True:
             time.sleep(3600)

@@ -4,25 +4,23 @@ Every stream of a model's stream graph (:mod:`snac_onnx.stream.decoder`, statefu
 inputs of the same shape, so the steps that are ready across streams can be stacked along the
 batch axis, with their states, and run at once: the graph's weights are read once per call, not
 once per stream. :class:`StreamPool` owns one model and its worker threads (one by default). A
-worker collects the ready steps, stacks up to ``max_batch`` of them, runs them, and
-hands each stream its audio. Each row has its own frame, length and states, so the audio of every
-stream is what it gets alone (the same equality with the offline decode as
+worker collects the ready steps, stacks up to ``max_batch`` of them, runs them, and hands each
+stream its audio. Each row has its own frame, length and states, so the audio of every stream is
+what it gets alone (the same equality with the offline decode as
 :class:`~snac_onnx.stream.decoder.StreamDecoder`). A stream's steps run one at a time, in order.
+Which steps run next, and how many rows a call stacks, is :mod:`snac_onnx.stream.batching`'s policy.
 
-A worker runs as soon as a step is ready: while a batch runs, the next one fills, so the batch
-size follows the load; how many rows a call stacks follows the measured cost of calls of each size
-(stacking pays on a GPU, hardly on a CPU, where workers side by side do better). Ready steps run
-earliest deadline first: the deadline of a stream is when its listener would run out of audio, so a
-stream far ahead of real time (a whole request pushed at once) yields to those that are not, and runs
-one step per call while others are live. Where stacking pays and other live streams are about to be
-ready, a worker waits at most ``collect_ms`` for them; a lone stream never waits. A batch that fails is
-retried row by row, so one bad stream fails alone.
+**Backpressure.** A stream's audio waits for its reader in a buffer of at most ``max_buffer_seconds``
+(about: one call's audio may overshoot it); a stream whose buffer is full is not scheduled, so it costs
+nothing until its reader reads. A stream holds its place in ``max_streams`` from :meth:`StreamPool.open`
+until its reader has read its end (or error) or it is cancelled, whatever the decoding has done.
 
 Two faces, both thread-safe: :meth:`StreamPool.open` gives a :class:`PooledStream` (``push``,
 ``end``, then iterate or :meth:`~PooledStream.read` the audio chunks); :meth:`StreamPool.open_async`,
-called in a running event loop, gives an :class:`AsyncPooledStream` (``await push``, ``async for``
-chunk). Pushing only checks and buffers the input (never decodes), so it does not block an event
-loop; decoding happens on the pool's workers.
+called in a running event loop, gives an :class:`AsyncPooledStream` (the same ``push`` and ``end``,
+``async for`` chunk). Pushing checks and buffers the input on the caller's thread and never waits for
+a decode (a stream's own lock is held by a worker only while it prepares or finishes that stream's
+step); decoding happens on the pool's workers.
 """
 
 from __future__ import annotations
@@ -52,6 +50,7 @@ from ..errors import (
 )
 from ..layouts import TokenLayout
 from ..planner import budget_steps, check_seconds
+from .batching import BatchPolicy, deadline
 from .decoder import StepInput, StreamDecoder, run_steps
 from .presets import PresetStream, TokenPreset, get_preset
 
@@ -60,16 +59,21 @@ if TYPE_CHECKING:  # asyncio only where it is used: importing it imports socket,
 
     from ..codec import SnacOnnx
 
-__all__ = ["StreamPool", "PooledStream", "AsyncPooledStream", "BatchRecord", "PoolStats"]
+__all__ = [
+    "StreamPool",
+    "PooledStream",
+    "AsyncPooledStream",
+    "BatchRecord",
+    "PoolStats",
+    "DEFAULT_MAX_BATCH",
+    "DEFAULT_MAX_BUFFER_SECONDS",
+]
 
 logger = logging.getLogger(__name__)
 
 _END = object()  # delivered after a stream's last chunk
-_COST_WEIGHT = 0.2  # of a new measurement in the running average of a call size's time
-_RELEARN_CALLS = 4096
-_STACK_GAIN = 0.75  # a larger call is chosen only if it clears the ready streams in under this share of the time
-# (measured costs are noisy on a shared CPU: a false gain stacks rows, and rows wait for their whole call)
 DEFAULT_MAX_BATCH = 16  # on CPU a step's cost per row stops falling by about 4-8 rows (bench/RESULTS_serve.md)
+DEFAULT_MAX_BUFFER_SECONDS = 5.0  # audio decoded ahead of what a stream's reader has read
 Item = Any  # np.ndarray | SnacOnnxError | _END
 
 
@@ -83,6 +87,7 @@ class BatchRecord:
         seconds: wall time of the graph call (stacking and splitting included).
         queue_seconds: per row, the time from its step becoming ready to the call's start.
         failed: rows whose step failed (each retried alone first).
+        audio_seconds: audio the call handed to its streams' readers, over its rows (s).
     """
 
     rows: int
@@ -90,6 +95,7 @@ class BatchRecord:
     seconds: float
     queue_seconds: tuple[float, ...]
     failed: int = 0
+    audio_seconds: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -105,8 +111,70 @@ class PoolStats:
     max_rows: int
 
 
+class _Input(Protocol):
+    """What a stream's input goes through: the decoder (codes, tokens) or a preset's front (ids, text)."""
+
+    def push(self, data: Any) -> None: ...
+    def end(self) -> None: ...
+    @property
+    def ended(self) -> bool: ...
+    @property
+    def skipped(self) -> tuple[int, int]: ...
+    def output(self, audio: np.ndarray) -> np.ndarray: ...
+
+
+class _LayoutInput:
+    """Codes or flat tokens, straight into the decoder; an incomplete last frame at the end is an error."""
+
+    def __init__(self, decoder: StreamDecoder) -> None:
+        self._decoder = decoder
+
+    def push(self, data: Any) -> None:
+        self._decoder.push(data)
+
+    def end(self) -> None:
+        if not self._decoder.closed:
+            self._decoder.flush(drop_incomplete=False)
+
+    @property
+    def ended(self) -> bool:
+        return self._decoder.closed
+
+    @property
+    def skipped(self) -> tuple[int, int]:
+        return 0, 0
+
+    def output(self, audio: np.ndarray) -> np.ndarray:
+        return audio
+
+
+class _PresetInput:
+    """A TTS model's ids or text through its :class:`~snac_onnx.stream.presets.PresetStream` (an end-of-speech id
+    ends the input; the preset's output trim applies)."""
+
+    def __init__(self, front: PresetStream) -> None:
+        self._front = front
+
+    def push(self, data: Any) -> None:
+        self._front.push(data)
+
+    def end(self) -> None:
+        self._front.flush()
+
+    @property
+    def ended(self) -> bool:
+        return self._front.done
+
+    @property
+    def skipped(self) -> tuple[int, int]:
+        return self._front.skipped_ids, self._front.skipped_chars
+
+    def output(self, audio: np.ndarray) -> np.ndarray:
+        return self._front.trim(audio)
+
+
 class _Sink(Protocol):
-    """Where a stream's chunks go (from the worker thread); read by one consumer."""
+    """Where a stream's chunks go (from a worker thread); read by one consumer."""
 
     def put(self, item: Item) -> None: ...
 
@@ -142,27 +210,27 @@ class _LoopSink:
 
 
 class _Entry:
-    """A pool's view of one stream: its decoder, what it pushes through, and where its audio goes."""
+    """A pool's view of one stream.
 
-    def __init__(self, key: int, decoder: StreamDecoder, front: StreamDecoder | PresetStream, sink: _Sink) -> None:
+    ``lock`` guards the stream's input and decoder (pushes, and a worker preparing or finishing its step); the
+    pool's lock guards the rest, published under it while ``lock`` is held (lock order: ``lock``, then the
+    pool's), so what the scheduler sees never goes back in time.
+    """
+
+    def __init__(self, key: int, decoder: StreamDecoder, input_: _Input, sink: _Sink) -> None:
         self.key = key
         self.decoder = decoder
-        self.front = front
+        self.input = input_
         self.sink = sink
-        self.ready_since: float | None = None
+        self.lock = threading.Lock()
+        self.ready = 0  # steps ready (as last published)
+        self.ready_since: float | None = None  # when it became schedulable (monotonic s)
         self.first_audio: float | None = None  # when its first audio was handed out (monotonic s)
         self.audio_seconds = 0.0  # audio handed out so far (s)
+        self.buffered = 0  # samples handed out and not yet read
         self.running = False
-        self.gone = False  # cancelled, failed or finished: the worker skips it
-
-
-def _deadline(entry: _Entry) -> float:
-    """When the stream's listener runs out of audio (monotonic s): its first audio's time plus the audio handed
-    out since; before its first audio, when its first step became ready. Ready steps run earliest deadline
-    first, so a stream far ahead of real time (a whole request pushed at once) yields to those that are not."""
-    if entry.first_audio is None:
-        return entry.ready_since or 0.0
-    return entry.first_audio + entry.audio_seconds
+        self.finished = False  # decoding is over (done, failed or cancelled): no more steps
+        self.released = False  # its reader let go (read the end, or cancelled): no longer counted
 
 
 class StreamPool:
@@ -184,6 +252,8 @@ class StreamPool:
             stream, or a batch that is already full, never waits.
         max_stream_seconds: the longest stream the pool accepts, in seconds of audio; a push beyond it fails
             that stream with :class:`InvalidArgumentError` (None: no bound).
+        max_buffer_seconds: audio decoded ahead of what a stream's reader has read (s); a stream with this much
+            waiting is not scheduled until its reader reads (None: no bound).
         on_batch: called after each call with its :class:`BatchRecord` (on the worker thread; keep it short).
 
     Raises:
@@ -201,6 +271,7 @@ class StreamPool:
         batching: bool = True,
         collect_ms: float = 1.0,
         max_stream_seconds: float | None = 600.0,
+        max_buffer_seconds: float | None = DEFAULT_MAX_BUFFER_SECONDS,
         on_batch: Callable[[BatchRecord], None] | None = None,
     ) -> None:
         spec = codec.manifest.stream
@@ -222,6 +293,7 @@ class StreamPool:
         if isinstance(collect_ms, bool) or not isinstance(collect_ms, (int, float)) or not 0 <= collect_ms <= 1000:
             raise InvalidArgumentError(f"collect_ms must be a number of ms in [0, 1000], got {collect_ms!r}")
         max_stream_seconds = check_seconds("max_stream_seconds", max_stream_seconds)
+        max_buffer_seconds = check_seconds("max_buffer_seconds", max_buffer_seconds)
         config = codec.config
         frame_budget = budget_steps(codec.max_chunk_seconds, config.samples_per_frame, config.sample_rate)
         self._max_frames = budget_steps(max_stream_seconds, config.samples_per_frame, config.sample_rate)
@@ -233,6 +305,10 @@ class StreamPool:
         self.workers = check_int("workers", workers, 1)
         self.max_batch = int(max_batch) if batching else 1
         self.collect_s = float(collect_ms) / 1000.0
+        self._max_buffer = (
+            math.inf if max_buffer_seconds is None else math.ceil(max_buffer_seconds * config.sample_rate)
+        )
+        self.policy = BatchPolicy(self.workers, self.max_batch)
         self._step_frames = spec.step_frames
         self._sample_rate = config.sample_rate
         self._on_batch = on_batch
@@ -242,8 +318,6 @@ class StreamPool:
         self._closing = False
         self._workers: list[threading.Thread] = []
         self._busy = 0  # workers in a call
-        self._cost: dict[int, float] = {}  # seconds of a call, by its steps (rows x steps each), averaged
-        self._calls = 0
         self._counts = {"opened": 0, "refused": 0, "failed": 0, "batches": 0, "rows": 0, "max_rows": 0}
         forks.register(self)
 
@@ -270,9 +344,9 @@ class StreamPool:
         Raises:
             PoolFullError: ``max_streams`` are open, or the pool is closing.
         """
-        decoder, front = self._make(preset, layout, noise, seed)
+        decoder, input_ = self._make(preset, layout, noise, seed)
         sink = _ThreadSink()
-        return PooledStream(self, self._add(decoder, front, sink), sink)
+        return PooledStream(self, self._add(decoder, input_, sink), sink)
 
     def open_async(
         self,
@@ -286,21 +360,21 @@ class StreamPool:
         import asyncio
 
         loop = asyncio.get_running_loop()
-        decoder, front = self._make(preset, layout, noise, seed)
+        decoder, input_ = self._make(preset, layout, noise, seed)
         sink = _LoopSink(loop)
-        return AsyncPooledStream(self, self._add(decoder, front, sink), sink)
+        return AsyncPooledStream(self, self._add(decoder, input_, sink), sink)
 
     def _make(
         self, preset: TokenPreset | str | None, layout: TokenLayout | str, noise: bool, seed: int | None
-    ) -> tuple[StreamDecoder, StreamDecoder | PresetStream]:
+    ) -> tuple[StreamDecoder, _Input]:
         if preset is None:
             decoder = self.codec.stream(mode="stateful", layout=layout, noise=noise, seed=seed, deferred=True)
-            return decoder, decoder
+            return decoder, _LayoutInput(decoder)
         chosen = get_preset(preset)
         decoder = self.codec.stream(mode="stateful", layout=chosen.layout, noise=noise, seed=seed, deferred=True)
-        return decoder, PresetStream(decoder, chosen)
+        return decoder, _PresetInput(PresetStream(decoder, chosen))
 
-    def _add(self, decoder: StreamDecoder, front: StreamDecoder | PresetStream, sink: _Sink) -> _Entry:
+    def _add(self, decoder: StreamDecoder, input_: _Input, sink: _Sink) -> _Entry:
         with self._cond:
             if self._closing:
                 self._counts["refused"] += 1
@@ -308,7 +382,7 @@ class StreamPool:
             if len(self._entries) >= self.max_streams:
                 self._counts["refused"] += 1
                 raise PoolFullError(f"the stream pool holds its maximum of {self.max_streams} streams; try again later")
-            entry = _Entry(next(self._keys), decoder, front, sink)
+            entry = _Entry(next(self._keys), decoder, input_, sink)
             self._entries[entry.key] = entry
             self._counts["opened"] += 1
             if not self._workers:
@@ -318,88 +392,118 @@ class StreamPool:
                     self._workers.append(worker)
         return entry
 
-    def _push(self, entry: _Entry, data: Any) -> None:
-        with self._cond:
-            if entry.gone:
+    def _push(self, entry: _Entry, data: Any) -> bool:
+        with entry.lock:
+            if entry.finished:
                 raise StreamClosedError("this stream was cancelled, failed or has ended")
-            front = entry.front
             try:
-                front.push(data)
+                entry.input.push(data)
             except StreamClosedError:
                 raise StreamClosedError(
                     "this stream has ended (end() or an end-of-speech id); open a new one"
                 ) from None
-            if self._max_frames is not None and entry.decoder.frames_received > self._max_frames:
-                self._finish(
-                    entry,
-                    InvalidArgumentError(
-                        f"the stream is longer than this pool's limit of {self._max_frames} frames (max_stream_seconds)"
-                    ),
-                )
+            too_long = self._max_frames is not None and entry.decoder.frames_received > self._max_frames
+            with self._cond:
+                if too_long:
+                    self._finish(
+                        entry,
+                        InvalidArgumentError(
+                            f"the stream is longer than this pool's limit of {self._max_frames} frames "
+                            "(max_stream_seconds)"
+                        ),
+                    )
+                else:
+                    self._publish(entry)
+            if too_long:
                 raise InvalidArgumentError("the stream went past max_stream_seconds and was closed")
-            self._wake(entry)
+            return entry.input.ended
 
     def _end(self, entry: _Entry) -> None:
-        with self._cond:
-            if entry.gone:
+        with entry.lock:
+            if entry.finished and not entry.input.ended:
                 raise StreamClosedError("this stream was cancelled, failed or has ended")
-            front = entry.front
-            if isinstance(front, PresetStream):
-                front.flush()
-            elif not front.closed:
-                front.flush(drop_incomplete=False)
-            self._wake(entry)
+            entry.input.end()
+            with self._cond:
+                self._publish(entry)
 
     def _cancel(self, entry: _Entry) -> None:
         with self._cond:
             self._finish(entry)
+            self._release(entry)
 
-    def _wake(self, entry: _Entry) -> None:
-        """After input or the end: mark the entry ready (its queue time starts now) or finish an empty stream."""
+    def _consumed(self, entry: _Entry, samples: int) -> None:
+        """The reader took ``samples`` from the buffer: a stream held back by a full buffer may run again."""
+        with self._cond:
+            entry.buffered -= samples
+            self._schedule(entry)
+
+    def _publish(self, entry: _Entry) -> None:
+        """After input, an end or a step (both locks held): publish the steps ready, or finish a stream that is
+        done."""
         decoder = entry.decoder
+        entry.ready = decoder.ready_steps() if not entry.finished else 0
         if decoder.done and not entry.running:
             self._finish(entry)
-        elif entry.ready_since is None and not entry.running and decoder.ready_steps():
+        else:
+            self._schedule(entry)
+
+    def _schedule(self, entry: _Entry) -> None:
+        """Mark the entry schedulable (its queue time starts now) or not (lock held)."""
+        runnable = not entry.running and not entry.finished and entry.ready > 0 and entry.buffered < self._max_buffer
+        if not runnable:
+            entry.ready_since = None
+        elif entry.ready_since is None:
             entry.ready_since = time.monotonic()
             self._cond.notify_all()
 
     def _finish(self, entry: _Entry, error: SnacOnnxError | None = None) -> None:
-        """Drop the entry (once) and end its reader, with ``error`` first if it failed (lock held)."""
-        if entry.gone:
+        """End the entry's decoding (once) and its reader, with ``error`` first if it failed (lock held)."""
+        if entry.finished:
             return
-        entry.gone = True
-        self._entries.pop(entry.key, None)
+        entry.finished = True
+        entry.ready_since = None
         if error is not None:
             self._counts["failed"] += 1
             entry.sink.put(error)
         entry.sink.put(_END)
         self._cond.notify_all()
 
+    def _release(self, entry: _Entry) -> None:
+        """The reader let go: the stream no longer counts against ``max_streams`` (lock held)."""
+        if not entry.released:
+            entry.released = True
+            self._entries.pop(entry.key, None)
+            self._cond.notify_all()
+
     # ------------------------------------------------------------------ the worker
     def _ready(self) -> list[_Entry]:
-        ready = [e for e in self._entries.values() if e.ready_since is not None and not e.running]
-        ready.sort(key=_deadline)
+        ready = [e for e in self._entries.values() if e.ready_since is not None]
+        ready.sort(key=lambda e: deadline(e.first_audio, e.audio_seconds, e.ready_since))
         return ready
+
+    def _live(self) -> int:
+        """Streams still decoding and not in a call: the most that could join one."""
+        return sum(1 for e in self._entries.values() if not e.finished and not e.running)
 
     def _loop(self) -> None:
         while True:
             with self._cond:
                 ready = self._ready()
                 while not ready:
-                    if self._closing and not self._entries:
+                    if self._closing and not any(not e.finished for e in self._entries.values()):
                         return
                     self._cond.wait()
                     ready = self._ready()
                 ready = self._collect(ready)
                 if not ready:  # another worker took them while this one was collecting
                     continue
-                batch, queued = self._select(ready)
+                rows = self._select(ready)
             try:
-                self._run(batch, queued)
+                self._run(rows)
             except Exception as error:  # a bug must fail the streams of the call, not stop the worker
                 logger.exception("stream pool worker error")
-                with self._cond:
-                    for entry, _ in batch:
+                for entry, _, _ in rows:
+                    with entry.lock, self._cond:
                         entry.running = False
                         self._finish(entry, DecodeFailedError(f"internal error of the stream pool: {error!r}"))
             finally:
@@ -411,102 +515,91 @@ class StreamPool:
         not full and, by the measured costs, stacking pays; lock held)."""
         if self.collect_s <= 0 or self.max_batch == 1:
             return ready
-        deadline = time.monotonic() + self.collect_s
-        while len(ready) < min(self.max_batch, sum(1 for e in self._entries.values() if not e.running)) and (
-            self._rows(len(ready) + 1) > len(ready)
+        end = time.monotonic() + self.collect_s
+        while len(ready) < min(self.max_batch, self._live()) and self.policy.rows(len(ready) + 1, self._busy) > len(
+            ready
         ):
-            remaining = deadline - time.monotonic()
+            remaining = end - time.monotonic()
             if remaining <= 0:
                 break
             self._cond.wait(remaining)
             ready = self._ready()
         return ready
 
-    def _select(self, ready: list[_Entry]) -> tuple[list[tuple[_Entry, StepInput]], tuple[float, ...]]:
-        """The oldest ready streams, as many as :meth:`_rows` says, each with the same number of steps (lock
-        held)."""
-        rows = ready[: self._rows(len(ready))]
-        # Several steps per row only when no other stream waits: a burst (a whole request pushed at once) then runs
-        # max_batch steps per call, and otherwise one at a time beside the others, so it never holds a worker
+    def _select(self, ready: list[_Entry]) -> list[tuple[_Entry, int, float]]:
+        """The earliest-deadline ready streams, as many as the policy says, each with the same number of steps
+        (lock held): ``(entry, steps, seconds it waited)``."""
+        rows = ready[: self.policy.rows(len(ready), self._busy)]
+        # Several steps per row only when no other stream is live: a burst (a whole request pushed at once) then
+        # runs max_batch steps per call, and otherwise one at a time beside the others, so it never holds a worker
         # while real-time streams wait. A call covers at most max_batch steps in all, so its memory and its time
         # stay those of a full batch of single steps.
         steps = 1
-        if len(rows) == len(self._entries):
-            steps = max(1, min(min(e.decoder.ready_steps() for e in rows), self.max_batch // len(rows)))
-        batch = []
+        if len(rows) == self._live():
+            steps = max(1, min(min(e.ready for e in rows), self.max_batch // len(rows)))
+        now = time.monotonic()
+        selected = [(entry, steps, now - (entry.ready_since or now)) for entry in rows]
         for entry in rows:
             entry.running = True
-            batch.append((entry, entry.decoder.prepare_step(steps)))
+            entry.ready_since = None
         self._busy += 1
-        now = time.monotonic()
-        return batch, tuple(now - (entry.ready_since or now) for entry in rows)
+        return selected
 
-    def _rows(self, ready: int) -> int:
-        """How many of ``ready`` streams one call takes: the size that clears them soonest on the idle workers, by
-        the measured time of calls of each size (lock held).
-
-        Whether stacking pays depends on the machine: on a GPU a call of 64 rows costs little more than one of
-        1; on a CPU a call's time grows about linearly with its rows, and workers running calls side by side do
-        better. A size not measured yet is assumed to cost what the largest smaller measured size costs, so it
-        is tried once; the measurements of sizes above 1 are forgotten every ``_RELEARN_CALLS`` calls.
-        """
-        limit = min(ready, self.max_batch)
-        if limit <= 1:
-            return limit
-        idle = max(1, self.workers - self._busy)
-        sizes = sorted({*(1 << k for k in range(limit.bit_length()) if 1 << k <= limit), limit})
-        best, best_time, known = 1, math.inf, 1.0  # before any measurement: every size costs one unit
-        for size in sizes:
-            known = self._cost.get(size, known)
-            clear = math.ceil(ready / (size * idle)) * known
-            if clear < _STACK_GAIN * best_time or size == 1:  # stack only for a clear gain: rows wait for the call
-                best, best_time = size, clear
-        return best
-
-    def _learn(self, steps: int, seconds: float) -> None:
-        """Fold a call's time into the cost of its size (lock held)."""
-        self._calls += 1
-        if self._calls % _RELEARN_CALLS == 0:
-            self._cost = {k: v for k, v in self._cost.items() if k == 1}
-        old = self._cost.get(steps)
-        self._cost[steps] = seconds if old is None else old + _COST_WEIGHT * (seconds - old)
-
-    def _run(self, batch: list[tuple[_Entry, StepInput]], queued: tuple[float, ...]) -> None:
+    def _run(self, rows: list[tuple[_Entry, int, float]]) -> None:
+        batch: list[tuple[_Entry, StepInput]] = []
+        queued: list[float] = []
+        for entry, steps, waited in rows:
+            with entry.lock:
+                if entry.finished:  # cancelled since it was selected
+                    with self._cond:
+                        entry.running = False
+                    continue
+                batch.append((entry, entry.decoder.prepare_step(steps)))
+                queued.append(waited)
+        if not batch:
+            return
         started = time.monotonic()
         results, failed = self._call(batch)
         seconds = time.monotonic() - started
+        delivered = 0
+        for (entry, step), result in zip(batch, results, strict=True):
+            with entry.lock:
+                chunk: np.ndarray | None = None
+                error = result if isinstance(result, SnacOnnxError) else None
+                if error is None and not entry.finished:
+                    assert not isinstance(result, SnacOnnxError)
+                    try:
+                        chunk = entry.input.output(entry.decoder.finish_step(step, *result))
+                    except SnacOnnxError as failure:
+                        error = failure
+                with self._cond:
+                    entry.running = False
+                    if entry.finished:
+                        continue
+                    if error is not None:
+                        self._finish(entry, error)
+                        continue
+                    if chunk is not None and chunk.size:
+                        if entry.first_audio is None:
+                            entry.first_audio = time.monotonic()
+                        entry.audio_seconds += chunk.size / self._sample_rate
+                        entry.buffered += chunk.size
+                        delivered += chunk.size
+                        entry.sink.put(chunk)
+                    self._publish(entry)
         with self._cond:
             if not failed:
-                self._learn(len(batch) * batch[0][1].frames // self._step_frames, seconds)
-            for (entry, step), result in zip(batch, results, strict=True):
-                entry.running = False
-                entry.ready_since = None
-                if entry.gone:
-                    continue
-                if isinstance(result, SnacOnnxError):
-                    self._finish(entry, result)
-                    continue
-                audio, states = result
-                try:
-                    chunk = entry.decoder.finish_step(step, audio, states)
-                    if isinstance(entry.front, PresetStream):
-                        chunk = entry.front.trim(chunk)
-                except SnacOnnxError as error:
-                    self._finish(entry, error)
-                    continue
-                if chunk.size:
-                    if entry.first_audio is None:
-                        entry.first_audio = time.monotonic()
-                    entry.audio_seconds += chunk.size / self._sample_rate
-                    entry.sink.put(chunk)
-                self._wake(entry)
+                self.policy.learn(len(batch) * batch[0][1].frames // self._step_frames, seconds)
             counts = self._counts
             counts["batches"] += 1
             counts["rows"] += len(batch)
             counts["max_rows"] = max(counts["max_rows"], len(batch))
         if self._on_batch is not None:
+            record = BatchRecord(
+                len(batch), batch[0][1].frames, seconds, tuple(queued), failed, delivered / self._sample_rate
+            )
             try:
-                self._on_batch(BatchRecord(len(batch), batch[0][1].frames, seconds, queued, failed))
+                self._on_batch(record)
             except Exception:  # a broken metrics hook must not stop the decoding
                 logger.exception("on_batch raised; ignored")
 
@@ -542,6 +635,7 @@ class StreamPool:
     # ------------------------------------------------------------------ life
     @property
     def streams_active(self) -> int:
+        """Streams holding a place in ``max_streams``: opened, and not yet read to their end or cancelled."""
         with self._cond:
             return len(self._entries)
 
@@ -559,9 +653,9 @@ class StreamPool:
         with self._cond:
             self._closing = True
             self._cond.notify_all()
-            deadline = None if timeout is None else time.monotonic() + timeout
-            while self._entries and (deadline is None or time.monotonic() < deadline):
-                self._cond.wait(None if deadline is None else max(0.0, deadline - time.monotonic()))
+            end = None if timeout is None else time.monotonic() + timeout
+            while any(not e.finished for e in self._entries.values()) and (end is None or time.monotonic() < end):
+                self._cond.wait(None if end is None else max(0.0, end - time.monotonic()))
             for entry in list(self._entries.values()):
                 self._finish(entry, StreamClosedError("the stream pool closed before this stream ended"))
             workers = list(self._workers)
@@ -580,7 +674,7 @@ Input = Sequence[np.ndarray] | np.ndarray | Sequence[int] | int | str
 
 
 class _Handle:
-    """What both faces of a pool's stream share: the decoder, cancelling, and reading one delivered item."""
+    """What both faces of a pool's stream share: the input, cancelling, and reading one delivered item."""
 
     def __init__(self, pool: StreamPool, entry: _Entry) -> None:
         self._pool = pool
@@ -594,22 +688,51 @@ class _Handle:
 
     @property
     def closed(self) -> bool:
-        """The pool is done with the stream: it ended, failed or was cancelled (its remaining audio may still be
-        waiting to be read)."""
-        return self._entry.gone
+        """The pool is done decoding the stream: it ended, failed or was cancelled (its remaining audio may still
+        be waiting to be read)."""
+        return self._entry.finished
+
+    @property
+    def skipped(self) -> tuple[int, int]:
+        """What a preset stream's input held that was not audio: ``(ids, characters of text)``."""
+        return self._entry.input.skipped
+
+    @property
+    def input_ended(self) -> bool:
+        """No more input is taken: :meth:`end` was called, or a preset's end-of-speech id arrived."""
+        return self._entry.input.ended
+
+    def push(self, data: Input) -> bool:
+        """Queue input: per-codebook codes or flat tokens, or with a preset, ids or generated text. Checks and
+        buffers it on this thread, never waiting for a decode. Bad input raises here
+        (:class:`~snac_onnx.errors.InvalidCodesError`...) and leaves the stream as it was.
+
+        Returns:
+            :attr:`input_ended`: True once an end-of-speech id has ended the stream's input.
+        """
+        return self._pool._push(self._entry, data)
+
+    def end(self) -> None:
+        """No more input: the tail is decoded (as :meth:`StreamDecoder.flush`), then reading stops. After an
+        end-of-speech id it does nothing."""
+        self._pool._end(self._entry)
 
     def cancel(self) -> None:
-        """Drop the stream now and free its state; reading stops (audio not yet read is lost)."""
+        """Drop the stream now, free its state and its place; reading stops (audio not yet read is lost)."""
         self._pool._cancel(self._entry)
 
     def _item(self, item: Item) -> np.ndarray | None:
-        if item is _END:
-            self._done = True
-            return None
         if isinstance(item, SnacOnnxError):  # the pool hands a stream only its own errors, as SnacOnnxError
             self._done = True
+            self._pool._cancel(self._entry)  # read to its end: the place is free
             raise item
-        return item  # type: ignore[no-any-return]
+        if item is _END:
+            self._done = True
+            self._pool._cancel(self._entry)
+            return None
+        chunk: np.ndarray = item
+        self._pool._consumed(self._entry, chunk.size)
+        return chunk
 
 
 class PooledStream(_Handle):
@@ -623,15 +746,6 @@ class PooledStream(_Handle):
     def __init__(self, pool: StreamPool, entry: _Entry, sink: _ThreadSink) -> None:
         super().__init__(pool, entry)
         self._sink = sink
-
-    def push(self, data: Input) -> None:
-        """Queue input: per-codebook codes or flat tokens, or with a preset, ids or generated text. Bad input
-        raises here (:class:`~snac_onnx.errors.InvalidCodesError`...) and leaves the stream as it was."""
-        self._pool._push(self._entry, data)
-
-    def end(self) -> None:
-        """No more input: the tail is decoded (as :meth:`StreamDecoder.flush`), then reading stops."""
-        self._pool._end(self._entry)
 
     def read(self, timeout: float | None = None) -> np.ndarray | None:
         """The next chunk, or None once the stream is over; raises the stream's error, or TimeoutError."""
@@ -652,21 +766,13 @@ class AsyncPooledStream(_Handle):
     """One stream of a :class:`StreamPool` for asyncio; create with :meth:`StreamPool.open_async` in the loop
     that reads it.
 
-    ``await push(...)``, ``await end()``, ``async for chunk in stream``. Pushing checks and
-    buffers the input; decoding runs on the pool's worker thread, never on the loop.
+    ``push(...)`` and ``end()`` as :class:`PooledStream` (they never wait), ``async for chunk in stream``.
+    Decoding runs on the pool's worker threads, never on the loop.
     """
 
     def __init__(self, pool: StreamPool, entry: _Entry, sink: _LoopSink) -> None:
         super().__init__(pool, entry)
         self._sink = sink
-
-    async def push(self, data: Input) -> None:
-        """As :meth:`PooledStream.push`."""
-        self._pool._push(self._entry, data)
-
-    async def end(self) -> None:
-        """As :meth:`PooledStream.end`."""
-        self._pool._end(self._entry)
 
     async def read(self) -> np.ndarray | None:
         """The next chunk, or None once the stream is over; raises the stream's error."""

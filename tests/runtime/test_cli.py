@@ -64,8 +64,8 @@ def test_usage_errors_exit_2(capsys):
 @pytest.mark.parametrize(
     "make,args,message",
     [
-        (lambda p: sf.write(p, np.zeros((1000, 2), np.float32), 24000), [], "2 channels; SNAC is mono: pass --mix"),
-        (lambda p: sf.write(p, np.zeros(1000, np.float32), 16000), [], "16000 Hz but the model expects 24000 Hz; pass --resample"),
+        (lambda p: sf.write(p, np.zeros((1000, 2), np.float32), 24000), [], "2 channels; SNAC is mono: average them with --mix"),
+        (lambda p: sf.write(p, np.zeros(1000, np.float32), 16000), [], "16000 Hz but the model expects 24000 Hz; convert it (soxr) with --resample"),
         (lambda p: p.write_bytes(b"RIFF not a wav"), [], "cannot read"),
         (lambda p: None, [], "does not exist"),
     ],

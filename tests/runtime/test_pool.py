@@ -287,9 +287,9 @@ def test_async_face(tiny44):
 
             task = asyncio.create_task(reader())
             for k in range(0, tokens.size, step):
-                await stream.push(tokens[k : k + step])
+                stream.push(tokens[k : k + step])
                 await asyncio.sleep(0)
-            await stream.end()
+            stream.end()
             await task
             return np.concatenate(chunks), tiny44.decode(codes, noise=False)
 
@@ -319,24 +319,22 @@ def test_pool_argument_errors(tiny24, kwargs):
         StreamPool(tiny24, **kwargs)
 
 
-
 def test_batch_size_follows_the_measured_cost_of_calls(tiny24):
     """Stacking is chosen only where it pays: CPU-like costs (linear in rows) keep calls small and spread them over
     the idle workers; GPU-like costs (flat) stack every ready stream; a size never measured is tried."""
-    pool = StreamPool(tiny24, workers=2, max_batch=16)
-    pool._cost = {1: 0.010, 2: 0.020, 4: 0.045, 8: 0.095}
-    assert pool._rows(8) == 1  # 8 calls of 1 or 4 of 2 on 2 workers: 40 ms; 1 of 8: 95 ms (no gain: no stacking)
-    pool._busy = 1  # one worker is in a call: rows for the other alone
-    assert pool._rows(8) == 1  # 8 calls of 1 or 4 of 2: 80 ms; 2 of 4: 90 ms; 1 of 8: 95 ms
-    pool._cost = {1: 0.010, 2: 0.012, 4: 0.030, 8: 0.070}
-    assert pool._rows(8) == 2  # 4 calls of 2: 48 ms, against 80 ms one at a time
-    pool._busy = 0
-    gpu = StreamPool(tiny24, max_batch=16)  # one worker
-    gpu._cost = {1: 0.010, 2: 0.0101, 4: 0.0102, 8: 0.0105, 16: 0.011}
-    assert gpu._rows(16) == 16
-    pool._cost = {1: 0.010}
-    assert pool._rows(5) == 4  # 2 and 4 not measured yet: assumed no dearer than 1, so tried (4 and 1 on two workers)
-    assert StreamPool(tiny24, batching=False)._rows(9) == 1
+    policy = StreamPool(tiny24, workers=2, max_batch=16).policy
+    policy.costs = {1: 0.010, 2: 0.020, 4: 0.045, 8: 0.095}
+    assert policy.rows(8) == 1  # 8 calls of 1 or 4 of 2 on 2 workers: 40 ms; 1 of 8: 95 ms (no gain: no stacking)
+    # one worker is in a call: rows for the other alone
+    assert policy.rows(8, busy=1) == 1  # 8 calls of 1 or 4 of 2: 80 ms; 2 of 4: 90 ms; 1 of 8: 95 ms
+    policy.costs = {1: 0.010, 2: 0.012, 4: 0.030, 8: 0.070}
+    assert policy.rows(8, busy=1) == 2  # 4 calls of 2: 48 ms, against 80 ms one at a time
+    gpu = StreamPool(tiny24, max_batch=16).policy  # one worker
+    gpu.costs = {1: 0.010, 2: 0.0101, 4: 0.0102, 8: 0.0105, 16: 0.011}
+    assert gpu.rows(16) == 16
+    policy.costs = {1: 0.010}
+    assert policy.rows(5) == 4  # 2 and 4 not measured yet: assumed no dearer than 1, so tried (4 and 1 on two workers)
+    assert StreamPool(tiny24, batching=False).policy.rows(9) == 1
 
 
 def test_an_internal_error_fails_its_streams_and_the_workers_go_on(tiny24, monkeypatch):
@@ -353,3 +351,57 @@ def test_an_internal_error_fails_its_streams_and_the_workers_go_on(tiny24, monke
             good.end()
             np.testing.assert_allclose(_read_all(good), tiny24.decode(codes, noise=False), atol=1e-4, rtol=0)
         assert all(w.is_alive() for w in pool._workers)
+
+
+def test_a_stream_nobody_reads_decodes_only_its_buffer_ahead_and_holds_its_place(tiny24):
+    """Backpressure: 30 frames pushed at once, nothing read. The pool decodes about max_buffer_seconds (plus at
+    most one call) and then runs nothing for that stream; the stream keeps its place in max_streams until its
+    audio is read to the end, and the audio read late is exact."""
+    records = []
+    spf = tiny24.samples_per_frame
+    with StreamPool(
+        tiny24, max_streams=1, max_buffer_seconds=4 * spf / tiny24.sample_rate, max_batch=2, on_batch=records.append
+    ) as pool:
+        stream = pool.open()
+        codes = _codes(tiny24, 30, seed=12)
+        stream.push(codes)
+        stream.end()
+        time.sleep(0.5)
+        decoded = sum(r.audio_seconds for r in records) * tiny24.sample_rate
+        assert 4 * spf <= decoded <= 6 * spf, decoded / spf  # 4 frames of buffer, plus at most one call of 2
+        calls = len(records)
+        time.sleep(0.3)
+        assert len(records) == calls, "a stream with a full buffer was stepped"
+        with pytest.raises(PoolFullError):
+            pool.open()  # its place is held while its audio waits
+        out = _read_all(stream)
+        np.testing.assert_allclose(out, tiny24.decode(codes, noise=False), atol=1e-4, rtol=0)
+        assert pool.streams_active == 0
+        pool.open().cancel()  # read to its end: the place is free
+
+
+def test_the_place_is_held_until_the_end_is_read_or_the_stream_cancelled(tiny24):
+    with StreamPool(tiny24, max_streams=1) as pool:
+        stream = pool.open()
+        stream.push(_codes(tiny24, 2, seed=1))
+        stream.end()
+        deadline = time.monotonic() + 30
+        while not stream.closed and time.monotonic() < deadline:  # decoding over, audio unread
+            time.sleep(0.01)
+        assert stream.closed and pool.streams_active == 1
+        with pytest.raises(PoolFullError):
+            pool.open()
+        stream.cancel()
+        assert pool.streams_active == 0
+        pool.open().cancel()
+
+
+def test_an_end_of_speech_id_ends_the_input(tiny24):
+    codes = _codes(tiny24, 3, seed=2)
+    ids = codes_to_tokens(codes, tiny24.vq_strides, "orpheus").tolist()
+    with StreamPool(tiny24) as pool:
+        stream = pool.open(preset="orpheus")
+        assert stream.push(ids) is False and not stream.input_ended
+        assert stream.push([128258, 128266]) is True and stream.input_ended  # ids after the end are ignored
+        stream.end()  # does nothing after an end-of-speech id
+        np.testing.assert_allclose(_read_all(stream), tiny24.decode(codes, noise=False), atol=1e-4, rtol=0)

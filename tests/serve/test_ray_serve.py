@@ -14,7 +14,7 @@ pytest.importorskip("websockets")
 
 from snac_onnx import SnacOnnx
 from snac_onnx.layouts import codes_to_tokens
-from snac_onnx.serve.app import ServeSettings
+from snac_onnx.serve import ServeSettings
 from tests.serve.support import free_port, stream
 from tests.support import TINY_24
 

@@ -1,4 +1,4 @@
-"""The README's copy-paste WebSocket client, run as written against a real `snac-onnx serve` (no torch)."""
+"""The serving docs' copy-paste WebSocket client, run as written against a real `snac-onnx serve` (no torch)."""
 
 from __future__ import annotations
 
@@ -19,11 +19,11 @@ from tests.support import REPO, TINY_24
 
 
 def test_the_readme_client_gets_the_offline_audio():
-    text = (REPO / "README.md").read_text()
+    text = (REPO / "docs" / "serving.md").read_text()
     block = re.search(r"<!-- client -->\n```python\n(.*?)```", text, re.S)
-    assert block, "the README lost its client block"
+    assert block, "docs/serving.md lost its client block"
     namespace: dict[str, object] = {}
-    exec(compile(block.group(1), "README client", "exec"), namespace)
+    exec(compile(block.group(1), "docs client", "exec"), namespace)
     codec = SnacOnnx(TINY_24)
     rng = np.random.default_rng(3)
     codes = [rng.integers(0, 4096, n) for n in codec.config.code_lengths(9)]

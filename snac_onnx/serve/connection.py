@@ -1,0 +1,59 @@
+"""Each connection as the server holds it: a bounded send buffer, and a way to drop it when its client reads
+nothing. Neither can be said in ASGI.
+
+* The kernel's send buffer of a TCP socket grows on its own to megabytes (Linux: ``tcp_wmem``): seconds of audio
+  decoded for a client that reads none of it. Each connection's is set to :data:`SEND_BUFFER_BYTES`, which still
+  holds seconds of audio at any of the protocol's rates (a loss-free link needs far less).
+* Every ASGI send waits while the client reads nothing (the server's flow control), a close frame or the end of a
+  response included, so a client that never reads would hold its connection, and its place in ``max_streams``,
+  for ever; :func:`abort` drops it.
+
+:func:`bounded_connections` wraps the app as the ASGI server sees it; where that server is uvicorn (its ``send``
+belongs to an object with a transport) it applies both. Elsewhere (a test client, Ray Serve's proxy) there is no
+transport to reach, and that server's own buffers and timeouts apply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+__all__ = ["bounded_connections", "abort", "SEND_BUFFER_BYTES"]
+
+SEND_BUFFER_BYTES = 128 << 10  # per connection (the kernel doubles it for its bookkeeping): about 5 s of s16le
+_KEY = "snac_onnx.abort"
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Any]]
+Send = Callable[[Any], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+def bounded_connections(app: Any) -> ASGIApp:
+    """``app`` with each connection's send buffer bounded and its abort in its scope (where the server exposes a
+    transport)."""
+
+    async def outer(scope: Scope, receive: Receive, send: Send) -> None:
+        transport = getattr(getattr(send, "__self__", None), "transport", None)
+        if transport is not None and callable(getattr(transport, "abort", None)):
+            scope[_KEY] = transport.abort
+            sock = transport.get_extra_info("socket")
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER_BYTES)
+        await app(scope, receive, send)
+
+    return outer
+
+
+async def abort(scope: Scope) -> bool:
+    """Abort the connection of ``scope`` now (its unsent data is dropped); returns whether it could. Yields once,
+    so that the server learns of the lost connection before the app returns."""
+    dropper = scope.get(_KEY)
+    if dropper is None:
+        return False
+    dropper()
+    await asyncio.sleep(0)
+    return True
