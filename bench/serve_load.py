@@ -10,6 +10,8 @@ Side by side in one run, each on its own server process on 127.0.0.1 (started fr
 * ``pool, stacking on``: ``snac-onnx serve --batching on`` (the same, with steps of several streams stacked in
   one call where the measured cost of calls says it pays, as on a GPU);
 * ``pool, 1 worker x N threads``: one worker whose calls use every core (onnxruntime's threads);
+* ``pool, int8``: ``snac-onnx serve --precision int8`` (the export's int8 variant; its clients are checked against the
+  int8 offline decode), not run unless named in ``--schemes``;
 * ``orpheus-ref``: bench/orpheus_ref_server.py, the reference Orpheus scheme (the last 28 ids decoded every 7, one
   thread per stream, on the same model and fused kernels; onnxruntime at 1 thread per stream).
 
@@ -298,10 +300,12 @@ def fault_run(model: str, utts, n_good: int, period: float, jitter: float, rate:
     return lines
 
 
-def utterances(model: str, seconds: float) -> tuple[list[tuple[list[list[int]], np.ndarray]], float, int]:
+def utterances(
+    model: str, seconds: float, precision: str = "fp32"
+) -> tuple[list[tuple[list[list[int]], np.ndarray]], float, int]:
     """The load's utterances (speech-like signals encoded by ``model``): per utterance its Orpheus ids in frames and
-    its offline decode (noise off); and the frame period (s) and sample rate."""
-    codec = SnacOnnx(model)
+    its offline decode (noise off) at ``precision``; and the frame period (s) and sample rate."""
+    codec = SnacOnnx(model, precision=precision)
     config = codec.config
     utts = []
     for seed in range(UTTERANCES):
@@ -335,7 +339,9 @@ def main() -> int:
         "pool": [],
         "pool, stacking on": ["--batching", "on"],
         f"pool, 1 worker x {os.cpu_count()} threads": ["--workers", "1", "--threads", str(os.cpu_count())],
+        "pool, int8": ["--precision", "int8"],  # the export's int8 variant (python -m export ... --precision int8)
     }
+    int8_utts = utterances(args.model, args.seconds, "int8")[0] if "pool, int8" in args.schemes else []
     header = [
         f"# snac-onnx serve under load ({config.sample_rate // 1000} kHz, {args.model})",
         "",
@@ -368,11 +374,12 @@ def main() -> int:
                    "--log-level", "error", *commands[scheme]]
             offset = 0
         server = Server(scheme, cmd, port)
+        scheme_utts = int8_utts if scheme == "pool, int8" else utts  # each checked against its own offline decode
         try:
-            run_scheme(server, utts, 1, period, jitter, rate, offset, seed=99)  # warm-up
+            run_scheme(server, scheme_utts, 1, period, jitter, rate, offset, seed=99)  # warm-up
             best[scheme] = 0
             for n in args.streams:
-                r = run_scheme(server, utts, n, period, jitter, rate, offset, seed=n)
+                r = run_scheme(server, scheme_utts, n, period, jitter, rate, offset, seed=n)
                 fmt = lambda v, spec: "-" if v != v else format(v, spec)  # noqa: E731  # NaN: not measured
                 row = (
                     f"| {scheme} | {n} | {fmt(r['ttfa50'], '.0f')} | {fmt(r['ttfa95'], '.0f')} | {r['stalled']} "
