@@ -182,3 +182,28 @@ def test_cli_info_says_which_graphs_run(capsys):
     assert summary["model"]["variant"] == {"precision": "int8", "layout": CHANNELS_LAST}
     assert main(["info", "-m", str(TINY_24), "--precision", "int8"]) == 0
     assert "graphs in use: int8 (channels-last)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("model", list(FOLDERS))
+def test_every_int8_noise_block_is_gated(model):
+    """As in the fp32 graphs (test_graph_forms.py): each NoiseBlock, here QuantizeRows, MatMulInteger, Dequantize, Mul
+    and Add (a narrow one: MatMul, Mul, Add), sits in the else branch of an If that passes its input on when the noise
+    is zeros."""
+
+    def gates(graph: onnx.GraphProto) -> int:
+        found = 0
+        for node in graph.node:
+            branches = {a.name: a.g for a in node.attribute if a.type == onnx.AttributeProto.GRAPH}
+            if node.op_type == "If" and "else_branch" in branches:
+                then, other = branches["then_branch"], branches["else_branch"]
+                kinds = [n.op_type for n in other.node]
+                dense = "MatMulInteger" in kinds or kinds == ["MatMul", "Mul", "Add"]  # the tiny models' narrow layers: float
+                if [n.op_type for n in then.node] == ["Identity"] and kinds[-2:] == ["Mul", "Add"] and dense:
+                    found += 1
+        return found
+
+    blocks = SnacOnnx(FOLDERS[model]).config.num_noise_blocks
+    assert gates(onnx.load(str(FOLDERS[model] / "decoder.int8.onnx")).graph) >= blocks  # tail tiles run theirs per tile
+    stream = onnx.load(str(FOLDERS[model] / "stream.int8.onnx")).graph
+    branches = [a.g for n in stream.node if n.op_type == "If" for a in n.attribute if a.name.endswith("_branch")]
+    assert len(branches) == 2 and all(gates(branch) == blocks for branch in branches)
