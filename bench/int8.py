@@ -13,6 +13,9 @@ variant always runs first or last while this shared machine's speed drifts), whi
 * ``cost``: the whole stream of ``--stream-seconds`` of codes pushed step by step (and flushed), against the offline
   decode of the same codes run just before and after it (their mean): the stream's cost over offline, same variant.
 
+Sessions use snac-onnx's default settings (``--no-spin``: with onnxruntime's thread spinning off, which matters only
+with more than one thread).
+
 Ratios are per round (fp32 over the variant, in the same round: fresh processes back to back), and the report gives
 their median over rounds (and their spread). The codes come from the fp32 encoder of speech-like audio, written
 once. Then, once per variant, the peak RSS (VmHWM) of a fresh process that only decodes ``--offline-seconds``
@@ -49,11 +52,15 @@ WORKER = r"""
 import json, statistics, sys, time
 import numpy as np
 from snac_onnx import SnacOnnx
-folder, precision, threads, codes_file, offline_frames, steps = sys.argv[1:7]
+from snac_onnx.model.sessions import SessionSettings
+folder, precision, threads, codes_file, offline_frames, steps, spin = sys.argv[1:8]
 offline_frames, steps = int(offline_frames), int(steps)
 data = np.load(codes_file)
 codes = [data[f"c{i}"] for i in range(len(data.files))]
-codec = SnacOnnx(folder, threads=int(threads), precision=precision)
+settings = SessionSettings(intra_op_threads=int(threads))
+options = settings.to_session_options()
+options.add_session_config_entry("session.intra_op.allow_spinning", spin)
+codec = SnacOnnx(folder, settings=settings, session_options=options, precision=precision)
 per = codec.config.codes_per_frame
 step = codec.manifest.stream.step_frames
 short = [c[: offline_frames * p] for c, p in zip(codes, per)]
@@ -147,7 +154,7 @@ def bench_model(folder: Path, args: argparse.Namespace, tmp: Path) -> list[str]:
         for r in range(args.rounds):
             order = variants[r % len(variants) :] + variants[: r % len(variants)]
             for variant in order:
-                line = _run(WORKER, folder, variant, threads, codes_file, offline_frames, args.steps)
+                line = _run(WORKER, folder, variant, threads, codes_file, offline_frames, args.steps, 0 if args.no_spin else 1)
                 results[variant].append(json.loads(line))
             print(f"{folder.name} threads {threads} round {r + 1}: "
                   + ", ".join(f"{v} {1e3 * results[v][-1]['offline_s']:.0f} ms / step {1e3 * results[v][-1]['step_s']:.2f} ms "
@@ -158,7 +165,7 @@ def bench_model(folder: Path, args: argparse.Namespace, tmp: Path) -> list[str]:
             offline_ratio = [b["offline_s"] / x["offline_s"] for b, x in zip(base, res)]
             step_ratio = [b["step_s"] / x["step_s"] for b, x in zip(base, res)]
             rows.append(
-                f"| {codec.name} | {threads} | {v} | {1e3 * statistics.median(x['offline_s'] for x in res):.0f} "
+                f"| {codec.name} | {threads}{' (no spin)' if args.no_spin and threads > 1 else ''} | {v} | {1e3 * statistics.median(x['offline_s'] for x in res):.0f} "
                 f"| {_spread(offline_ratio)} | {1e3 * statistics.median(x['step_s'] for x in res):.2f} | {_spread(step_ratio)} "
                 f"| {statistics.median(x['cost'] for x in res):.2f} [{min(x['cost'] for x in res):.2f}-{max(x['cost'] for x in res):.2f}] |"
             )
@@ -244,6 +251,11 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--no-memory", action="store_true", help="skip the peak RSS runs")
     parser.add_argument("--no-quality", action="store_true", help="skip the int8 quality table")
+    parser.add_argument(
+        "--no-spin", action="store_true",
+        help="sessions with onnxruntime's session.intra_op.allow_spinning=0 (its pool threads sleep between operators "
+        "instead of spinning; on a machine whose other cores are busy, spinning costs more than it saves)",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "RESULTS_int8.md")
     args = parser.parse_args()
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
