@@ -48,12 +48,12 @@ def test_halo_covers_the_tails_measured_reach(name):
     frames = 4 * config.frames_multiple
     codes, noise = _inputs(config, frames, batch=1)
     with torch.no_grad():
-        x = graph._apply(graph.head, graph.quantizer.from_codes(codes), noise[:split])
-        base = graph._apply(graph.tail, x, noise[split:])
+        x = graph._apply_layers(graph.head, graph.quantizer.from_codes(codes), noise[:split])
+        base = graph._apply_layers(graph.tail, x, noise[split:])
         middle = x.shape[-1] // 2
         bumped = x.clone()
         bumped[..., middle] += 1.0
-        moved = (graph._apply(graph.tail, bumped, noise[split:]) - base).abs()[0, 0] > 0
+        moved = (graph._apply_layers(graph.tail, bumped, noise[split:]) - base).abs()[0, 0] > 0
     where = torch.nonzero(moved).flatten()
     factor = graph.tail_factor
     reach_left = middle - int(where.min()) // factor
