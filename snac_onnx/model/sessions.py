@@ -19,7 +19,9 @@ without it; :func:`onnxruntime` raises :class:`MissingDependencyError` naming th
 
 from __future__ import annotations
 
+import functools
 import logging
+import platform
 import threading
 import weakref
 from collections.abc import Sequence
@@ -381,6 +383,12 @@ def load_session(
             "The graph and manifest come from different exports"
         )
     check_graph(session, role, manifest.config, path, manifest.stream.step_frames if manifest.stream else None)
+    if precision == "int8" and role != "encoder" and "CPUExecutionProvider" in used and not _int8_products_exact():
+        logger.warning(
+            "%s runs int8 on an x86 CPU without VNNI (AVX-512 VNNI or AVX-VNNI): there onnxruntime's uint8 x int8 "
+            "products can saturate, so the audio may differ from the int8 export's; use precision='fp32' on this CPU",
+            path.name,
+        )
     logger.debug(
         "session %s (%s, %s): providers %s, fused Snake kernel %s, tiled tail %s",
         role,
@@ -391,6 +399,20 @@ def load_session(
         tiled,
     )
     return LoadedSession(role=role, session=session, path=path, fused_snake=library is not None, providers=used)
+
+
+@functools.cache
+def _int8_products_exact() -> bool:
+    """False on an x86-64 Linux CPU without VNNI, where onnxruntime multiplies uint8 by int8 with 16-bit intermediate
+    sums that can saturate; True elsewhere (with VNNI, or where this cannot be told)."""
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return True
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            flags = next((line.split(":", 1)[1].split() for line in handle if line.startswith("flags")), None)
+    except OSError:
+        return True
+    return flags is None or "avx512_vnni" in flags or "avx_vnni" in flags
 
 
 class ModelSessions:

@@ -207,3 +207,17 @@ def test_every_int8_noise_block_is_gated(model):
     stream = onnx.load(str(FOLDERS[model] / "stream.int8.onnx")).graph
     branches = [a.g for n in stream.node if n.op_type == "If" for a in n.attribute if a.name.endswith("_branch")]
     assert len(branches) == 2 and all(gates(branch) == blocks for branch in branches)
+
+
+def test_int8_without_vnni_is_a_warning(monkeypatch, caplog):
+    """On an x86 CPU without VNNI onnxruntime's uint8 x int8 products can saturate: int8 sessions say so there."""
+    from snac_onnx.model import sessions
+
+    monkeypatch.setattr(sessions, "_int8_products_exact", lambda: False)
+    with caplog.at_level("WARNING", logger="snac_onnx.model.sessions"):
+        SnacOnnx(TINY_24, precision="int8").load("decoder", "encoder")
+        SnacOnnx(TINY_24).load("decoder")
+    warned = [r.getMessage() for r in caplog.records if "without VNNI" in r.getMessage()]
+    assert len(warned) == 1 and "decoder.int8.onnx" in warned[0]  # not the fp32 encoder, not fp32
+    monkeypatch.undo()
+    assert isinstance(sessions._int8_products_exact(), bool)
