@@ -35,7 +35,7 @@ from ..errors import (
 )
 from ..stream.pool import AsyncPooledStream
 from .auth import KEY_MESSAGE, key_ok
-from .connection import abort
+from .connection import abort, drained
 from .protocol import (
     AUDIO_FORMATS,
     CLOSE_CODES,
@@ -116,8 +116,9 @@ class _Session:
         receiver = asyncio.create_task(self._receive())
         try:
             done, _ = await asyncio.wait({self.sender, receiver}, return_when=asyncio.FIRST_COMPLETED)
-            if self.sender in done and not self.sender.cancelled():  # the stream ended (the socket is closed)
+            if self.sender in done and not self.sender.cancelled():  # the stream ended, and the close is sent
                 outcome = self.sender.result()
+                await self._delivered()
             else:  # the client went, or the receiver stopped the sender and closed: its outcome counts
                 outcome = await receiver
         finally:
@@ -125,8 +126,15 @@ class _Session:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
-            self.stream.cancel()  # frees its place (a no-op for a stream read to its end)
+            self.stream.cancel()  # its place is free: the connection is closed
             self.service.closed(outcome)
+
+    async def _delivered(self) -> None:
+        """Wait until the client has taken everything sent to it, the close included, for ``read_timeout_s`` at most;
+        then the connection is dropped. Until then the stream keeps its place."""
+        if not await drained(self.ws.scope, self.settings.read_timeout_s):
+            logger.warning("dropping a connection whose client read nothing for %s s", self.settings.read_timeout_s)
+            await abort(self.ws.scope)
 
     # ------------------------------------------------------------------ audio out
     async def _deliver(self, data: bytes | dict[str, Any]) -> None:

@@ -58,8 +58,8 @@ __all__ = [
 
 FRAME = 7  # tokens per 24 kHz frame: every preset here is for SNAC 24 kHz
 MINI_OMNI_END_OF_AUDIO = 4096  # mini-omni's _eoa = audio_vocabsize; 4097 (_pad_a) is its pad
-_TAG = re.compile(r"<custom_token_(\d+)>")
-_PARTIAL_TAG = re.compile(r"<(c(u(s(t(o(m(_(t(o(k(e(n(_\d*)?)?)?)?)?)?)?)?)?)?)?)?)?$")
+_TAG = re.compile(r"<custom_token_(\d{1,9})>")  # a longer number is no token of any vocabulary: plain text
+_PARTIAL_TAG = re.compile(r"<(c(u(s(t(o(m(_(t(o(k(e(n(_\d{0,9})?)?)?)?)?)?)?)?)?)?)?)?)?$")
 
 
 @dataclass(frozen=True)

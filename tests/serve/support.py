@@ -71,3 +71,12 @@ async def stream(url: str, messages: Sequence[dict[str, object]], gap: float = 0
             pass
         sender.cancel()
         return {"audio": audio, "texts": texts, "code": ws.close_code, "reason": ws.close_reason}
+
+
+def metric(port: int, name: str) -> float:
+    """A sample of the server's /metrics by its full name (labels included); NaN when it is not there."""
+    import re
+
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    match = re.search(rf"^{re.escape(name)} (\S+)$", text, re.M)
+    return float(match[1]) if match else float("nan")

@@ -8,10 +8,8 @@ from __future__ import annotations
 import base64
 import io
 import json
-import re
 import threading
 import time
-import urllib.request
 import zlib
 
 import numpy as np
@@ -26,7 +24,7 @@ from snac_onnx.files.audio import pcm16  # noqa: E402
 from snac_onnx.layouts import codes_to_tokens  # noqa: E402
 from snac_onnx.serve.sentences import split_text  # noqa: E402
 from tests.serve.fake_llm import FakeLLM, orpheus_steps  # noqa: E402
-from tests.serve.support import free_port, start_server  # noqa: E402
+from tests.serve.support import free_port, metric, start_server  # noqa: E402
 from tests.support import REPO, TINY_24  # noqa: E402
 
 UPSTREAM_KEY = "sekrit-upstream-key-1234"
@@ -63,6 +61,18 @@ class Scripts:
             ids.insert(9, preset.audio_range[1] + 3)
         if self.mode == "speak":
             return [*self.extra, *orpheus_steps(ids)]
+        if self.mode == "second_fails":  # a later piece fails after some audio
+            if "Second" in body["prompt"]:
+                return [("tokens", ids[:14]), ("error", "the model crashed on the second")]
+            return orpheus_steps(ids)
+        if self.mode == "second_silent":  # a later piece has no audio at all
+            return [("text", "I cannot say that.")] if "Second" in body["prompt"] else orpheus_steps(ids)
+        if self.mode == "length":
+            return [("tokens", ids[:21]), ("finish", "length")]
+        if self.mode == "malformed":
+            return [("tokens", ids[:21]), ("raw", '{"choices": {"text": 3}}')]
+        if self.mode == "huge_tag":
+            return [("text", "<custom_token_" + "7" * 5000 + ">"), *orpheus_steps(ids)]
         if self.mode == "paced":  # three frames, then wait for the test
             return [("tokens", ids[:21]), ("wait", self.release), ("tokens", ids[21:])]
         if self.mode == "error_mid":
@@ -136,9 +146,7 @@ def _client(server, **kwargs):
 
 
 def _metric(server, name: str) -> float:
-    text = urllib.request.urlopen(f"http://127.0.0.1:{server['port']}/metrics", timeout=10).read().decode()
-    match = re.search(rf"^{re.escape(name)} (\S+)$", text, re.M)
-    return float(match[1]) if match else float("nan")
+    return metric(server["port"], name)
 
 
 LONG = "The quick brown fox jumps. Over the lazy dog, twice! Then it sleeps in the sun all afternoon."
@@ -416,3 +424,57 @@ def test_a_speech_front_that_cannot_work_is_refused_at_startup(args, words):
     result = subprocess.run([sys.executable, "-m", "snac_onnx", "serve", *args], capture_output=True, text=True,
                             timeout=300, cwd=REPO)
     assert result.returncode == 2 and words in result.stderr, (result.returncode, result.stderr[-500:])
+
+
+TWO = "First sentence here, fine. Second sentence comes after it."
+
+
+def _sse(server, body: dict) -> list[dict]:
+    with httpx.stream("POST", server["url"] + "/audio/speech", json=body, timeout=60) as response:
+        assert response.status_code == 200, response.read()
+        return [json.loads(line[6:]) for line in response.iter_lines() if line.startswith("data: ")]
+
+
+@pytest.mark.parametrize(("mode", "words"), [("second_fails", "crashed on the second"), ("second_silent", "no audio")])
+def test_a_later_piece_that_fails_ends_the_response_after_the_audio_that_was_final(server, llm, codec, mode, words):
+    """The first piece plays whole; the second's failure (an error, or no audio at all) ends the SSE response with
+    an error event, never a silently missing sentence; every place is let go."""
+    llm.scripts.mode = mode
+    assert len(split_text(TWO, 40)) == 2
+    events = _sse(server, {"model": "orpheus", "voice": "tara", "input": TWO, "response_format": "pcm",
+                           "stream_format": "sse"})
+    assert events[-1]["type"] == "error" and words in events[-1]["error"]["message"], events[-1]
+    audio = b"".join(base64.b64decode(e["audio"]) for e in events if e["type"] == "speech.audio.delta")
+    first = codec.decode(codes_for(PRESETS["orpheus"].format_prompt(split_text(TWO, 40)[0], "tara"), codec),
+                         noise=False)
+    assert len(audio) >= len(pcm16(first))
+    _assert_pcm(audio[: len(pcm16(first))], first)
+    assert llm.wait_for(lambda: _metric(server, "snac_streams_active") == 0)
+
+
+@pytest.mark.parametrize(("mode", "words"), [("length", "max_tokens"), ("malformed", "malformed chunk")])
+def test_a_generation_cut_by_max_tokens_or_a_malformed_chunk_is_an_error(server, llm, mode, words):
+    llm.scripts.mode = mode
+    events = _sse(server, {"model": "orpheus", "voice": "tara", "input": "Hello there.", "response_format": "pcm",
+                           "stream_format": "sse"})
+    assert events[-1]["type"] == "error" and words in events[-1]["error"]["message"], events[-1]
+    assert llm.wait_for(lambda: _metric(server, "snac_streams_active") == 0)
+
+
+def test_a_tag_with_an_endless_number_is_text_not_a_crash(server, llm, codec):
+    llm.scripts.mode = "huge_tag"
+    r = httpx.post(server["url"] + "/audio/speech", timeout=60,
+                   json={"model": "orpheus", "voice": "tara", "input": "Hello there.", "response_format": "pcm"})
+    assert r.status_code == 200
+    _assert_pcm(r.content, _expected("Hello there.", codec))
+    assert "Traceback" not in server["log"].read_text()
+
+
+def test_a_client_gone_before_the_first_audio_cancels_the_upstream_request(server, llm):
+    llm.scripts.mode = "hang"
+    cancelled = llm.cancelled
+    body = {"model": "orpheus", "voice": "tara", "input": "Hello there.", "response_format": "pcm"}
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(server["url"] + "/audio/speech", json=body, timeout=httpx.Timeout(60, read=1.0))
+    assert llm.wait_for(lambda: llm.cancelled == cancelled + 1), "the upstream never saw the cancellation"
+    assert llm.wait_for(lambda: _metric(server, "snac_streams_active") == 0)
