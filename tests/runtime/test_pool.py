@@ -405,3 +405,27 @@ def test_an_end_of_speech_id_ends_the_input(tiny24):
         assert stream.push([128258, 128266]) is True and stream.input_ended  # ids after the end are ignored
         stream.end()  # does nothing after an end-of-speech id
         np.testing.assert_allclose(_read_all(stream), tiny24.decode(codes, noise=False), atol=1e-4, rtol=0)
+
+
+def test_a_held_stream_keeps_its_place_and_renews_for_the_next_utterance(tiny24):
+    """hold=True: reading the end does not free the place; cancel() does. renew() starts a new utterance in the
+    same place (a fresh decoder, the same preset), exact like the first."""
+    first, second = _codes(tiny24, 3, seed=31), _codes(tiny24, 4, seed=32)
+    with StreamPool(tiny24, max_streams=1) as pool:
+        stream = pool.open(preset="orpheus", hold=True)
+        with pytest.raises(StreamClosedError, match="read to its end"):
+            stream.renew()
+        stream.push(codes_to_tokens(first, tiny24.vq_strides, "orpheus").tolist())
+        stream.end()
+        assert stream.total_samples == 3 * tiny24.samples_per_frame
+        np.testing.assert_allclose(_read_all(stream), tiny24.decode(first, noise=False), atol=1e-4, rtol=0)
+        assert pool.streams_active == 1
+        with pytest.raises(PoolFullError):
+            pool.open()
+        stream.renew()
+        stream.push(codes_to_tokens(second, tiny24.vq_strides, "orpheus").tolist() + [128258])
+        np.testing.assert_allclose(_read_all(stream), tiny24.decode(second, noise=False), atol=1e-4, rtol=0)
+        stream.cancel()
+        assert pool.streams_active == 0
+        with pytest.raises(StreamClosedError):
+            stream.renew()
