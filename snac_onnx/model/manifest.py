@@ -123,6 +123,26 @@ def sha256_file(path: Path, chunk_bytes: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def _file_entry(container: Any, role: str, where: str, path: Path) -> dict[str, Any]:
+    """``container[role]``, a graph file's entry: an object with a ``path`` and a ``sha256`` string.
+
+    Raises:
+        KeyError: ``container`` has no ``role`` (reported by the caller as a missing field).
+        ModelFormatError: the entry is not such an object; the message names it by ``where`` (``files.decoder``).
+    """
+    if not isinstance(container, dict):
+        raise ModelFormatError(
+            f"{str(path)!r}: {where.rsplit('.', 1)[0]} must be an object of graph file entries, got {container!r}"
+        )
+    entry = container[role]
+    if not isinstance(entry, dict) or not all(isinstance(entry.get(key), str) for key in ("path", "sha256")):
+        raise ModelFormatError(
+            f"{str(path)!r}: {where} must be an object with a 'path' and a 'sha256' string, got {entry!r}; "
+            "re-export or re-download the model"
+        )
+    return dict(entry)
+
+
 def load_manifest(folder: str | Path) -> Manifest:
     """Read and check ``folder/manifest.json``.
 
@@ -154,24 +174,22 @@ def load_manifest(folder: str | Path) -> Manifest:
         )
     try:
         config = ModelConfig.from_json(raw["config"])
-        files = {role: dict(raw["files"][role]) for role in ("encoder", "decoder")}
+        files = {role: _file_entry(raw["files"], role, f"files.{role}", path) for role in ("encoder", "decoder")}
         graphs = {
             role: {"inputs": list(raw["graphs"][role]["inputs"]), "outputs": list(raw["graphs"][role]["outputs"])}
             for role in ("encoder", "decoder")
         }
         variants = {
-            str(p): {role: dict(v[role]) for role in ("encoder", "decoder")} for p, v in raw.get("variants", {}).items()
+            str(p): {role: _file_entry(v, role, f"variants.{p}.{role}", path) for role in ("encoder", "decoder")}
+            for p, v in raw.get("variants", {}).items()
         }
-        for entry in [*files.values(), *(e for v in variants.values() for e in v.values())]:
-            entry["path"], entry["sha256"]
         name = str(raw["name"])
     except (KeyError, TypeError) as exc:
         raise ModelFormatError(f"{str(path)!r} lacks a required field: {exc!r}; re-export the model") from exc
     stream = None
     if "stream" in raw["files"]:  # exports before the stateful stream have none
+        files["stream"] = _file_entry(raw["files"], "stream", "files.stream", path)
         try:
-            files["stream"] = dict(raw["files"]["stream"])
-            files["stream"]["path"], files["stream"]["sha256"]
             stream = StreamSpec.from_json(raw["graphs"]["stream"], config)
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelFormatError(f"{str(path)!r}: bad stream graph entry ({exc!r}); re-export the model") from exc
