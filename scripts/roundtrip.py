@@ -7,6 +7,7 @@ Without --input it uses a seeded speech-like synthetic clip (3 s). WAV I/O is 16
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import time
 import wave
@@ -47,6 +48,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=Path("out"))
     args = parser.parse_args()
 
+    logging.getLogger("snac_onnx.model.manifest").setLevel(logging.ERROR)  # the banner below says it, louder
     codec = SnacOnnx(args.model)
     if codec.manifest.random_init:
         print("!" * 78)

@@ -13,6 +13,7 @@ import json
 import math
 import os
 import platform
+import shlex
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from importlib import metadata
@@ -503,20 +504,21 @@ def cmd_info(args: argparse.Namespace) -> int:
                 f"  streaming: stateful, steps of {stream.step_frames} frame(s), first audio after {first} frames "
                 f"({first * codec.config.frame_tokens} tokens), {len(stream.states)} state tensors"
             )
-        if codec.manifest.random_init:
-            lines.append(f"  WARNING: {manifest.get('WARNING')}")
+        if codec.manifest.random_init:  # stderr has the warning too
+            lines.append("  weights: RANDOM (seeded, not a trained checkpoint): its audio is meaningless")
     _emit(args, summary, "\n".join(lines))
     return EXIT_OK
 
 
 def cmd_download(args: argparse.Namespace) -> int:
     from .model.hub import resolve_model
-    from .model.manifest import load_manifest
+    from .model.manifest import load_manifest, warn_random_weights
 
     location = resolve_model(args.name, revision=args.revision, offline=False)
     if location.repo_id is None:
         raise SnacOnnxError(f"{args.name} is a local folder; nothing to download")
     manifest = load_manifest(location.folder)
+    warn_random_weights(manifest)
     for entry in manifest.files.values():  # every graph of the export (the stream graph where it has one)
         location.fetch(entry["path"])
     summary = {"repo_id": location.repo_id, "folder": str(location.folder), "name": manifest.name}
@@ -549,13 +551,49 @@ def cmd_tokenize(args: argparse.Namespace) -> int:
         verbose=args.verbose,
     )
     data = summary.__dict__
-    _emit(
-        args,
-        data,
-        f"{summary.processed} file(s) encoded ({summary.errors} with errors, {summary.skipped} already done) "
-        f"-> {args.output}: {summary.audio_seconds:.1f} s of audio in {summary.wall_seconds:.1f} s",
-    )
+    lines = [
+        (
+            f"{summary.processed} file(s) encoded ({summary.errors} with errors, {summary.skipped} already done) "
+            f"-> {args.output}: {summary.audio_seconds:.1f} s of audio in {summary.wall_seconds:.1f} s"
+        )
+    ]
+    if summary.options_changed:
+        lines.append(
+            f"the folder now records {', '.join('--' + o for o in summary.options_changed)} (and the earlier "
+            f"options in {args.output / '_snac_onnx_job.json'}): no row already there changes with it"
+        )
+    lines += _tokenize_failures(args, summary)
+    _emit(args, data, "\n".join(lines))
     return EXIT_OK
+
+
+TOKENIZE_FAILURES_SHOWN = 5
+
+
+def _tokenize_failures(args: argparse.Namespace, summary: Any) -> list[str]:
+    """Lines naming a tokenize run's failed files (a few, then a count), their errors, and the command that redoes
+    only them with the options their errors ask for (``--mix``, ``--resample``)."""
+    lines = []
+    for count, failed, what in (
+        (summary.errors, summary.failed, "failed"),
+        (summary.earlier_errors, summary.earlier_failed, "failed earlier, skipped"),
+    ):
+        for path, error in failed[:TOKENIZE_FAILURES_SHOWN]:
+            lines.append(f"  {what}: {error}" if repr(path) in error else f"  {what}: {path}: {error}")
+        if count > TOKENIZE_FAILURES_SHOWN:
+            lines.append(
+                f"  ... and {count - TOKENIZE_FAILURES_SHOWN} more (every error is in the 'error' column of the rows)"
+            )
+    if summary.errors or summary.earlier_errors:
+        argv = [a for a in args.argv if a != "--retry-errors"]
+        errors = [e for _, e in (*summary.failed, *summary.earlier_failed)]
+        fixes = [f for f in ("--mix", "--resample") if f not in argv and any(f"pass {f}" in e for e in errors)]
+        command = shlex.join(["snac-onnx", *argv, "--retry-errors", *fixes])
+        if fixes:
+            lines.append(f"to redo only the failed files with {' '.join(fixes)}: {command}")
+        else:
+            lines.append(f"to redo only the failed files (once fixed): {command}")
+    return lines
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -598,10 +636,34 @@ COMMANDS = {
 }
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+@contextlib.contextmanager
+def _warnings_as_lines(command: str) -> Iterator[None]:
+    """While a command runs, the package's warnings about the model (random weights: its audio is meaningless)
+    are one line each on stderr, ``snac-onnx COMMAND: warning: ...``, instead of going to the root logger."""
+    import logging
+
+    from .model.manifest import logger
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setLevel(logging.WARNING)
+    handler.setFormatter(logging.Formatter(f"snac-onnx {command}: warning: %(message)s"))
+    propagate = logger.propagate
+    logger.addHandler(handler)
+    logger.propagate = False
     try:
-        return COMMANDS[args.command](args)
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = _parser().parse_args(argv)
+    args.argv = argv  # as given: tokenize's hint to redo the failed files repeats it
+    try:
+        with _warnings_as_lines(args.command):
+            return COMMANDS[args.command](args)
     except KeyboardInterrupt:
         print("snac-onnx: interrupted", file=sys.stderr)
         return EXIT_FAILURE

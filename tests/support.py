@@ -13,6 +13,17 @@ TINY_24 = FIXTURES / "tiny_24khz"
 TINY_44 = FIXTURES / "tiny_44khz"
 
 
+RANDOM_WEIGHTS_WARNING = "has RANDOM WEIGHTS, not a trained checkpoint"  # the tiny models' one warning line
+
+
+def without_random_weights_warning(err: str) -> str:
+    """The command line's stderr without its one warning line about random weights (the tiny models have them)."""
+    lines = err.splitlines()
+    warned = [line for line in lines if RANDOM_WEIGHTS_WARNING in line]
+    assert len(warned) <= 1, err
+    return "\n".join(line for line in lines if line not in warned)
+
+
 def pcm(length: int, seed: int = 0, batch: int | None = None) -> np.ndarray:
     """Seeded float32 test PCM: a few sines plus noise, peak about 0.5."""
     rng = np.random.default_rng(seed)

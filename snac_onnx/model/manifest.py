@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ __all__ = [
     "Manifest",
     "load_manifest",
     "sha256_file",
+    "warn_random_weights",
 ]
 
 FORMAT_VERSION = 1
@@ -39,7 +41,9 @@ ENCODER_FILE = "encoder.onnx"
 DECODER_FILE = "decoder.onnx"
 STREAM_FILE = "stream.onnx"
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)  # its one WARNING: a model with random weights (warn_random_weights)
+_warned_random: set[str] = set()  # model_ids already warned about in this process
+_warned_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -212,3 +216,30 @@ def load_manifest(folder: str | Path) -> Manifest:
     )
     manifest.decoder_tail_tiles  # noqa: B018 - checked here, so a bad value fails at load
     return manifest
+
+
+def warn_random_weights(manifest: Manifest) -> bool:
+    """Log one WARNING per model and process when ``manifest`` holds seeded random weights (``random_init``).
+
+    Such a model (exported with ``--random-init``, as where the Hugging Face Hub cannot be reached) runs for
+    real, but its audio is meaningless; a user who hears noise would blame the codec. :class:`~snac_onnx.SnacOnnx`
+    calls this when it loads a model, ``snac-onnx tokenize`` and ``download`` too; the command line prints the
+    warning as one line on stderr. The logger is this module's, ``snac_onnx.model.manifest``.
+
+    Returns:
+        True when this call logged the warning (the first for this model in this process).
+    """
+    if not manifest.random_init:
+        return False
+    with _warned_lock:
+        if manifest.model_id in _warned_random:
+            return False
+        _warned_random.add(manifest.model_id)
+    logger.warning(
+        "%s (%s) has RANDOM WEIGHTS, not a trained checkpoint: its audio is meaningless. For real audio, export a "
+        "trained checkpoint: python -m export snac_24khz (needs the Hugging Face Hub) or python -m export FOLDER "
+        "(with config.json and pytorch_model.bin)",
+        manifest.folder,
+        manifest.name,
+    )
+    return True
