@@ -450,10 +450,10 @@ def cmd_roundtrip(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    import onnxruntime as ort
-
+    """Versions, providers and a model's manifest. Without onnxruntime it reports what it can (versions, the
+    manifest), says what is missing, and exits 2 as the other commands do without it."""
     from .model.kernels import snake_library
-    from .model.sessions import conflicting_runtime_packages
+    from .model.sessions import conflicting_runtime_packages, onnxruntime
 
     def version(dist: str) -> str | None:
         try:
@@ -461,53 +461,83 @@ def cmd_info(args: argparse.Namespace) -> int:
         except metadata.PackageNotFoundError:
             return None
 
+    try:
+        ort = onnxruntime()
+        missing = None
+    except MissingDependencyError as exc:
+        ort, missing = None, exc
     summary: dict[str, Any] = {
         "snac_onnx": __version__,
-        "onnxruntime": ort.__version__,
+        "onnxruntime": ort.__version__ if ort is not None else None,
         "numpy": np.__version__,
         "python": platform.python_version(),
         "onnxruntime_packages": conflicting_runtime_packages(),
-        "available_providers": ort.get_available_providers(),
+        "available_providers": ort.get_available_providers() if ort is not None else [],
         "fused_snake_kernel": str(library) if (library := snake_library()) else None,
         "optional": {d: version(d) for d in ("soundfile", "soxr", "tqdm", "huggingface_hub")},
     }
     lines = [f"{k}: {v}" for k, v in summary.items()]
+    if ort is None:
+        lines[1] = "onnxruntime: NOT INSTALLED (pip install 'snac-onnx[cpu]', or 'snac-onnx[gpu]' for onnxruntime-gpu)"
     if len(summary["onnxruntime_packages"]) > 1:
         lines.append("WARNING: several onnxruntime packages are installed; they shadow each other (often CPU only)")
     if args.model:
+        lines += _info_model(args, summary, ort is not None)
+    _emit(args, summary, "\n".join(lines))
+    if missing is not None:
+        raise missing  # after the report: exit 2 with the one error line every command gives without onnxruntime
+    return EXIT_OK
+
+
+def _info_model(args: argparse.Namespace, summary: dict[str, Any], sessions: bool) -> list[str]:
+    """``info``'s lines about ``args.model`` (and its part of ``summary``): from the manifest alone, and with
+    ``sessions`` (onnxruntime installed) from the decoder's session too."""
+    from .model.hub import resolve_model
+    from .model.manifest import load_manifest, warn_random_weights
+
+    if sessions:
         codec = _codec(args, args.model)
         codec.load("decoder")
-        manifest = codec.manifest.raw
-        summary["model"] = {
-            "folder": str(codec.location.folder),
-            "repo_id": codec.location.repo_id,
-            "providers_in_use": codec.active_providers,
-            "fused_snake": codec.fused_snake,
-            "manifest": {k: v for k, v in manifest.items() if k != "parity"},
-            "parity_passed": manifest.get("parity", {}).get("passed"),
-        }
-        lines.append(f"model: {codec.name} at {codec.location.folder}")
-        lines.append(
-            f"  sample rate {codec.sample_rate} Hz, vq_strides {list(codec.vq_strides)}, codebook {codec.codebook_size}"
-        )
+        manifest, location = codec.manifest, codec.location
+    else:
+        location = resolve_model(args.model, revision=args.revision, offline=args.offline or None)
+        manifest = load_manifest(location.folder)
+        warn_random_weights(manifest)
+    config = manifest.config
+    summary["model"] = {
+        "folder": str(location.folder),
+        "repo_id": location.repo_id,
+        "providers_in_use": codec.active_providers if sessions else None,
+        "fused_snake": codec.fused_snake if sessions else None,
+        "manifest": {k: v for k, v in manifest.raw.items() if k != "parity"},
+        "parity_passed": manifest.raw.get("parity", {}).get("passed"),
+    }
+    lines = [
+        f"model: {manifest.name} at {location.folder}",
+        f"  sample rate {config.sample_rate} Hz, vq_strides {list(config.vq_strides)}, codebook {config.codebook_size}",
+    ]
+    if sessions:
         lines.append(
             f"  providers in use: {codec.active_providers}; fused Snake kernel: {'yes' if codec.fused_snake else 'no'}"
         )
-        stream = codec.manifest.stream
-        if stream is None:
-            lines.append(
-                "  streaming: window mode only (this export has no stream graph; re-export for stateful streams)"
-            )
-        else:
-            first = codec.stream().first_audio_frames
-            lines.append(
-                f"  streaming: stateful, steps of {stream.step_frames} frame(s), first audio after {first} frames "
-                f"({first * codec.config.frame_tokens} tokens), {len(stream.states)} state tensors"
-            )
-        if codec.manifest.random_init:  # stderr has the warning too
-            lines.append("  weights: RANDOM (seeded, not a trained checkpoint): its audio is meaningless")
-    _emit(args, summary, "\n".join(lines))
-    return EXIT_OK
+    else:
+        lines.append("  providers in use: none (onnxruntime is not installed: the graphs cannot run)")
+    stream = manifest.stream
+    if stream is None:
+        lines.append("  streaming: window mode only (this export has no stream graph; re-export for stateful streams)")
+    elif sessions:
+        first = codec.stream().first_audio_frames
+        lines.append(
+            f"  streaming: stateful, steps of {stream.step_frames} frame(s), first audio after {first} frames "
+            f"({first * config.frame_tokens} tokens), {len(stream.states)} state tensors"
+        )
+    else:
+        lines.append(
+            f"  streaming: stateful, steps of {stream.step_frames} frame(s), {len(stream.states)} state tensors"
+        )
+    if manifest.random_init:  # stderr has the warning too
+        lines.append("  weights: RANDOM (seeded, not a trained checkpoint): its audio is meaningless")
+    return lines
 
 
 def cmd_download(args: argparse.Namespace) -> int:
