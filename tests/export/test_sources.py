@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -62,7 +64,8 @@ def test_missing_checkpoint_file(tmp_path):
         load_from_folder(tmp_path)
 
 
-def test_negative_snake_alpha_is_exported_exactly(tmp_path):
+def test_negative_snake_alpha_is_exported_exactly(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="export")
     loaded = load_random_init(str(TINY_CONFIG), seed=5)
     snakes = [m for m in loaded.model.modules() if isinstance(m, Snake1d)]
     with torch.no_grad():
@@ -73,6 +76,39 @@ def test_negative_snake_alpha_is_exported_exactly(tmp_path):
     manifest = export_model(loaded, tmp_path / "neg")
     assert manifest["parity"]["passed"]
     assert max(r["noise_off"]["max_abs"] for r in manifest["parity"]["rows"]) <= 1e-4
+    # The long stages say what they are, with the time since the export began: never a silent stretch.
+    stages = [r.getMessage() for r in caplog.records if r.name == "export" and r.getMessage().startswith("[")]
+    for stage in ("exporting the encoder, decoder and stream graphs", "checking the graphs against PyTorch"):
+        assert any(stage in m and m.endswith(" ...") for m in stages), stages
+        assert any(stage in m and re.search(r"done in \d+ s$", m) for m in stages), stages
+    assert all(re.match(r"\[\d+:\d\d\] ", m) for m in stages), stages
+
+
+def test_a_long_stage_says_it_is_still_running(monkeypatch, caplog):
+    import threading
+
+    from export import pipeline
+
+    caplog.set_level(logging.INFO, logger="export")
+    monkeypatch.setattr(pipeline, "PROGRESS_EVERY_S", 0.01)
+    heard = threading.Event()
+
+    class Ear(logging.Handler):
+        def emit(self, record):
+            if "still running" in record.getMessage():
+                heard.set()
+
+    log = logging.getLogger("export")
+    ear = Ear()
+    log.addHandler(ear)
+    try:
+        with pipeline._stage(log, time.perf_counter(), "a stage"):
+            assert heard.wait(600)  # a hang guard: the first beat comes after 0.01 s
+    finally:
+        log.removeHandler(ear)
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines[0] == "[0:00] a stage ..." and re.match(r"\[0:\d\d\] a stage: still running \(\d+ s\)", lines[1])
+    assert lines[-1].startswith("[0:") and "a stage: done in" in lines[-1]
 
 
 def _run_export(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
