@@ -7,6 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
+# How long a test waits for a subprocess, a thread or a server before calling it hung: a hang guard, never a time
+# limit on correct work (an export that takes 2 minutes alone took 5 on a loaded machine). pytest-timeout stops a
+# whole test after pyproject's ``timeout``.
+HANG_GUARD_S = 1800
 REPO = Path(__file__).resolve().parent.parent  # the checkout's root: the cwd of subprocesses that import tests
 FIXTURES = REPO / "tests" / "fixtures"
 TINY_24 = FIXTURES / "tiny_24khz"

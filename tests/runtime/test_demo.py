@@ -17,9 +17,8 @@ import pytest
 
 pytest.importorskip("soundfile")
 
-from tests.support import REPO, TINY_24
+from tests.support import HANG_GUARD_S, REPO, TINY_24
 
-HANG_GUARD_S = 900  # each command takes seconds; this only stops a hang
 CLI = str(Path(sys.executable).with_name("snac-onnx"))  # the demo's .venv/bin/snac-onnx, in this environment
 
 

@@ -25,7 +25,7 @@ from snac_onnx import (  # noqa: E402
     save_codes,
 )
 from snac_onnx.cli import main  # noqa: E402
-from tests.support import TINY_24, TINY_44, pcm, without_random_weights_warning  # noqa: E402
+from tests.support import HANG_GUARD_S, TINY_24, TINY_44, pcm, without_random_weights_warning  # noqa: E402
 
 
 @pytest.fixture
@@ -309,7 +309,7 @@ def test_mp3_is_read_when_libsndfile_can(tmp_path):
 
 
 def _cli(*args, stdin=b""):
-    return subprocess.run([sys.executable, "-m", "snac_onnx", *args], input=stdin, capture_output=True, timeout=120)
+    return subprocess.run([sys.executable, "-m", "snac_onnx", *args], input=stdin, capture_output=True, timeout=HANG_GUARD_S)
 
 
 def test_pipes_decode_to_raw_pcm_on_stdout(codes_file):

@@ -9,7 +9,7 @@ import json
 import subprocess
 import sys
 
-from tests.support import REPO, TINY_24
+from tests.support import HANG_GUARD_S, REPO, TINY_24
 
 SCRIPT = r"""
 import sys, importlib.abc
@@ -45,7 +45,7 @@ print("OK")
 
 
 def test_import_and_numpy_modules_without_onnxruntime():
-    result = subprocess.run([sys.executable, "-c", SCRIPT, str(TINY_24)], capture_output=True, text=True, timeout=120)
+    result = subprocess.run([sys.executable, "-c", SCRIPT, str(TINY_24)], capture_output=True, text=True, timeout=HANG_GUARD_S)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "OK"
 
@@ -61,7 +61,7 @@ def test_version_without_onnxruntime():
         "from snac_onnx.cli import main\n"
         "sys.exit(main(['--version']))\n"
     )
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=HANG_GUARD_S)
     assert result.returncode == 0, result.stderr
     import snac_onnx
 
@@ -82,7 +82,7 @@ sys.exit(main(sys.argv[1:]))
 
 def _info_without_onnxruntime(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-c", INFO, "info", *args], capture_output=True, text=True, timeout=600, cwd=REPO
+        [sys.executable, "-c", INFO, "info", *args], capture_output=True, text=True, timeout=HANG_GUARD_S, cwd=REPO
     )
 
 

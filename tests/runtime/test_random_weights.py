@@ -14,7 +14,7 @@ import pytest
 
 from snac_onnx import SnacOnnx
 from snac_onnx.cli import main
-from tests.support import RANDOM_WEIGHTS_WARNING, REPO, TINY_24, TINY_44, pcm
+from tests.support import HANG_GUARD_S, RANDOM_WEIGHTS_WARNING, REPO, TINY_24, TINY_44, pcm
 
 sf = pytest.importorskip("soundfile")
 
@@ -98,7 +98,7 @@ def test_the_warning_reaches_the_terminal_of_a_real_process(tmp_path, wav):
     """Without pytest's log capture: ``python -m snac_onnx`` prints the line itself, once."""
     result = subprocess.run(
         [sys.executable, "-m", "snac_onnx", "roundtrip", str(wav), "-o", str(tmp_path / "o.wav"), "-m", str(TINY_24)],
-        capture_output=True, text=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=900,
+        capture_output=True, text=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=HANG_GUARD_S,
     )
     assert result.returncode == 0, result.stderr
     _one_warning_line(result.stderr, "roundtrip")
@@ -112,9 +112,19 @@ def test_the_server_log_shows_it(tmp_path):
     proc = start_server(TINY_24, free_port(), log=log)
     try:
         proc.terminate()
-        proc.wait(timeout=900)
+        proc.wait(timeout=HANG_GUARD_S)
     finally:
         proc.kill()
     lines = [line for line in log.read_text().splitlines() if RANDOM_WEIGHTS_WARNING in line]
     assert len(lines) == 1 and "tiny_24khz" in lines[0], log.read_text()
 
+
+
+def test_download_of_such_a_model_says_so(tmp_path, capsys, monkeypatch):
+    from tests.runtime.test_hub import _cache
+
+    _cache(tmp_path, "someone/snac_random", files=("manifest.json", "encoder.onnx", "decoder.onnx", "stream.onnx"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path))
+    assert main(["download", "someone/snac_random"]) == 0, capsys.readouterr().err
+    _one_warning_line(capsys.readouterr().err, "download")

@@ -16,9 +16,7 @@ ray = pytest.importorskip("ray")
 pq = pytest.importorskip("pyarrow.parquet")
 sf = pytest.importorskip("soundfile")
 
-from tests.support import RANDOM_WEIGHTS_WARNING, REPO, TINY_24  # noqa: E402
-
-HANG_GUARD_S = 900  # a run takes 10-20 s (Ray's start included); this only stops a hang
+from tests.support import HANG_GUARD_S, RANDOM_WEIGHTS_WARNING, REPO, TINY_24  # noqa: E402
 
 
 def _tokenize(*args: str, cwd) -> subprocess.CompletedProcess[str]:
