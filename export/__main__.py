@@ -63,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         for noisy in ("torch", "torch.onnx", "torch.onnx._internal.exporter._registration", "onnx_ir", "onnxscript"):
             logging.getLogger(noisy).setLevel(logging.ERROR)
 
+    log.info("loading %s ...", f"seeded random weights ({args.random_init})" if args.random_init else args.source)
     try:
         if args.random_init:
             loaded = load_random_init(args.random_init, args.seed)
