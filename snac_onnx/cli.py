@@ -463,9 +463,8 @@ def cmd_info(args: argparse.Namespace) -> int:
 
     try:
         ort = onnxruntime()
-        missing = None
-    except MissingDependencyError as exc:
-        ort, missing = None, exc
+    except MissingDependencyError:
+        ort = None  # reported below, after what can be told without it
     summary: dict[str, Any] = {
         "snac_onnx": __version__,
         "onnxruntime": ort.__version__ if ort is not None else None,
@@ -484,8 +483,8 @@ def cmd_info(args: argparse.Namespace) -> int:
     if args.model:
         lines += _info_model(args, summary, ort is not None)
     _emit(args, summary, "\n".join(lines))
-    if missing is not None:
-        raise missing  # after the report: exit 2 with the one error line every command gives without onnxruntime
+    if ort is None:
+        onnxruntime()  # raises again, after the report: the one error line (exit 2) every command gives without it
     return EXIT_OK
 
 

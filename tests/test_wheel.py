@@ -14,6 +14,8 @@ import pytest
 
 from tests.support import HANG_GUARD_S, TINY_24
 
+pytestmark = pytest.mark.slow  # builds the wheel and installs it into a fresh venv
+
 REPO = Path(__file__).resolve().parents[1]
 
 

@@ -15,6 +15,8 @@ from tests.support import HANG_GUARD_S, REPO
 pytest.importorskip("torch")
 pytest.importorskip("snac")
 
+pytestmark = pytest.mark.slow  # exports a model through the publisher (minutes)
+
 
 def test_publish_random_init_to_local_target(tmp_path):
     result = subprocess.run(

@@ -64,6 +64,7 @@ def test_missing_checkpoint_file(tmp_path):
         load_from_folder(tmp_path)
 
 
+@pytest.mark.slow  # a whole export
 def test_negative_snake_alpha_is_exported_exactly(tmp_path, caplog):
     caplog.set_level(logging.INFO, logger="export")
     loaded = load_random_init(str(TINY_CONFIG), seed=5)
@@ -122,6 +123,7 @@ def _run_export(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.C
     )
 
 
+@pytest.mark.slow  # a whole export, in a subprocess
 def test_hub_source_from_a_cache_laid_out_like_huggingface_hub(tmp_path):
     commit = "0123456789abcdef0123456789abcdef01234567"
     repo_dir = tmp_path / "hub" / "models--someone--snac_tiny"

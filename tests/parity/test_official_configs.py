@@ -19,7 +19,7 @@ from snac_onnx.model.manifest import sha256_file  # noqa: E402
 from tests.runtime.test_no_torch import SCRIPT  # noqa: E402
 from tests.support import HANG_GUARD_S  # noqa: E402
 
-pytestmark = pytest.mark.parity
+pytestmark = [pytest.mark.parity, pytest.mark.slow]  # each class exports an official config: minutes
 
 
 def _assert_rows(rows):

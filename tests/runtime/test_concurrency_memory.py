@@ -79,6 +79,7 @@ print(json.dumps({"warm_mb": warm, "after_1000_mb": peak_mb()}))
 """
 
 
+@pytest.mark.slow  # 1000 calls
 def test_memory_flat_over_1000_calls_of_varying_length():
     result = subprocess.run([sys.executable, "-c", MEMORY_SCRIPT, str(TINY_24)], capture_output=True, text=True, timeout=HANG_GUARD_S)
     assert result.returncode == 0, result.stderr
@@ -96,6 +97,7 @@ print(json.dumps({"code": code, "peak_mb": peak}))
 """
 
 
+@pytest.mark.slow  # encodes 11 minutes of audio
 def test_ten_minute_file_encodes_with_flat_memory(tmp_path):
     sf = pytest.importorskip("soundfile")
     peaks = {}

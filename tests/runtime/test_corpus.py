@@ -18,6 +18,8 @@ from snac_onnx.corpus import list_inputs, tokenize_corpus  # noqa: E402
 from snac_onnx.files.audio import AudioReader  # noqa: E402
 from tests.support import TINY_24, TINY_44  # noqa: E402
 
+pytestmark = pytest.mark.slow  # starts a local Ray
+
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):

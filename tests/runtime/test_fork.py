@@ -23,7 +23,7 @@ SCRIPT = textwrap.dedent(
     import multiprocessing as mp, os, sys
     import numpy as np
     from snac_onnx import SnacOnnx
-    from tests.support import pcm
+    from tests.support import HANG_GUARD_S, pcm
 
     when, how = sys.argv[1], sys.argv[2]
     codec = SnacOnnx(sys.argv[3], threads=2, parallel=2, max_chunk_seconds=0.2)

@@ -18,6 +18,8 @@ sf = pytest.importorskip("soundfile")
 
 from tests.support import HANG_GUARD_S, RANDOM_WEIGHTS_WARNING, REPO, TINY_24  # noqa: E402
 
+pytestmark = pytest.mark.slow  # starts a local Ray in each of its processes
+
 
 def _tokenize(*args: str, cwd) -> subprocess.CompletedProcess[str]:
     return subprocess.run(

@@ -18,6 +18,8 @@ from snac_onnx.serve.app import ServeSettings
 from tests.serve.support import free_port, stream
 from tests.support import TINY_24
 
+pytestmark = pytest.mark.slow  # starts Ray Serve
+
 
 @pytest.fixture(scope="module")
 def ray_serve_port(one_ray_at_a_time):
