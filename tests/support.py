@@ -7,10 +7,11 @@ from pathlib import Path
 
 import numpy as np
 
-# How long a test waits for a subprocess, a thread or a server before calling it hung: a hang guard, never a time
-# limit on correct work (an export that takes 2 minutes alone took 5 on a loaded machine). pytest-timeout stops a
-# whole test after pyproject's ``timeout``.
-HANG_GUARD_S = 1800
+# How long a test waits for a subprocess, a thread or a server before calling it hung: hang guards, never time
+# limits on correct work, so far above a loaded machine's times (an export that takes 2 minutes alone took 5 on a
+# busy 2-core machine). pytest-timeout stops a whole test after pyproject's ``timeout``.
+HANG_GUARD_S = 600  # for work of seconds: a CLI call in a subprocess, a thread, a server's start
+LONG_HANG_GUARD_S = 1800  # for work of minutes: an export, a wheel's build and install, 1000 calls
 REPO = Path(__file__).resolve().parent.parent  # the checkout's root: the cwd of subprocesses that import tests
 FIXTURES = REPO / "tests" / "fixtures"
 TINY_24 = FIXTURES / "tiny_24khz"

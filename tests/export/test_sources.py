@@ -21,7 +21,7 @@ from snac.layers import Snake1d  # noqa: E402
 
 from export.checkpoint import load_from_folder, load_random_init  # noqa: E402
 from export.pipeline import export_model  # noqa: E402
-from tests.support import FIXTURES, HANG_GUARD_S, REPO  # noqa: E402
+from tests.support import FIXTURES, LONG_HANG_GUARD_S, REPO  # noqa: E402
 
 TINY_CONFIG = FIXTURES / "tiny_24khz.json"
 
@@ -119,7 +119,7 @@ def _run_export(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.C
         env={**os.environ, "PYTHONPATH": str(REPO), **env},
         capture_output=True,
         text=True,
-        timeout=HANG_GUARD_S,  # an export alone takes ~2 min; a loaded machine's took 5
+        timeout=LONG_HANG_GUARD_S,  # an export alone takes ~2 min; a loaded machine's took 5
     )
 
 
