@@ -494,9 +494,8 @@ def _info_model(args: argparse.Namespace, summary: dict[str, Any], sessions: boo
     from .model.hub import resolve_model
     from .model.manifest import load_manifest, warn_random_weights
 
-    if sessions:
-        codec = _codec(args, args.model)
-        codec.load("decoder")
+    codec = _codec(args, args.model).load("decoder") if sessions else None
+    if codec is not None:
         manifest, location = codec.manifest, codec.location
     else:
         location = resolve_model(args.model, revision=args.revision, offline=args.offline or None)
@@ -506,8 +505,8 @@ def _info_model(args: argparse.Namespace, summary: dict[str, Any], sessions: boo
     summary["model"] = {
         "folder": str(location.folder),
         "repo_id": location.repo_id,
-        "providers_in_use": codec.active_providers if sessions else None,
-        "fused_snake": codec.fused_snake if sessions else None,
+        "providers_in_use": codec.active_providers if codec is not None else None,
+        "fused_snake": codec.fused_snake if codec is not None else None,
         "manifest": {k: v for k, v in manifest.raw.items() if k != "parity"},
         "parity_passed": manifest.raw.get("parity", {}).get("passed"),
     }
@@ -515,7 +514,7 @@ def _info_model(args: argparse.Namespace, summary: dict[str, Any], sessions: boo
         f"model: {manifest.name} at {location.folder}",
         f"  sample rate {config.sample_rate} Hz, vq_strides {list(config.vq_strides)}, codebook {config.codebook_size}",
     ]
-    if sessions:
+    if codec is not None:
         lines.append(
             f"  providers in use: {codec.active_providers}; fused Snake kernel: {'yes' if codec.fused_snake else 'no'}"
         )
@@ -524,7 +523,7 @@ def _info_model(args: argparse.Namespace, summary: dict[str, Any], sessions: boo
     stream = manifest.stream
     if stream is None:
         lines.append("  streaming: window mode only (this export has no stream graph; re-export for stateful streams)")
-    elif sessions:
+    elif codec is not None:
         first = codec.stream().first_audio_frames
         lines.append(
             f"  streaming: stateful, steps of {stream.step_frames} frame(s), first audio after {first} frames "
