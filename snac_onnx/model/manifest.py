@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ __all__ = [
     "Manifest",
     "load_manifest",
     "sha256_file",
+    "warn_random_weights",
 ]
 
 FORMAT_VERSION = 1
@@ -39,7 +41,9 @@ ENCODER_FILE = "encoder.onnx"
 DECODER_FILE = "decoder.onnx"
 STREAM_FILE = "stream.onnx"
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)  # its one WARNING: a model with random weights (warn_random_weights)
+_warned_random: set[str] = set()  # model_ids already warned about in this process
+_warned_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -123,6 +127,26 @@ def sha256_file(path: Path, chunk_bytes: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def _file_entry(container: Any, role: str, where: str, path: Path) -> dict[str, Any]:
+    """``container[role]``, a graph file's entry: an object with a ``path`` and a ``sha256`` string.
+
+    Raises:
+        KeyError: ``container`` has no ``role`` (reported by the caller as a missing field).
+        ModelFormatError: the entry is not such an object; the message names it by ``where`` (``files.decoder``).
+    """
+    if not isinstance(container, dict):
+        raise ModelFormatError(
+            f"{str(path)!r}: {where.rsplit('.', 1)[0]} must be an object of graph file entries, got {container!r}"
+        )
+    entry = container[role]
+    if not isinstance(entry, dict) or not all(isinstance(entry.get(key), str) for key in ("path", "sha256")):
+        raise ModelFormatError(
+            f"{str(path)!r}: {where} must be an object with a 'path' and a 'sha256' string, got {entry!r}; "
+            "re-export or re-download the model"
+        )
+    return dict(entry)
+
+
 def load_manifest(folder: str | Path) -> Manifest:
     """Read and check ``folder/manifest.json``.
 
@@ -154,24 +178,22 @@ def load_manifest(folder: str | Path) -> Manifest:
         )
     try:
         config = ModelConfig.from_json(raw["config"])
-        files = {role: dict(raw["files"][role]) for role in ("encoder", "decoder")}
+        files = {role: _file_entry(raw["files"], role, f"files.{role}", path) for role in ("encoder", "decoder")}
         graphs = {
             role: {"inputs": list(raw["graphs"][role]["inputs"]), "outputs": list(raw["graphs"][role]["outputs"])}
             for role in ("encoder", "decoder")
         }
         variants = {
-            str(p): {role: dict(v[role]) for role in ("encoder", "decoder")} for p, v in raw.get("variants", {}).items()
+            str(p): {role: _file_entry(v, role, f"variants.{p}.{role}", path) for role in ("encoder", "decoder")}
+            for p, v in raw.get("variants", {}).items()
         }
-        for entry in [*files.values(), *(e for v in variants.values() for e in v.values())]:
-            entry["path"], entry["sha256"]
         name = str(raw["name"])
     except (KeyError, TypeError) as exc:
         raise ModelFormatError(f"{str(path)!r} lacks a required field: {exc!r}; re-export the model") from exc
     stream = None
     if "stream" in raw["files"]:  # exports before the stateful stream have none
+        files["stream"] = _file_entry(raw["files"], "stream", "files.stream", path)
         try:
-            files["stream"] = dict(raw["files"]["stream"])
-            files["stream"]["path"], files["stream"]["sha256"]
             stream = StreamSpec.from_json(raw["graphs"]["stream"], config)
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelFormatError(f"{str(path)!r}: bad stream graph entry ({exc!r}); re-export the model") from exc
@@ -194,3 +216,30 @@ def load_manifest(folder: str | Path) -> Manifest:
     )
     manifest.decoder_tail_tiles  # noqa: B018 - checked here, so a bad value fails at load
     return manifest
+
+
+def warn_random_weights(manifest: Manifest) -> bool:
+    """Log one WARNING per model and process when ``manifest`` holds seeded random weights (``random_init``).
+
+    Such a model (exported with ``--random-init``, as where the Hugging Face Hub cannot be reached) runs for
+    real, but its audio is meaningless; a user who hears noise would blame the codec. :class:`~snac_onnx.SnacOnnx`
+    calls this when it loads a model, ``snac-onnx tokenize`` and ``download`` too; the command line prints the
+    warning as one line on stderr. The logger is this module's, ``snac_onnx.model.manifest``.
+
+    Returns:
+        True when this call logged the warning (the first for this model in this process).
+    """
+    if not manifest.random_init:
+        return False
+    with _warned_lock:
+        if manifest.model_id in _warned_random:
+            return False
+        _warned_random.add(manifest.model_id)
+    logger.warning(
+        "%s (%s) has RANDOM WEIGHTS, not a trained checkpoint: its audio is meaningless. For real audio, export a "
+        "trained checkpoint: python -m export snac_24khz (needs the Hugging Face Hub) or python -m export FOLDER "
+        "(with config.json and pytorch_model.bin)",
+        manifest.folder,
+        manifest.name,
+    )
+    return True

@@ -24,7 +24,7 @@ from snac_onnx import (
 )
 from snac_onnx.layouts import codes_to_tokens, frame_size
 from snac_onnx.stream.orpheus import CUSTOM_TOKEN_BASE
-from tests.support import TINY_24
+from tests.support import HANG_GUARD_S, TINY_24
 
 
 def _codes(codec, frames: int, seed: int) -> list[np.ndarray]:
@@ -70,7 +70,7 @@ def test_concurrent_streams_equal_offline(model, workers, request):
         for t in threads:
             t.start()
         for t in threads:
-            t.join(timeout=120)
+            t.join(timeout=HANG_GUARD_S)
         for i in range(len(lengths)):
             assert outputs[i].shape == expected[i].shape, i
             np.testing.assert_allclose(outputs[i], expected[i], atol=1e-4, rtol=0, err_msg=str(i))
@@ -266,7 +266,7 @@ def test_close_lets_live_streams_finish(tiny24):
     codes = _codes(tiny24, 7, seed=6)
     stream.push(codes)
     stream.end()
-    pool.close(timeout=30)
+    pool.close(timeout=HANG_GUARD_S)
     np.testing.assert_allclose(_read_all(stream), tiny24.decode(codes, noise=False), atol=1e-4, rtol=0)
 
 

@@ -100,7 +100,7 @@ class FakeLLM:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
 
-    def wait_for(self, predicate: Callable[[], bool], timeout: float = 30.0) -> bool:
+    def wait_for(self, predicate: Callable[[], bool], timeout: float = 600.0) -> bool:
         end = time.monotonic() + timeout
         while not predicate() and time.monotonic() < end:
             time.sleep(0.01)

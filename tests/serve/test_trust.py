@@ -22,7 +22,7 @@ from snac_onnx import SnacOnnx
 from snac_onnx.layouts import codes_to_tokens
 from snac_onnx.serve import ServeSettings, create_app
 from tests.serve.support import free_port, metric, start_server
-from tests.support import REPO, TINY_24
+from tests.support import HANG_GUARD_S, REPO, TINY_24
 
 END_OF_SPEECH = 128258  # Orpheus's end of speech (snac_onnx.stream.presets)
 
@@ -46,7 +46,7 @@ def _metric(port: int, name: str) -> float:
     return value
 
 
-def _settled_metric(port: int, name: str, want: float, wait: float = 30.0) -> float:
+def _settled_metric(port: int, name: str, want: float, wait: float = HANG_GUARD_S) -> float:
     """The metric once it reads ``want`` (the server counts a stream's end just after the client sees its close),
     or its value after ``wait`` s."""
     end = time.monotonic() + wait
@@ -98,7 +98,7 @@ def test_an_utterance_ended_by_the_end_of_speech_id_is_never_cut_by_the_idle_tim
                 await asyncio.sleep(5.0)  # silent and not reading, well past the idle timeout
                 return await _read_all(ws)
 
-        audio, texts, code, reason = asyncio.run(asyncio.wait_for(client(), 120))
+        audio, texts, code, reason = asyncio.run(asyncio.wait_for(client(), HANG_GUARD_S))
         assert code == 1000, (code, reason, texts)
         got = np.frombuffer(audio, "<f4")
         assert got.size == offline.size, f"{offline.size - got.size} samples lost"
@@ -108,10 +108,10 @@ def test_an_utterance_ended_by_the_end_of_speech_id_is_never_cut_by_the_idle_tim
         assert _metric(port, 'snac_streams_total{outcome="cancelled"}') == 0.0
     finally:
         proc.terminate()
-        proc.wait(timeout=60)
+        proc.wait(timeout=HANG_GUARD_S)
 
 
-def _stable_metric(port: int, name: str, wait: float = 60.0) -> float:
+def _stable_metric(port: int, name: str, wait: float = HANG_GUARD_S) -> float:
     """The metric once it has stopped moving (two reads 0.5 s apart agree), or its value after ``wait`` s."""
     end, last = time.monotonic() + wait, _metric(port, name)
     while time.monotonic() < end:
@@ -161,7 +161,7 @@ def test_a_client_that_does_not_read_is_bounded_holds_its_slot_and_is_closed(cod
                 out["third"] = (await _read_all(third))[2]
             return out
 
-        out = asyncio.run(asyncio.wait_for(scenario(), 180))
+        out = asyncio.run(asyncio.wait_for(scenario(), HANG_GUARD_S))
         assert out["decoded"] < 10.0, f"{out['decoded']} s of 60 s decoded for a client that reads nothing"
         assert out["decoded_later"] == out["decoded"], "the stream was stepped while its buffer was full"
         assert out["active"] == 1.0
@@ -176,7 +176,7 @@ def test_a_client_that_does_not_read_is_bounded_holds_its_slot_and_is_closed(cod
         assert _metric(port, 'snac_errors_total{kind="read_timeout"}') == 1.0
     finally:
         proc.terminate()
-        proc.wait(timeout=60)
+        proc.wait(timeout=HANG_GUARD_S)
 
 
 def test_a_short_utterance_nobody_reads_still_holds_its_place(codec):
@@ -205,13 +205,13 @@ def test_a_short_utterance_nobody_reads_still_holds_its_place(codec):
                 after = (await _read_all(third))[2]
             return refused, first, after
 
-        refused, first, after = asyncio.run(asyncio.wait_for(scenario(), 120))
+        refused, first, after = asyncio.run(asyncio.wait_for(scenario(), HANG_GUARD_S))
         assert refused == 1013
         assert first == 1000
         assert after == 1000
     finally:
         proc.terminate()
-        proc.wait(timeout=60)
+        proc.wait(timeout=HANG_GUARD_S)
 
 
 def test_http_clients_that_leave_or_do_not_read_free_their_places(codec):
@@ -221,7 +221,7 @@ def test_http_clients_that_leave_or_do_not_read_free_their_places(codec):
     port = free_port()
     proc = start_server(TINY_24, port, "--max-streams", "2", "--read-timeout", "4", "--max-buffer-seconds", "2")
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        with socket.create_connection(("127.0.0.1", port), timeout=HANG_GUARD_S) as sock:
             sock.sendall(
                 b"POST /v1/decode/stream?preset=orpheus HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
                 + b"%x\r\n%s\r\n" % (22, (json.dumps({"ids": ids[:7]}) + "\n").encode()[:22])
@@ -241,10 +241,10 @@ def test_http_clients_that_leave_or_do_not_read_free_their_places(codec):
         assert _metric(port, 'snac_errors_total{kind="read_timeout"}') == 1.0
     finally:
         proc.terminate()
-        proc.wait(timeout=60)
+        proc.wait(timeout=HANG_GUARD_S)
 
 
-def _http_head(port: int, path: str, length: int, wait: float = 10.0) -> str:
+def _http_head(port: int, path: str, length: int, wait: float = 120.0) -> str:
     """Send a POST's headers announcing ``length`` body bytes but not the body; the status line the server answers
     with within ``wait`` s ('' if none: it is waiting for the body)."""
     with socket.create_connection(("127.0.0.1", port), timeout=wait) as sock:
@@ -278,13 +278,13 @@ def test_http_bodies_are_refused_before_they_are_read(codec):
                     "too_big": await loop.run_in_executor(None, _http_head, port, "/v1/decode", 20_000_000),
                 }
 
-        out = asyncio.run(asyncio.wait_for(scenario(), 60))
+        out = asyncio.run(asyncio.wait_for(scenario(), HANG_GUARD_S))
         assert out["decode"].startswith("HTTP/1.1 503"), out
         assert out["stream"].startswith("HTTP/1.1 503"), out
         assert out["too_big"].startswith("HTTP/1.1 413"), out  # over max_body_bytes (decode: max_message_bytes)
     finally:
         proc.terminate()
-        proc.wait(timeout=60)
+        proc.wait(timeout=HANG_GUARD_S)
 
 
 def test_decode_stream_refuses_a_bad_first_line_with_a_4xx(codec):
@@ -374,7 +374,7 @@ def test_serve_on_a_busy_port_is_a_refusal_with_a_reason(tmp_path):
             [sys.executable, "-m", "snac_onnx", "serve", "-m", str(TINY_24), "--port", str(port)],
             capture_output=True,
             text=True,
-            timeout=120,
+            timeout=HANG_GUARD_S,
             cwd=REPO,
         )
     assert result.returncode == 2, (result.returncode, result.stderr)
@@ -383,7 +383,7 @@ def test_serve_on_a_busy_port_is_a_refusal_with_a_reason(tmp_path):
 
 def test_serve_help_shows_each_default_once():
     result = subprocess.run(
-        [sys.executable, "-m", "snac_onnx", "serve", "--help"], capture_output=True, text=True, timeout=60, cwd=REPO
+        [sys.executable, "-m", "snac_onnx", "serve", "--help"], capture_output=True, text=True, timeout=HANG_GUARD_S, cwd=REPO
     )
     assert result.returncode == 0
     text = " ".join(result.stdout.split())
@@ -399,7 +399,7 @@ def test_a_bad_line_after_the_first_audio_cuts_the_streamed_response_short(codec
     port = free_port()
     proc = start_server(TINY_24, port)
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        with socket.create_connection(("127.0.0.1", port), timeout=HANG_GUARD_S) as sock:
 
             def chunk(data: bytes) -> bytes:
                 return b"%x\r\n%s\r\n" % (len(data), data)
@@ -423,7 +423,7 @@ def test_a_bad_line_after_the_first_audio_cuts_the_streamed_response_short(codec
         assert not received.endswith(b"0\r\n\r\n"), "the response was completed, not cut short"
     finally:
         proc.terminate()
-        proc.wait(timeout=60)
+        proc.wait(timeout=HANG_GUARD_S)
 
 
 def test_a_dropped_connection_frees_its_place_at_once(codec):
@@ -458,10 +458,10 @@ def test_a_dropped_connection_frees_its_place_at_once(codec):
                 code = (await _read_all(again))[2]
             return freed, code
 
-        freed, code = asyncio.run(asyncio.wait_for(scenario(), 90))
+        freed, code = asyncio.run(asyncio.wait_for(scenario(), HANG_GUARD_S))
         assert freed < 30.0, f"the place was held {freed:.1f} s after the connection dropped (idle timeout: 60 s)"
         assert code == 1000
         assert _settled_metric(port, 'snac_streams_total{outcome="cancelled"}', 1.0) == 1.0
     finally:
         proc.terminate()
-        proc.wait(timeout=60)
+        proc.wait(timeout=HANG_GUARD_S)
