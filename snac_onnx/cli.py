@@ -590,7 +590,7 @@ def _tokenize_failures(args: argparse.Namespace, summary: Any) -> list[str]:
     if summary.errors or summary.earlier_errors:
         argv = [a for a in args.argv if a != "--retry-errors"]
         errors = [e for _, e in (*summary.failed, *summary.earlier_failed)]
-        fixes = [f for f in ("--mix", "--resample") if f not in argv and any(f"pass {f}" in e for e in errors)]
+        fixes = [f for f in ("--mix", "--resample") if f not in argv and any(f in e for e in errors)]  # the fix named
         command = shlex.join(["snac-onnx", *argv, "--retry-errors", *fixes])
         if fixes:
             lines.append(f"to redo only the failed files with {' '.join(fixes)}: {command}")

@@ -152,7 +152,7 @@ def test_the_summary_names_the_failed_files(ray_local, tmp_path):
     sf.write(src / "slow.wav", np.full(3000, 0.1, np.float32), 16000)
     summary = tokenize_corpus(src, tmp_path / "out", model=str(TINY_24), actors=1)
     assert summary.errors == 2 and [p.rsplit("/", 1)[1] for p, _ in summary.failed] == ["slow.wav", "stereo.wav"]
-    assert "pass --resample" in summary.failed[0][1] and "pass --mix" in summary.failed[1][1]
+    assert "with --resample" in summary.failed[0][1] and "with --mix" in summary.failed[1][1]
     fixed = tokenize_corpus(src, tmp_path / "out", model=str(TINY_24), actors=1, retry_errors=True, mix=True,
                             resample=True)
     assert (fixed.processed, fixed.errors, fixed.failed, set(fixed.options_changed)) == (2, 0, (), {"mix", "resample"})

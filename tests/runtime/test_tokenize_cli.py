@@ -52,7 +52,7 @@ def test_failed_files_are_named_and_the_printed_command_redoes_only_them(tmp_pat
     _only_our_lines(first.stderr)
     out = first.stdout
     assert "5 file(s) encoded (1 with errors" in out
-    assert "stereo.wav' has 2 channels; SNAC is mono: pass --mix" in out, out
+    assert "stereo.wav' has 2 channels; SNAC is mono: average them with --mix" in out, out
     redo = [line for line in out.splitlines() if line.startswith("to redo only the failed files with --mix: ")]
     assert len(redo) == 1, out
     command = shlex.split(redo[0].split(": ", 1)[1])
@@ -83,6 +83,6 @@ def test_a_rerun_names_the_errors_it_skipped(tmp_path, corpus, one_ray_at_a_time
     summary = json.loads(again.stdout)
     assert summary["processed"] == 0 and summary["earlier_errors"] == 1
     [(path, error)] = summary["earlier_failed"]
-    assert path.endswith("stereo.wav") and "pass --mix" in error
+    assert path.endswith("stereo.wav") and "with --mix" in error
     text = _tokenize("src", "-o", "out", "-m", str(TINY_24), cwd=tmp_path).stdout
     assert "failed earlier, skipped: " in text and "--retry-errors --mix" in text, text
