@@ -37,6 +37,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import numpy as np
@@ -219,32 +220,33 @@ async def abuse(port: int, utts, period: float, limit: int) -> dict[str, list[st
     ids = [i for f in frames for i in f] * 5  # 30 s of a 6 s utterance
     bomb = b'{"ids": ' + b"[" * 100_000
     big = 7 * MB
-    tasks: dict[str, list[asyncio.Task[str]]] = {
-        "non-reader, 30 s (WebSocket)": [asyncio.create_task(non_reader(port, ids)) for _ in range(2)],
-        "non-reader, 1 s (WebSocket)": [asyncio.create_task(short_non_reader(port, ids)) for _ in range(2)],
-        "upload dropped mid-body (NDJSON)": [asyncio.create_task(http_dropper(port, ids)) for _ in range(2)],
-        "non-reader of /v1/decode, 30 s": [asyncio.create_task(decode_non_reader(port, ids)) for _ in range(2)],
-        "dropper (WebSocket, RST)": [asyncio.create_task(dropper(port, frames, period)) for _ in range(2)],
-        "JSON bomb (WebSocket)": [asyncio.create_task(ws_bomb(port))],
-        "JSON bomb (POST /v1/decode)": [
-            asyncio.create_task(http(port, _head("/v1/decode?preset=orpheus", len(bomb)), bomb))
-        ],
-        "7 MB decode body, announced": [
-            asyncio.create_task(http(port, _head("/v1/decode?preset=orpheus", big))) for _ in range(32)
-        ],
-        "7 MB decode body, chunked": [
-            asyncio.create_task(http(port, _head("/v1/decode?preset=orpheus", None), chunked_total=big))
-            for _ in range(4)
-        ],
-        "7 MB encode upload": [
-            asyncio.create_task(http(port, _head("/v1/encode", big, "audio/wav"), b"\0" * big)) for _ in range(8)
-        ],
+    makers: dict[str, tuple[int, Callable[[], Awaitable[str]]]] = {
+        "non-reader, 30 s (WebSocket)": (2, lambda: non_reader(port, ids)),
+        "non-reader, 1 s (WebSocket)": (2, lambda: short_non_reader(port, ids)),
+        "upload dropped mid-body (NDJSON)": (2, lambda: http_dropper(port, ids)),
+        "non-reader of /v1/decode, 30 s": (2, lambda: decode_non_reader(port, ids)),
+        "dropper (WebSocket, RST)": (2, lambda: dropper(port, frames, period)),
+        "JSON bomb (WebSocket)": (1, lambda: ws_bomb(port)),
+        "JSON bomb (POST /v1/decode)": (1, lambda: http(port, _head("/v1/decode?preset=orpheus", len(bomb)), bomb)),
+        "7 MB decode body, announced": (32, lambda: http(port, _head("/v1/decode?preset=orpheus", big))),
+        "7 MB decode body, chunked": (
+            4,
+            lambda: http(port, _head("/v1/decode?preset=orpheus", None), chunked_total=big),
+        ),
+        "7 MB encode upload": (8, lambda: http(port, _head("/v1/encode", big, "audio/wav"), b"\0" * big)),
+    }
+    only = [w for w in os.environ.get("ABUSE", "").split(",") if w]  # e.g. ABUSE=non-reader (to look at one kind)
+    tasks = {
+        label: [asyncio.create_task(make()) for _ in range(count)]
+        for label, (count, make) in makers.items()
+        if not only or any(w in label for w in only)
     }
     out = {}
     for label, group in tasks.items():
         done = await asyncio.wait_for(asyncio.gather(*group, return_exceptions=True), RUN_TIMEOUT)
         out[label] = [r if isinstance(r, str) else f"{type(r).__name__}" for r in done]
-    out["beyond --max-streams (once every place is taken)"] = await beyond_the_limit(port, limit)
+    if not only or any(w in "beyond" for w in only):
+        out["beyond --max-streams (once every place is taken)"] = await beyond_the_limit(port, limit)
     return out
 
 
