@@ -2,11 +2,12 @@
 
 :class:`LiveResponse` sends its headers, then each chunk of its body as the body makes it. Each send waits at most
 ``read_timeout_s``: a client that reads nothing for that long has its connection dropped. The client's going is
-watched the whole time, so that work for nobody stops at once; the response is over once the client has taken
-its last byte (:func:`~snac_onnx.serve.connection.drained`). A body ends the response short by raising
-:class:`Cut`: after the first byte there is no status to change, so the connection is dropped and the client sees
-an incomplete body, never wrong or silently short audio. ``finish(outcome)`` is called last, whatever happened:
-``completed``, ``cancelled`` (the client left), ``cut`` or ``read_timeout``.
+watched the whole time, so that work for nobody stops at once. The next chunk is taken only once the connection
+holds little the client has not read (:func:`~snac_onnx.serve.connection.paced`), and the response is over once
+the client has taken its last byte (:func:`~snac_onnx.serve.connection.drained`). A body ends the response short
+by raising :class:`Cut`: after the first byte there is no status to change, so the connection is dropped and the
+client sees an incomplete body, never wrong or silently short audio. ``finish(outcome)`` is called last, whatever
+happened: ``completed``, ``cancelled`` (the client left), ``cut`` or ``read_timeout``.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from collections.abc import AsyncGenerator, Awaitable, Callable
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from .connection import abort, drained
+from .connection import abort, drained, paced
 
 __all__ = ["Cut", "LiveResponse"]
 
@@ -71,6 +72,8 @@ class LiveResponse(Response):
                 async for data in chunks:
                     if data:
                         await deliver({"type": "http.response.body", "body": data, "more_body": True})
+                        if not await paced(scope, self.read_timeout_s):  # what the client has not read waits upstream
+                            raise asyncio.TimeoutError
             await deliver({"type": "http.response.body", "body": b"", "more_body": False})
             if not await drained(scope, self.read_timeout_s):  # the stream's place is held until the client has it all
                 raise asyncio.TimeoutError

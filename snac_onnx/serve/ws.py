@@ -35,7 +35,7 @@ from ..errors import (
 )
 from ..stream.pool import AsyncPooledStream
 from .auth import KEY_MESSAGE, key_ok
-from .connection import abort, drained
+from .connection import abort, drained, paced
 from .protocol import (
     AUDIO_FORMATS,
     CLOSE_CODES,
@@ -138,11 +138,16 @@ class _Session:
 
     # ------------------------------------------------------------------ audio out
     async def _deliver(self, data: bytes | dict[str, Any]) -> None:
+        """Send, then wait until the connection holds little the client has not read (:func:`paced`), so that
+        what it has not read waits in the stream's buffer; either wait over ``read_timeout_s``: ``_NotReading``."""
         send = self.ws.send_bytes(data) if isinstance(data, bytes) else self.ws.send_json(data)
+        timeout = self.settings.read_timeout_s
         try:
-            await asyncio.wait_for(send, self.settings.read_timeout_s)
+            await asyncio.wait_for(send, timeout)
         except asyncio.TimeoutError:
             raise _NotReading from None
+        if not await paced(self.ws.scope, timeout):
+            raise _NotReading
 
     async def _send(self) -> str:
         service, stream, grace = self.service, self.stream, self.settings.read_timeout_s

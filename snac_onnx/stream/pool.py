@@ -512,7 +512,8 @@ class StreamPool:
     # ------------------------------------------------------------------ the worker
     def _ready(self) -> list[_Entry]:
         ready = [e for e in self._entries.values() if e.ready_since is not None]
-        ready.sort(key=lambda e: deadline(e.first_audio, e.audio_seconds, e.ready_since))
+        now, rate = time.monotonic(), self._sample_rate
+        ready.sort(key=lambda e: deadline(e.first_audio, e.audio_seconds, e.ready_since, e.buffered / rate, now))
         return ready
 
     def _live(self) -> int:

@@ -465,3 +465,35 @@ def test_a_dropped_connection_frees_its_place_at_once(codec):
     finally:
         proc.terminate()
         proc.wait(timeout=HANG_GUARD_S)
+
+
+def test_what_a_client_has_not_read_waits_in_its_streams_buffer_not_in_the_connection(codec):
+    """A client pushes 60 s and reads nothing. The server sends only until its connection holds PACE_BYTES the
+    client has not taken (plus what the client's own small buffers took); the rest waits in the stream's buffer,
+    where the scheduler counts it as lead, so such a client is never served as urgently as one that reads."""
+    import websockets
+
+    from snac_onnx.serve.connection import PACE_BYTES
+
+    ids, _ = _utterance(codec, 60.0)
+    port = free_port()
+    proc = start_server(TINY_24, port, "--max-buffer-seconds", "2", "--read-timeout", "30", "--idle-timeout", "60")
+    try:
+
+        async def scenario() -> tuple[float, float]:
+            url = f"ws://127.0.0.1:{port}/v1/stream?preset=orpheus&format=f32le"
+            async with websockets.connect(url, max_size=None, max_queue=1, sock=_slow_socket(port)) as ws:
+                await ws.send(json.dumps({"ids": ids}))
+                await ws.send(json.dumps({"end": True}))
+                loop = asyncio.get_running_loop()
+                decoded = await loop.run_in_executor(None, _stable_metric, port, "snac_decoded_audio_seconds_total")
+                return decoded, _metric(port, "snac_audio_seconds_total")
+
+        decoded, sent = asyncio.run(asyncio.wait_for(scenario(), HANG_GUARD_S))
+        client_buffers = 2 * 2 * 16384  # its SO_RCVBUF (doubled by the kernel) and one queued message, at most
+        limit = (PACE_BYTES + client_buffers) / 4 / codec.sample_rate
+        assert sent <= limit, f"{sent:.2f} s of audio sent to a client that reads nothing (at most {limit:.2f} s)"
+        assert 1.95 <= decoded - sent <= 2.5, (decoded, sent)  # the rest waits in its buffer (2 s, and a step)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=HANG_GUARD_S)
