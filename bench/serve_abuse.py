@@ -37,6 +37,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import numpy as np
@@ -46,7 +47,7 @@ sys.path.insert(0, str(ROOT))
 
 import websockets
 
-from bench.machine import cpu_name
+from bench.machine import commit, cpu_name
 from bench.serve_load import RUN_TIMEOUT, Server, _errors, _free_port, _wave, utterances
 
 MB = 1 << 20
@@ -88,7 +89,7 @@ async def non_reader(port: int, ids: list[int]) -> str:
     async with websockets.connect(url, sock=sock, max_size=None, max_queue=1) as ws:
         await ws.send(json.dumps({"ids": ids}))
         await ws.send('{"end": true}')
-        await asyncio.sleep(15.0)  # past the read timeout (5 s): the close waits behind the audio not read
+        await asyncio.sleep(25.0)  # past the read timeout (5 s) and its drop (5 s more), whatever the load
         with contextlib.suppress(websockets.ConnectionClosed):
             async for _ in ws:
                 pass
@@ -117,21 +118,67 @@ async def ws_bomb(port: int) -> str:
         return str(ws.close_code)
 
 
-async def beyond_the_limit(port: int) -> str:
-    """A stream opened once every place is taken (waits up to 10 s for the pool to fill)."""
-    limit = None
-    end = time.monotonic() + 10
-    while time.monotonic() < end:
-        with contextlib.suppress(OSError):
-            async with websockets.connect(f"ws://127.0.0.1:{port}/v1/stream?preset=orpheus") as probe:
-                if json.loads(await probe.recv())["type"] != "start":
-                    limit = str(probe.close_code)
-        if limit is not None:
-            break
-        await asyncio.sleep(0.05)
-    if limit is None:
-        return "the pool never filled"
-    return await ws_bomb(port)
+async def short_non_reader(port: int, ids: list[int]) -> str:
+    """A 1 s utterance whose audio all fits in the buffers, never read: it must keep its place until dropped."""
+    return await non_reader(port, ids[: 12 * 7])
+
+
+async def http_dropper(port: int, ids: list[int]) -> str:
+    """An NDJSON upload that sends a few lines and closes mid-body."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(_head("/v1/decode/stream?preset=orpheus", None))
+    for i in range(0, 35, 7):
+        line = (json.dumps({"ids": ids[i : i + 7]}) + "\n").encode()
+        writer.write(b"%x\r\n%s\r\n" % (len(line), line))
+        await writer.drain()
+        await asyncio.sleep(0.1)
+    writer.close()
+    return "dropped"
+
+
+async def decode_non_reader(port: int, ids: list[int]) -> str:
+    """A /v1/decode of 30 s whose answer is never read: held, bounded, cut at the read timeout."""
+    body = json.dumps({"ids": ids}).encode()
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+    reader, writer = await asyncio.open_connection(sock=sock)
+    writer.write(_head("/v1/decode?preset=orpheus&format=f32le", len(body)) + body)
+    await writer.drain()
+    await asyncio.sleep(25.0)  # reads nothing, past the read timeout (5 s), whatever the load
+    got = 0
+    with contextlib.suppress(OSError):
+        while part := await asyncio.wait_for(reader.read(1 << 16), 10):
+            got += len(part)
+    writer.close()
+    return "cut" if got < 30 * 24000 * 4 else "complete"
+
+
+async def beyond_the_limit(port: int, limit: int) -> list[str]:
+    """Fill every place with idle streams, then three more: refused (1013); then let the fillers go."""
+    url = f"ws://127.0.0.1:{port}/v1/stream?preset=orpheus"
+    fillers, refused = [], []
+    try:
+        for _ in range(limit):
+            ws = await websockets.connect(url)
+            if json.loads(await ws.recv())["type"] != "start":  # full already
+                with contextlib.suppress(websockets.ConnectionClosed):
+                    await ws.recv()
+                refused.append(str(ws.close_code))
+                await ws.close()
+                break
+            fillers.append(ws)
+        for _ in range(3 - len(refused)):
+            async with websockets.connect(url) as ws:
+                with contextlib.suppress(websockets.ConnectionClosed):
+                    async for _ in ws:
+                        pass
+                refused.append(str(ws.close_code))
+    finally:
+        for ws in fillers:
+            await ws.close()
+    return refused
 
 
 async def http(port: int, head: bytes, body: bytes = b"", chunked_total: int = 0) -> str:
@@ -167,35 +214,39 @@ def _head(path: str, length: int | None, content_type: str = "application/json")
     return f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\n{size}\r\n\r\n".encode()
 
 
-async def abuse(port: int, utts, period: float) -> dict[str, list[str]]:
+async def abuse(port: int, utts, period: float, limit: int) -> dict[str, list[str]]:
     await asyncio.sleep(1.2)  # the real-time clients connect first (within a second): they are the load
     frames, _ = utts[0]
     ids = [i for f in frames for i in f] * 5  # 30 s of a 6 s utterance
     bomb = b'{"ids": ' + b"[" * 100_000
     big = 7 * MB
-    tasks: dict[str, list[asyncio.Task[str]]] = {
-        "non-reader (WebSocket)": [asyncio.create_task(non_reader(port, ids)) for _ in range(2)],
-        "dropper (WebSocket, RST)": [asyncio.create_task(dropper(port, frames, period)) for _ in range(2)],
-        "JSON bomb (WebSocket)": [asyncio.create_task(ws_bomb(port))],
-        "JSON bomb (POST /v1/decode)": [
-            asyncio.create_task(http(port, _head("/v1/decode?preset=orpheus", len(bomb)), bomb))
-        ],
-        "7 MB decode body, announced": [
-            asyncio.create_task(http(port, _head("/v1/decode?preset=orpheus", big))) for _ in range(32)
-        ],
-        "7 MB decode body, chunked": [
-            asyncio.create_task(http(port, _head("/v1/decode?preset=orpheus", None), chunked_total=big))
-            for _ in range(4)
-        ],
-        "7 MB encode upload": [
-            asyncio.create_task(http(port, _head("/v1/encode", big, "audio/wav"), b"\0" * big)) for _ in range(8)
-        ],
+    makers: dict[str, tuple[int, Callable[[], Awaitable[str]]]] = {
+        "non-reader, 30 s (WebSocket)": (2, lambda: non_reader(port, ids)),
+        "non-reader, 1 s (WebSocket)": (2, lambda: short_non_reader(port, ids)),
+        "upload dropped mid-body (NDJSON)": (2, lambda: http_dropper(port, ids)),
+        "non-reader of /v1/decode, 30 s": (2, lambda: decode_non_reader(port, ids)),
+        "dropper (WebSocket, RST)": (2, lambda: dropper(port, frames, period)),
+        "JSON bomb (WebSocket)": (1, lambda: ws_bomb(port)),
+        "JSON bomb (POST /v1/decode)": (1, lambda: http(port, _head("/v1/decode?preset=orpheus", len(bomb)), bomb)),
+        "7 MB decode body, announced": (32, lambda: http(port, _head("/v1/decode?preset=orpheus", big))),
+        "7 MB decode body, chunked": (
+            4,
+            lambda: http(port, _head("/v1/decode?preset=orpheus", None), chunked_total=big),
+        ),
+        "7 MB encode upload": (8, lambda: http(port, _head("/v1/encode", big, "audio/wav"), b"\0" * big)),
     }
-    tasks["beyond --max-streams"] = [asyncio.create_task(beyond_the_limit(port)) for _ in range(3)]
+    only = [w for w in os.environ.get("ABUSE", "").split(",") if w]  # e.g. ABUSE=non-reader (to look at one kind)
+    tasks = {
+        label: [asyncio.create_task(make()) for _ in range(count)]
+        for label, (count, make) in makers.items()
+        if not only or any(w in label for w in only)
+    }
     out = {}
     for label, group in tasks.items():
         done = await asyncio.wait_for(asyncio.gather(*group, return_exceptions=True), RUN_TIMEOUT)
         out[label] = [r if isinstance(r, str) else f"{type(r).__name__}" for r in done]
+    if not only or any(w in "beyond" for w in only):
+        out["beyond --max-streams (once every place is taken)"] = await beyond_the_limit(port, limit)
     return out
 
 
@@ -247,28 +298,29 @@ def main() -> int:
     parser.add_argument("--jitter-ms", type=float, default=150.0)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "RESULTS_serve_abuse.md")
     parser.add_argument("--abuse-port", type=int, help=argparse.SUPPRESS)  # the abusers' own process
+    parser.add_argument("--limit", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     utts, period, rate = utterances(args.model, args.seconds)
     if args.abuse_port:
         print("ready", flush=True)
         sys.stdin.readline()
-        print(json.dumps(asyncio.run(abuse(args.abuse_port, utts, period))))
+        print(json.dumps(asyncio.run(abuse(args.abuse_port, utts, period, args.limit))))
         return 0
     jitter = args.jitter_ms / 1000
-    holders = 4  # non-readers and droppers hold a stream each
+    room = 16  # places beyond the real-time clients: every abuser gets in, until the last test fills them all
     n = args.streams
     lines = [
         f"# snac-onnx serve: load and abuse ({args.model})",
         "",
-        (f"Machine: {cpu_name()}, {os.cpu_count()} cores; {time.strftime('%Y-%m-%d')}. Written by "
+        (f"Machine: {cpu_name()}, {os.cpu_count()} cores; {time.strftime('%Y-%m-%d')}; commit {commit()}. Written by "
         f"`python bench/serve_abuse.py --streams {args.streams} --seconds {args.seconds:g}` (one run, clients and "
         "server on this machine, loopback)."),
         "",
     ]
     while True:
         port = _free_port()
-        limit = n + holders
+        limit = n + room
         server = Server(
             "pool",
             [sys.executable, "-m", "snac_onnx", "serve", "-m", args.model, "--port", str(port), "--max-streams",
@@ -290,7 +342,8 @@ def main() -> int:
 
         # the abusers in a process of their own, so that their writes never hold up the real-time clients' loop
         abusers = subprocess.Popen(
-            [sys.executable, __file__, "--model", args.model, "--abuse-port", str(port), "--seconds", str(args.seconds)],
+            [sys.executable, __file__, "--model", args.model, "--abuse-port", str(port), "--seconds", str(args.seconds),
+             "--limit", str(limit)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -303,8 +356,12 @@ def main() -> int:
         rng = np.random.default_rng(3)
         jobs = [(utts[k % len(utts)][0], utts[k % len(utts)][1], float(rng.uniform(0, 1.0)), "good") for k in range(n)]
         url = f"ws://127.0.0.1:{port}/v1/stream?preset=orpheus&format=f32le"
-        good = asyncio.run(_wave(url, jobs, period, jitter, rate))
-        out, _ = abusers.communicate(timeout=RUN_TIMEOUT * 2)
+        try:
+            good = asyncio.run(_wave(url, jobs, period, jitter, rate))
+            out, _ = abusers.communicate(timeout=RUN_TIMEOUT * 2)
+        finally:
+            if abusers.poll() is None:
+                abusers.kill()
         bad = json.loads(out)
         time.sleep(2.0)
         sampler.stop_flag.set()
@@ -339,7 +396,8 @@ def main() -> int:
     streams = [s for s in sampler.streams if s == s]
     lines += [
         "",
-        (f"During the abuse wave: `snac_streams_active` at most {max(streams):.0f} (limit {limit}); established "
+        (f"During the abuse wave: `snac_streams_active` at most {max(streams):.0f} (limit {limit}: "
+        f"{'never exceeded' if max(streams) <= limit else 'EXCEEDED'}); established "
         f"connections to the server at most {max(sampler.connections)} (streams, refusals being answered and "
         f"the sampler's own scrape included). Streams active afterwards: {active:.0f}."),
         "",

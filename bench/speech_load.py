@@ -80,9 +80,11 @@ async def _speech_client(url: str, text: str, start: float, rate: int) -> dict[s
     return {"status": status, "arrivals": arrivals, "data": bytes(data)}
 
 
-def speech_wave(port: int, fake: FakeLLM, upstream: Upstream, n: int, offset: int, seed: int) -> dict[str, object]:
+def speech_wave(
+    port: int, fake: FakeLLM, upstream: Upstream, n: int, offset: int, seed: int, scheme: str
+) -> dict[str, object]:
     rng = np.random.default_rng(seed)
-    texts = [f"Request {seed} number {k}, said once." for k in range(n)]
+    texts = [f"Request {scheme} {seed} number {k}, said once." for k in range(n)]  # a prompt never seen before
     url = f"http://127.0.0.1:{port}/v1/audio/speech"
     rate = upstream.codec.sample_rate
 
@@ -184,7 +186,7 @@ def main() -> int:
                         r = run_scheme(server, websocket_utterances(upstream, n), n, upstream.period, JITTER, rate, 0,
                                        seed=n)
                     else:
-                        r = speech_wave(port, fake, upstream, n, offset, seed=n)
+                        r = speech_wave(port, fake, upstream, n, offset, seed=n, scheme=scheme)
                     row = (f"| {scheme} | {n} | {fmt(r['ttfa50'])} | {fmt(r['ttfa95'])} | {r['stalled']} "
                            f"| {fmt(r['worst_ms'])} | {r['err']:.1e} | {r['missing'][0]} / {r['missing'][1]} |")
                     lines.append(row)

@@ -58,10 +58,13 @@ def main(argv: list[str] | None = None) -> int:
     from .checkpoint import HubUnreachableError, load_from_folder, load_from_hub, load_random_init, official_configs
     from .pipeline import ParityError, export_model
 
+    # The runtime's warning about a random-weight model (parity loads the graphs): this export says it itself.
+    logging.getLogger("snac_onnx.model.manifest").setLevel(logging.ERROR)
     if not args.verbose:  # after the imports: torch sets its loggers' levels when it is imported
         for noisy in ("torch", "torch.onnx", "torch.onnx._internal.exporter._registration", "onnx_ir", "onnxscript"):
             logging.getLogger(noisy).setLevel(logging.ERROR)
 
+    log.info("loading %s ...", f"seeded random weights ({args.random_init})" if args.random_init else args.source)
     try:
         if args.random_init:
             loaded = load_random_init(args.random_init, args.seed)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
 import os
 import platform
 import shutil
+import threading
 import time
+from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -29,6 +32,36 @@ RANDOM_INIT_WARNING = (
     "codebooks redrawn from encoder latents), NOT from a trained checkpoint. Its audio is meaningless; "
     "it exists to test the export and the runtime."
 )
+
+
+PROGRESS_EVERY_S = 30.0  # a stage still running says so this often: a long export is never silent
+
+
+@contextlib.contextmanager
+def _stage(log: logging.Logger, started: float, name: str) -> Iterator[None]:
+    """Log ``name`` as it starts, every :data:`PROGRESS_EVERY_S` while it runs and with its time as it ends; each
+    line begins with the time since ``started`` (the export's start, ``time.perf_counter()``) as ``[m:ss]``."""
+
+    def say(what: str) -> None:
+        total = int(time.perf_counter() - started)
+        log.info("[%d:%02d] %s", total // 60, total % 60, what)
+
+    begin = time.perf_counter()
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(PROGRESS_EVERY_S):
+            say(f"{name}: still running ({time.perf_counter() - begin:.0f} s)")
+
+    say(f"{name} ...")
+    thread = threading.Thread(target=beat, name="export-progress", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+    say(f"{name}: done in {time.perf_counter() - begin:.0f} s")
 
 
 class ParityError(RuntimeError):
@@ -186,15 +219,16 @@ def export_model(
     if loaded.random_init:
         log.warning(RANDOM_INIT_WARNING)
     start = time.perf_counter()
-    graphs = export_graphs(loaded.model, loaded.config, work)
+    with _stage(log, start, f"{loaded.name}: exporting the encoder, decoder and stream graphs (torch.onnx)"):
+        graphs = export_graphs(loaded.model, loaded.config, work)
     export_seconds = time.perf_counter() - start
     manifest = build_manifest(loaded, config, work, graphs)
     manifest["export_seconds"] = round(export_seconds, 2)
     _write_json(work / MANIFEST_FILE, manifest)
-    log.info("exported %s in %.1f s; checking parity against PyTorch", loaded.name, export_seconds)
-    start = time.perf_counter()
-    report = measure_parity(loaded.model, work, lengths=parity_lengths)
-    report["seconds"] = round(time.perf_counter() - start, 2)
+    parity_start = time.perf_counter()
+    with _stage(log, start, f"{loaded.name}: checking the graphs against PyTorch (parity)"):
+        report = measure_parity(loaded.model, work, lengths=parity_lengths)
+    report["seconds"] = round(time.perf_counter() - parity_start, 2)
     manifest["parity"] = report
     _write_json(work / MANIFEST_FILE, manifest)
     log.info("%s: %s", loaded.name, summarize_parity(report))
@@ -202,7 +236,8 @@ def export_model(
     if not report["passed"]:
         _fail(work, out_dir, f"{loaded.name}: parity against PyTorch failed")
     if precisions:
-        manifest["variants"] = write_variants(loaded, config, work, precisions, log)
+        with _stage(log, start, f"{loaded.name}: writing and checking the {', '.join(precisions)} variant(s)"):
+            manifest["variants"] = write_variants(loaded, config, work, precisions, log)
         _write_json(work / MANIFEST_FILE, manifest)
         failed = failed_variants(manifest["variants"])
         if failed:

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up .venv, check the house rules (ruff, mypy --strict on the runtime), build the docs, run the whole test suite
-# (runtime tests without torch, parity tests against PyTorch).
+# (runtime tests without torch, parity tests against PyTorch). For everyday work the quick run leaves out the
+# tests marked slow (exports, parity, the wheel, Ray): .venv/bin/python -m pytest -n 2 -m "not slow"
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh

@@ -69,7 +69,13 @@ def to_float_pcm(audio: object) -> np.ndarray:
     """Convert PCM to float32 per the module's dtype rules; checks dtype and finiteness only."""
     if not isinstance(audio, np.ndarray):
         if isinstance(audio, (list, tuple)):
-            audio = np.asarray(audio)
+            try:
+                audio = np.asarray(audio)
+            except ValueError:  # NumPy refuses ragged nested lists
+                raise InvalidAudioError(
+                    "audio is nested lists of unequal lengths; pass a NumPy array of PCM samples, or for items of "
+                    "different lengths a list of 1-D NumPy arrays ([np.asarray(x, np.float32) for x in audio])"
+                ) from None
         else:
             raise InvalidAudioError(f"audio must be a numpy array of PCM samples, got {type(audio).__name__}")
     dtype = audio.dtype

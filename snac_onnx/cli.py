@@ -13,6 +13,7 @@ import json
 import math
 import os
 import platform
+import shlex
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from importlib import metadata
@@ -430,10 +431,10 @@ def cmd_roundtrip(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    import onnxruntime as ort
-
+    """Versions, providers and a model's manifest. Without onnxruntime it reports what it can (versions, the
+    manifest), says what is missing, and exits 2 as the other commands do without it."""
     from .model.kernels import snake_library, unfused_message
-    from .model.sessions import conflicting_runtime_packages
+    from .model.sessions import conflicting_runtime_packages, onnxruntime
 
     def version(dist: str) -> str | None:
         try:
@@ -441,73 +442,102 @@ def cmd_info(args: argparse.Namespace) -> int:
         except metadata.PackageNotFoundError:
             return None
 
+    try:
+        ort = onnxruntime()
+    except MissingDependencyError:
+        ort = None  # reported below, after what can be told without it
     summary: dict[str, Any] = {
         "snac_onnx": __version__,
-        "onnxruntime": ort.__version__,
+        "onnxruntime": ort.__version__ if ort is not None else None,
         "numpy": np.__version__,
         "python": platform.python_version(),
         "onnxruntime_packages": conflicting_runtime_packages(),
-        "available_providers": ort.get_available_providers(),
+        "available_providers": ort.get_available_providers() if ort is not None else [],
         "fused_snake_kernel": str(library) if (library := snake_library()) else None,
         "optional": {d: version(d) for d in ("soundfile", "soxr", "tqdm", "huggingface_hub")},
     }
     lines = [f"{k}: {v}" for k, v in summary.items()]
+    if ort is None:
+        lines[1] = f"onnxruntime: NOT INSTALLED ({install_hint('cpu')}; [gpu] for onnxruntime-gpu)"
     if len(summary["onnxruntime_packages"]) > 1:
         lines.append("WARNING: several onnxruntime packages are installed; they shadow each other (often CPU only)")
     if library is None:
         lines.append(f"WARNING: {unfused_message()}")
     if args.model:
-        codec = _codec(args, args.model)
-        codec.load("decoder")
-        manifest = codec.manifest.raw
-        summary["model"] = {
-            "folder": str(codec.location.folder),
-            "repo_id": codec.location.repo_id,
-            "providers_in_use": codec.active_providers,
-            "fused_snake": codec.fused_snake,
-            "manifest": {k: v for k, v in manifest.items() if k != "parity"},
-            "parity_passed": manifest.get("parity", {}).get("passed"),
-        }
-        lines.append(f"model: {codec.name} at {codec.location.folder}")
-        lines.append(
-            f"  sample rate {codec.sample_rate} Hz, vq_strides {list(codec.vq_strides)}, codebook {codec.codebook_size}"
-        )
+        lines += _info_model(args, summary, ort is not None)
+    _emit(args, summary, "\n".join(lines))
+    if ort is None:
+        onnxruntime()  # raises again, after the report: the one error line (exit 2) every command gives without it
+    return EXIT_OK
+
+
+def _info_model(args: argparse.Namespace, summary: dict[str, Any], sessions: bool) -> list[str]:
+    """``info``'s lines about ``args.model`` (and its part of ``summary``): from the manifest alone, and with
+    ``sessions`` (onnxruntime installed) from the decoder's session too."""
+    from .model.hub import resolve_model
+    from .model.manifest import load_manifest, warn_random_weights
+
+    codec = _codec(args, args.model).load("decoder") if sessions else None
+    if codec is not None:
+        manifest, location = codec.manifest, codec.location
+    else:
+        location = resolve_model(args.model, revision=args.revision, offline=args.offline or None)
+        manifest = load_manifest(location.folder)
+        warn_random_weights(manifest)
+    config = manifest.config
+    summary["model"] = {
+        "folder": str(location.folder),
+        "repo_id": location.repo_id,
+        "providers_in_use": codec.active_providers if codec is not None else None,
+        "fused_snake": codec.fused_snake if codec is not None else None,
+        "manifest": {k: v for k, v in manifest.raw.items() if k != "parity"},
+        "parity_passed": manifest.raw.get("parity", {}).get("passed"),
+    }
+    lines = [
+        f"model: {manifest.name} at {location.folder}",
+        f"  sample rate {config.sample_rate} Hz, vq_strides {list(config.vq_strides)}, codebook {config.codebook_size}",
+    ]
+    if codec is not None:
         lines.append(
             f"  providers in use: {codec.active_providers}; fused Snake kernel: {'yes' if codec.fused_snake else 'no'}"
         )
-        layout = codec.manifest.layout(codec.precision)
-        summary["model"]["variant"] = {"precision": codec.precision, "layout": layout}
+    else:
+        lines.append("  providers in use: none (onnxruntime is not installed: the graphs cannot run)")
+    precision = args.precision
+    layout = manifest.layout(precision)
+    summary["model"]["variant"] = {"precision": precision, "layout": layout}
+    lines.append(
+        f"  graphs in use: {precision} ({layout.replace('_', '-')}); this export holds {', '.join(manifest.precisions)}"
+    )
+    stream = manifest.stream
+    if stream is not None and not manifest.has_stream(precision):
+        lines.append(f"  streaming: window mode only (no stream graph at precision {precision})")
+    elif stream is None:
+        lines.append("  streaming: window mode only (this export has no stream graph; re-export for stateful streams)")
+    elif codec is not None:
+        first = codec.stream().first_audio_frames
         lines.append(
-            f"  graphs in use: {codec.precision} ({layout.replace('_', '-')}); this export holds "
-            f"{', '.join(codec.manifest.precisions)}"
+            f"  streaming: stateful, steps of {stream.step_frames} frame(s), first audio after {first} frames "
+            f"({first * config.frame_tokens} tokens), {len(stream.states)} state tensors"
         )
-        stream = codec.manifest.stream
-        if stream is not None and not codec.manifest.has_stream(codec.precision):
-            lines.append(f"  streaming: window mode only (no stream graph at precision {codec.precision})")
-        elif stream is None:
-            lines.append(
-                "  streaming: window mode only (this export has no stream graph; re-export for stateful streams)"
-            )
-        else:
-            first = codec.stream().first_audio_frames
-            lines.append(
-                f"  streaming: stateful, steps of {stream.step_frames} frame(s), first audio after {first} frames "
-                f"({first * codec.config.frame_tokens} tokens), {len(stream.states)} state tensors"
-            )
-        if codec.manifest.random_init:
-            lines.append(f"  WARNING: {manifest.get('WARNING')}")
-    _emit(args, summary, "\n".join(lines))
-    return EXIT_OK
+    else:
+        lines.append(
+            f"  streaming: stateful, steps of {stream.step_frames} frame(s), {len(stream.states)} state tensors"
+        )
+    if manifest.random_init:  # stderr has the warning too
+        lines.append("  weights: RANDOM (seeded, not a trained checkpoint): its audio is meaningless")
+    return lines
 
 
 def cmd_download(args: argparse.Namespace) -> int:
     from .model.hub import resolve_model
-    from .model.manifest import load_manifest
+    from .model.manifest import load_manifest, warn_random_weights
 
     location = resolve_model(args.name, revision=args.revision, offline=False)
     if location.repo_id is None:
         raise SnacOnnxError(f"{args.name} is a local folder; nothing to download")
     manifest = load_manifest(location.folder)
+    warn_random_weights(manifest)
     for entry in manifest.files.values():  # every graph of the export (the stream graph where it has one)
         location.fetch(entry["path"])
     summary = {"repo_id": location.repo_id, "folder": str(location.folder), "name": manifest.name}
@@ -538,13 +568,49 @@ def cmd_tokenize(args: argparse.Namespace) -> int:
         verbose=args.verbose,
     )
     data = summary.__dict__
-    _emit(
-        args,
-        data,
-        f"{summary.processed} file(s) encoded ({summary.errors} with errors, {summary.skipped} already done) "
-        f"-> {args.output}: {summary.audio_seconds:.1f} s of audio in {summary.wall_seconds:.1f} s",
-    )
+    lines = [
+        (
+            f"{summary.processed} file(s) encoded ({summary.errors} with errors, {summary.skipped} already done) "
+            f"-> {args.output}: {summary.audio_seconds:.1f} s of audio in {summary.wall_seconds:.1f} s"
+        )
+    ]
+    if summary.options_changed:
+        lines.append(
+            f"the folder now records {', '.join('--' + o for o in summary.options_changed)} (and the earlier "
+            f"options in {args.output / '_snac_onnx_job.json'}): no row already there changes with it"
+        )
+    lines += _tokenize_failures(args, summary)
+    _emit(args, data, "\n".join(lines))
     return EXIT_OK
+
+
+TOKENIZE_FAILURES_SHOWN = 5
+
+
+def _tokenize_failures(args: argparse.Namespace, summary: Any) -> list[str]:
+    """Lines naming a tokenize run's failed files (a few, then a count), their errors, and the command that redoes
+    only them with the options their errors ask for (``--mix``, ``--resample``)."""
+    lines = []
+    for count, failed, what in (
+        (summary.errors, summary.failed, "failed"),
+        (summary.earlier_errors, summary.earlier_failed, "failed earlier, skipped"),
+    ):
+        for path, error in failed[:TOKENIZE_FAILURES_SHOWN]:
+            lines.append(f"  {what}: {error}" if repr(path) in error else f"  {what}: {path}: {error}")
+        if count > TOKENIZE_FAILURES_SHOWN:
+            lines.append(
+                f"  ... and {count - TOKENIZE_FAILURES_SHOWN} more (every error is in the 'error' column of the rows)"
+            )
+    if summary.errors or summary.earlier_errors:
+        argv = [a for a in args.argv if a != "--retry-errors"]
+        errors = [e for _, e in (*summary.failed, *summary.earlier_failed)]
+        fixes = [f for f in ("--mix", "--resample") if f not in argv and any(f in e for e in errors)]  # the fix named
+        command = shlex.join(["snac-onnx", *argv, "--retry-errors", *fixes])
+        if fixes:
+            lines.append(f"to redo only the failed files with {' '.join(fixes)}: {command}")
+        else:
+            lines.append(f"to redo only the failed files (once fixed): {command}")
+    return lines
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -572,6 +638,27 @@ COMMANDS = {
 }
 
 
+@contextlib.contextmanager
+def _warnings_as_lines(command: str) -> Iterator[None]:
+    """While a command runs, the package's warnings about the model (random weights: its audio is meaningless)
+    are one line each on stderr, ``snac-onnx COMMAND: warning: ...``, instead of going to the root logger."""
+    import logging
+
+    from .model.manifest import logger
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setLevel(logging.WARNING)
+    handler.setFormatter(logging.Formatter(f"snac-onnx {command}: warning: %(message)s"))
+    propagate = logger.propagate
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     serving = next((a for a in argv if not a.startswith("-")), None) == "serve"
@@ -581,8 +668,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"snac-onnx serve: error: {exc}", file=sys.stderr)
         return EXIT_REFUSED
     args = parser.parse_args(argv)
+    args.argv = argv  # as given: tokenize's hint to redo the failed files repeats it
     try:
-        return COMMANDS[args.command](args)
+        with _warnings_as_lines(args.command):
+            return COMMANDS[args.command](args)
     except KeyboardInterrupt:
         print("snac-onnx: interrupted", file=sys.stderr)
         return EXIT_FAILURE

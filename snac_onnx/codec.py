@@ -15,7 +15,7 @@ from .config import ModelConfig
 from .errors import InvalidArgumentError, InvalidCodesError
 from .layouts import TokenLayout, codes_to_tokens, resolve_layout, tokens_to_codes
 from .model.hub import DEFAULT_MODEL, ModelLocation, resolve_model
-from .model.manifest import Manifest, load_manifest
+from .model.manifest import Manifest, load_manifest, warn_random_weights
 from .model.sessions import (
     ROLES,
     ModelSessions,
@@ -91,7 +91,9 @@ class SnacOnnx:
     Sessions are created lazily and separately (a decode-only user never loads or downloads the
     encoder), or now with :meth:`load`. One instance may be shared by threads; it holds no
     per-call state. :meth:`close` (or ``with SnacOnnx(...) as codec:``) frees the sessions and
-    the thread pool.
+    the thread pool. A model with seeded random weights (``manifest.random_init``: its audio is
+    meaningless) is logged as one WARNING per model and process; see
+    :func:`~snac_onnx.model.manifest.warn_random_weights`.
 
     Raises:
         InvalidArgumentError: an argument of the wrong type or outside its range.
@@ -133,6 +135,7 @@ class SnacOnnx:
         self._location: ModelLocation = resolve_model(model, revision=revision, offline=offline, cache_dir=cache_dir)
         self._manifest = load_manifest(self._location.folder)
         self._manifest.file_entry("decoder", precision)  # raises if the export lacks this precision
+        warn_random_weights(self._manifest)  # once per model and process
         self._sessions = ModelSessions(
             self._location,
             self._manifest,

@@ -199,7 +199,12 @@ def _check_noise_arrays(given: object, shapes: list[tuple[int, ...]], what: str)
         )
     out = []
     for j, (arr, shape) in enumerate(zip(given, shapes, strict=True)):
-        a = np.asarray(arr)
+        try:
+            a = np.asarray(arr)
+        except ValueError:  # NumPy refuses ragged nested lists
+            raise InvalidArgumentError(
+                f"{what}[{j}] is nested lists of unequal lengths; expected shape {shape}"
+            ) from None
         if a.dtype.kind != "f":
             raise InvalidArgumentError(f"{what}[{j}] has dtype {a.dtype}; noise must be float (float32 preferred)")
         if a.shape != shape:

@@ -248,9 +248,19 @@ class ModelConfig:
             )
         except KeyError as exc:
             raise ModelFormatError(f"model config is incomplete: {exc!r} is missing") from exc
-        for key, derived in (("hop_length", cfg.hop_length), ("padding_unit", cfg.padding_unit)):
-            if key in data and data[key] != derived:
-                raise ModelFormatError(
-                    f"model config {key} {data[key]!r} differs from the value derived from it, {derived}"
-                )
+        # hop_length and padding_unit are recorded from the exported graphs: a difference means that a field they
+        # are derived from was edited (or they were). Name those fields, the edited one among them.
+        if "hop_length" in data and data["hop_length"] != cfg.hop_length:
+            raise ModelFormatError(
+                f"model config encoder_rates {list(cfg.encoder_rates)} give hop_length {cfg.hop_length} (their "
+                f"product), but the config records hop_length {data['hop_length']!r}: encoder_rates must match the "
+                "exported graphs; restore them or re-export the model"
+            )
+        if "padding_unit" in data and data["padding_unit"] != cfg.padding_unit:
+            raise ModelFormatError(
+                f"model config vq_strides {list(cfg.vq_strides)} give padding_unit {cfg.padding_unit} (hop_length "
+                f"{cfg.hop_length} * lcm(vq_strides[0], attn_window_size or 1), attn_window_size "
+                f"{cfg.attn_window_size}), but the config records padding_unit {data['padding_unit']!r}: vq_strides "
+                "and attn_window_size must match the exported graphs; restore them or re-export the model"
+            )
         return cfg

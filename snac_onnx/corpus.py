@@ -19,17 +19,26 @@ file's error row.
 
 The folder remembers what made it (``_snac_onnx_job.json``: the model's identity and the
 options that change codes). A rerun with another model or other options is refused, saying
-what differs, instead of reporting "already done".
+what differs, instead of reporting "already done". One change is accepted: turning ``mix`` or
+``resample`` on. It changes no row already encoded (a mono file is read the same with ``mix``, a
+file at the model's rate the same with ``resample``; the files it changes are the ones that failed
+without it), so the folder stays what the new options make; its job file then records the new
+options and, under ``history``, the earlier ones. With ``retry_errors`` such a rerun redoes only
+the error rows: the way to fix a stereo file (``--retry-errors --mix``) in the same folder.
 """
 
 from __future__ import annotations
 
+import contextlib
 import glob
+import inspect
 import json
 import logging
 import os
 import time
-from dataclasses import dataclass
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +50,8 @@ from .files.atomic import atomic_output
 __all__ = ["audio_suffixes", "list_inputs", "done_paths", "EncodeFiles", "tokenize_corpus", "TokenizeSummary"]
 
 JOB_FILE = "_snac_onnx_job.json"  # "_": readers of the folder (pyarrow, pandas) skip it
+WIDENING_OPTIONS = ("mix", "resample")  # turned on, they change no row encoded without them (only failed ones)
+MAX_FAILED_LISTED = 100  # error rows a summary lists by name (all of them are in the folder)
 _SUFFIX_ALIASES = {"aiff": (".aif", ".aiff"), "ogg": (".ogg", ".oga", ".opus"), "mpeg": (".mp3",), "mp3": (".mp3",)}
 
 
@@ -79,20 +90,23 @@ def list_inputs(source: str | os.PathLike[str]) -> list[str]:
     return sorted({str(p.resolve()) for p in files})
 
 
+def _rows(files: Any) -> dict[str, str | None]:
+    """``{path: error or None}`` of the rows in the Parquet ``files``."""
+    import pyarrow.parquet as pq
+
+    rows: dict[str, str | None] = {}
+    for file in sorted(files):
+        table = pq.read_table(file, columns=["path", "error"])
+        rows.update(zip(table.column("path").to_pylist(), table.column("error").to_pylist(), strict=True))
+    return rows
+
+
 def done_paths(output_dir: str | os.PathLike[str], include_errors: bool = True) -> set[str]:
     """Paths already written to ``output_dir`` (with errors too unless ``include_errors`` is False)."""
     out = Path(output_dir)
     if not out.is_dir():
         return set()
-    import pyarrow.parquet as pq
-
-    done: set[str] = set()
-    for file in sorted(out.glob("*.parquet")):
-        table = pq.read_table(file, columns=["path", "error"])
-        for p, err in zip(table.column("path").to_pylist(), table.column("error").to_pylist(), strict=True):
-            if include_errors or err is None:
-                done.add(p)
-    return done
+    return {p for p, err in _rows(out.glob("*.parquet")).items() if include_errors or err is None}
 
 
 def _schema(num_codebooks: int) -> Any:
@@ -182,20 +196,41 @@ class EncodeFiles:
 
 @dataclass(frozen=True)
 class TokenizeSummary:
+    """What a run did.
+
+    Attributes:
+        found: audio files the input names.
+        skipped: of them, files already in the folder (their rows kept).
+        processed: files encoded by this run (a row each, encoded or with an error).
+        errors: rows of this run that hold an error.
+        audio_seconds: audio encoded by this run, in seconds.
+        wall_seconds: the run's time, in seconds.
+        failed: ``(path, error)`` of this run's error rows, sorted by path, the first
+            :data:`MAX_FAILED_LISTED` of them (every error is in the folder's ``error`` column).
+        earlier_errors: skipped files whose earlier row holds an error (``retry_errors`` redoes them).
+        earlier_failed: ``(path, error)`` of those rows, as ``failed``.
+        options_changed: the options this run turned on for the folder (``mix``, ``resample``).
+    """
+
     found: int
     skipped: int
     processed: int
     errors: int
     audio_seconds: float
     wall_seconds: float
+    failed: tuple[tuple[str, str], ...] = ()
+    earlier_errors: int = 0
+    earlier_failed: tuple[tuple[str, str], ...] = ()
+    options_changed: tuple[str, ...] = ()
 
 
 def _job(model: str, offline: bool | None, resample: bool, mix: bool, layout: str | None) -> dict[str, Any]:
     """What decides a folder's rows: the model's identity and the options that change codes."""
     from .model.hub import resolve_model
-    from .model.manifest import load_manifest
+    from .model.manifest import load_manifest, warn_random_weights
 
     manifest = load_manifest(resolve_model(model, offline=offline).folder)
+    warn_random_weights(manifest)  # here, in the driver: the actors' own logs stay in Ray's files
     return {
         "model": manifest.name,
         "model_id": manifest.model_id,
@@ -206,8 +241,12 @@ def _job(model: str, offline: bool | None, resample: bool, mix: bool, layout: st
     }
 
 
-def _check_job(out: Path, job: dict[str, Any]) -> None:
-    """Refuse to add rows to a folder written with another model or options (saying what differs)."""
+def _check_job(out: Path, job: dict[str, Any]) -> tuple[dict[str, Any] | None, tuple[str, ...]]:
+    """Refuse to add rows to a folder written with another model or options (saying what differs).
+
+    Returns the folder's job (None for a new folder) and the options this run turns on for it (``mix``,
+    ``resample``: accepted, see the module docstring).
+    """
     path = out / JOB_FILE
     has_rows = out.is_dir() and any(out.glob("*.parquet"))
     if not path.is_file():
@@ -216,18 +255,42 @@ def _check_job(out: Path, job: dict[str, Any]) -> None:
                 f"{str(out)!r} holds Parquet files but no {JOB_FILE}: it was written by an older snac-onnx or by "
                 "something else; tokenize into a new output folder"
             )
-        return
+        return None, ()
     try:
         earlier = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise InvalidArgumentError(f"{str(path)!r} is damaged ({exc}); tokenize into a new output folder") from exc
+    if not isinstance(earlier, dict):
+        raise InvalidArgumentError(f"{str(path)!r} is damaged (not a JSON object); tokenize into a new output folder")
     differ = [k for k in job if earlier.get(k) != job[k]]
-    if differ:
-        what = "; ".join(f"{k}: this run {job[k]!r}, the folder {earlier.get(k)!r}" for k in differ)
+    widened = tuple(k for k in differ if k in WIDENING_OPTIONS and earlier.get(k) is False and job[k] is True)
+    refused = [k for k in differ if k not in widened]
+    if refused:
+        what = "; ".join(f"{k}: this run {job[k]!r}, the folder {earlier.get(k)!r}" for k in refused)
         raise InvalidArgumentError(
             f"{str(out)!r} was tokenized with other settings ({what}); rerun with the folder's settings, "
-            "or tokenize into a new output folder"
+            "or tokenize into a new output folder (only turning --mix or --resample on is accepted in the same "
+            "folder: it changes no row already encoded)"
         )
+    return earlier, widened
+
+
+def _write_job(out: Path, job: dict[str, Any], earlier: dict[str, Any] | None, widened: tuple[str, ...]) -> None:
+    """Write the folder's job file: ``job``, and when this run turned options on, the earlier jobs in ``history``."""
+    if earlier is not None and not widened:
+        return  # the folder's job stands
+    record = dict(job)
+    if earlier is not None:
+        record["history"] = [
+            *earlier.get("history", []),
+            {
+                **{k: v for k, v in earlier.items() if k != "history"},
+                "replaced_by": f"a run that turned on {', '.join(widened)}: it changes no row encoded without "
+                "them (mono files, files at the model's rate); the rows it changed had failed without them",
+            },
+        ]
+    with atomic_output(out / JOB_FILE) as handle:
+        handle.write((json.dumps(record, indent=2) + "\n").encode())
 
 
 def _drop_rows(files: set[Path], paths: set[str]) -> None:
@@ -254,7 +317,12 @@ def _string_array(values: set[str]) -> Any:
 
 
 def _quiet_ray(verbose: bool) -> dict[str, Any]:
-    """``ray.init`` arguments, and Ray Data settings, that keep Ray's own lines off the terminal unless ``verbose``."""
+    """``ray.init`` arguments, and Ray Data settings, that keep Ray's own lines off the terminal unless ``verbose``.
+
+    The actors' logs stay in Ray's session files (``log_to_driver``); Ray's Python loggers log errors only;
+    Ray Data shows no progress bars. The lines these leave are avoided where they arise: see
+    :func:`_no_restarts` and :func:`_ray_warnings_off`.
+    """
     import ray
 
     context = ray.data.DataContext.get_current()
@@ -264,6 +332,32 @@ def _quiet_ray(verbose: bool) -> dict[str, Any]:
     for name in ("ray", "ray.data", "ray.data._internal"):
         logging.getLogger(name).setLevel(logging.INFO if verbose else logging.ERROR)
     return {"log_to_driver": verbose, "logging_level": logging.INFO if verbose else logging.ERROR}
+
+
+def _no_restarts(map_batches: Any) -> dict[str, Any]:
+    """``map_batches`` arguments that keep its actors from being restarted, where this Ray takes them.
+
+    Ray Data restarts crashed actors by default; for such actors Ray's core prints an error-level
+    ``core_worker.cc`` line on every run (their constructor arguments are in the object store, where a
+    restart may not find them). Without restarts a crashed actor fails the run: rerun it to resume (done
+    files are skipped), rather than restarting, possibly in a loop on a file that crashes it. Ray takes
+    ``max_restarts`` only through ``**ray_remote_args`` (deprecated; to go in Ray 2.64): a Ray without them
+    gets no such argument, and keeps its defaults.
+    """
+    parameters = inspect.signature(map_batches).parameters.values()
+    return {"max_restarts": 0} if any(p.kind is p.VAR_KEYWORD for p in parameters) else {}
+
+
+@contextlib.contextmanager
+def _ray_warnings_off(verbose: bool) -> Iterator[None]:
+    """Ray's Python warnings that are not ours to act on, off unless ``verbose``: the deprecation of
+    ``**ray_remote_args`` (:func:`_no_restarts`), and the hint that a pool has more actors than inputs (the pool
+    is sized to the batches; Ray's count of inputs may still differ by one)."""
+    with warnings.catch_warnings():
+        if not verbose:
+            warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
+            warnings.filterwarnings("ignore", message="The minimum number of concurrent actors")
+        yield
 
 
 def tokenize_corpus(
@@ -288,13 +382,16 @@ def tokenize_corpus(
     Args:
         source: folder, glob, or Parquet/JSONL manifest with a ``path`` column.
         output_dir: Parquet output folder; rerunning with it skips finished files (and is
-            refused if the model or ``resample``, ``mix``, ``layout`` differ from the folder's).
+            refused if the model or ``resample``, ``mix``, ``layout`` differ from the folder's,
+            except for turning ``mix`` or ``resample`` on; see the module docstring).
         model: folder, short name or hub repo id.
         actors: encoder actors (default: CPUs of the cluster // threads_per_actor).
         threads_per_actor: onnxruntime threads, and CPUs reserved, per actor.
         address: Ray cluster to join (default ``RAY_ADDRESS``, else a local instance).
         resample, mix, window_seconds, layout: as in ``snac-onnx encode``.
         retry_errors: encode again files whose earlier row holds an error; the new row replaces it.
+            With ``mix`` or ``resample`` turned on for the folder, this redoes the files that failed for
+            want of them (``TokenizeSummary.failed`` lists them, and their errors).
         files_per_batch: files per ``map_batches`` batch.
         offline: never use the network.
         verbose: let Ray print its own logs and progress bars.
@@ -308,11 +405,19 @@ def tokenize_corpus(
     files = list_inputs(source)
     out = Path(output_dir)
     job = _job(str(model), offline, resample, mix, layout)
-    _check_job(out, job)
-    done = done_paths(out, include_errors=not retry_errors)
-    todo = [p for p in files if p not in done]
+    earlier_job, widened = _check_job(out, job)
+    rows = _rows(out.glob("*.parquet")) if out.is_dir() else {}
+    todo = [p for p in files if p not in rows or (retry_errors and rows[p] is not None)]
+    earlier_failed = sorted((p, error) for p in set(files) - set(todo) if (error := rows.get(p)) is not None)
+    summary = TokenizeSummary(
+        len(files), len(files) - len(todo), len(todo), 0, 0.0, 0.0,
+        earlier_errors=len(earlier_failed), earlier_failed=tuple(earlier_failed[:MAX_FAILED_LISTED]),
+        options_changed=widened,
+    )  # fmt: skip
     if not todo:
-        return TokenizeSummary(len(files), len(files), 0, 0, 0.0, time.perf_counter() - start)
+        if widened:
+            _write_job(out, job, earlier_job, widened)
+        return replace(summary, wall_seconds=time.perf_counter() - start)
     address = address or os.environ.get("RAY_ADDRESS")
     quiet = _quiet_ray(verbose)
     if not ray.is_initialized():
@@ -322,38 +427,46 @@ def tokenize_corpus(
             ray.init(include_dashboard=False, configure_logging=verbose, **quiet)
     cpus = int(ray.cluster_resources().get("CPU", 1))  # type: ignore[no-untyped-call]
     actors = actors or max(1, cpus // threads_per_actor)
+    actors = min(actors, -(-len(todo) // files_per_batch))  # no more actors (models loaded) than batches
     items = ray.data.from_items([{"path": p} for p in todo], override_num_blocks=max(1, min(len(todo), 4 * actors)))
-    ds = items.map_batches(
-        EncodeFiles,
-        fn_constructor_kwargs={
-            "model": str(model),
-            "threads": threads_per_actor,
-            "resample": resample,
-            "mix": mix,
-            "window_seconds": window_seconds,
-            "layout": layout,
-            "offline": offline,
-        },
-        batch_size=files_per_batch,
-        batch_format="numpy",
-        num_cpus=threads_per_actor,
-        compute=ray.data.ActorPoolStrategy(size=actors),
-    )
-    out.mkdir(parents=True, exist_ok=True)
-    if not (out / JOB_FILE).is_file():
-        with atomic_output(out / JOB_FILE) as handle:
-            handle.write((json.dumps(job, indent=2) + "\n").encode())
-    before = set(out.glob("*.parquet"))
-    ds.write_parquet(str(out))
+    with _ray_warnings_off(verbose):
+        ds = items.map_batches(
+            EncodeFiles,
+            fn_constructor_kwargs={
+                "model": str(model),
+                "threads": threads_per_actor,
+                "resample": resample,
+                "mix": mix,
+                "window_seconds": window_seconds,
+                "layout": layout,
+                "offline": offline,
+            },
+            batch_size=files_per_batch,
+            batch_format="numpy",
+            num_cpus=threads_per_actor,
+            compute=ray.data.ActorPoolStrategy(size=actors),
+            **_no_restarts(items.map_batches),
+        )
+        out.mkdir(parents=True, exist_ok=True)
+        _write_job(out, job, earlier_job, widened)
+        before = set(out.glob("*.parquet"))
+        ds.write_parquet(str(out))
     import pyarrow.parquet as pq
 
     if retry_errors:  # one row per file: the retried files' earlier (error) rows go
         _drop_rows(before, set(todo))
     errors = 0
     seconds = 0.0
+    failed: list[tuple[str, str]] = []
     for file in set(out.glob("*.parquet")) - before:  # the rows written by this run
-        table = pq.read_table(file, columns=["duration", "error"])
-        for dur, err in zip(table.column("duration").to_pylist(), table.column("error").to_pylist(), strict=True):
-            errors += err is not None
+        table = pq.read_table(file, columns=["path", "duration", "error"])
+        columns = (table.column(name).to_pylist() for name in ("path", "duration", "error"))
+        for path, dur, err in zip(*columns, strict=True):
+            if err is not None:
+                errors += 1
+                failed.append((path, err))
             seconds += dur or 0.0
-    return TokenizeSummary(len(files), len(files) - len(todo), len(todo), errors, seconds, time.perf_counter() - start)
+    return replace(
+        summary, errors=errors, audio_seconds=seconds, wall_seconds=time.perf_counter() - start,
+        failed=tuple(sorted(failed)[:MAX_FAILED_LISTED]),
+    )  # fmt: skip

@@ -200,7 +200,13 @@ def tokens_to_codes(
     strides = check_vq_strides(vq_strides)
     per = codes_per_frame(strides)
     step = sum(per)
-    arr = np.asarray(tokens)
+    try:
+        arr = np.asarray(tokens)
+    except ValueError:  # NumPy refuses ragged nested lists
+        raise InvalidCodesError(
+            "tokens are nested lists of unequal lengths; pass (n,) or a batch (batch, n) of equal lengths "
+            "(items of different lengths one at a time)"
+        ) from None
     if arr.dtype.kind not in "iu":
         if arr.size == 0 and arr.dtype.kind == "f":
             arr = arr.astype(np.int64)

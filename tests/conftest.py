@@ -11,6 +11,15 @@ import pytest
 from tests.support import TINY_24, TINY_44
 
 
+@pytest.fixture(autouse=True)
+def _random_weights_warned_afresh(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test starts as a fresh process would: no model warned about yet (the tiny models have random weights,
+    and the warning is logged once per model and process), so what a test sees does not depend on the order."""
+    from snac_onnx.model import manifest
+
+    monkeypatch.setattr(manifest, "_warned_random", set())
+
+
 @pytest.fixture(scope="session")
 def tiny24():
     from snac_onnx import SnacOnnx

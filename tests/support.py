@@ -7,10 +7,26 @@ from pathlib import Path
 
 import numpy as np
 
+# How long a test waits for a subprocess, a thread or a server before calling it hung: hang guards, never time
+# limits on correct work, so far above a loaded machine's times (an export that takes 2 minutes alone took 5 on a
+# busy 2-core machine). pytest-timeout stops a whole test after pyproject's ``timeout``.
+HANG_GUARD_S = 600  # for work of seconds: a CLI call in a subprocess, a thread, a server's start
+LONG_HANG_GUARD_S = 1800  # for work of minutes: an export, a wheel's build and install, 1000 calls
 REPO = Path(__file__).resolve().parent.parent  # the checkout's root: the cwd of subprocesses that import tests
 FIXTURES = REPO / "tests" / "fixtures"
 TINY_24 = FIXTURES / "tiny_24khz"
 TINY_44 = FIXTURES / "tiny_44khz"
+
+
+RANDOM_WEIGHTS_WARNING = "has RANDOM WEIGHTS, not a trained checkpoint"  # the tiny models' one warning line
+
+
+def without_random_weights_warning(err: str) -> str:
+    """The command line's stderr without its one warning line about random weights (the tiny models have them)."""
+    lines = err.splitlines()
+    warned = [line for line in lines if RANDOM_WEIGHTS_WARNING in line]
+    assert len(warned) <= 1, err
+    return "\n".join(line for line in lines if line not in warned)
 
 
 def pcm(length: int, seed: int = 0, batch: int | None = None) -> np.ndarray:

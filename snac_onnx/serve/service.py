@@ -102,7 +102,8 @@ class Service:
 
     # ------------------------------------------------------------------ admission
     def open(self, query: StreamQuery) -> AsyncPooledStream:
-        """A new stream of the pool (it counts against ``max_streams`` until cancelled or read to its end).
+        """A new stream of the pool, holding its place in ``max_streams`` until it is cancelled (the connection's
+        end).
 
         Raises:
             PoolFullError: full or draining (counted as refused).
@@ -112,8 +113,9 @@ class Service:
             self.metrics.streams.labels("refused").inc()
             raise PoolFullError("the server is shutting down; it takes no new streams")
         try:
+            layout = query.layout or "interleaved"
             return self.pool.open_async(
-                preset=query.preset, layout=query.layout or "interleaved", noise=query.noise, seed=query.seed
+                preset=query.preset, layout=layout, noise=query.noise, seed=query.seed, hold=True
             )
         except PoolFullError:
             self.metrics.streams.labels("refused").inc()

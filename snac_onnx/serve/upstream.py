@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,11 +70,13 @@ class Upstream:
         url: its base URL (``http://host:port/v1``; ``/v1`` is added when missing).
         api_key: sent as ``Authorization: Bearer``; never logged.
         timeout_s: the longest wait to connect, for the answer, and between two chunks.
+        max_line_bytes: the longest event line taken (an endless line is an error, not unbounded memory).
     """
 
     url: str
     api_key: str | None = None
     timeout_s: float = 30.0
+    max_line_bytes: int = 1 << 20
     _client: httpx.AsyncClient | None = field(default=None, init=False, repr=False)
 
     @property
@@ -95,7 +97,7 @@ class Upstream:
             await self._client.aclose()
             self._client = None
 
-    async def complete(self, body: dict[str, Any], usage: Usage) -> AsyncIterator[Piece]:
+    async def complete(self, body: dict[str, Any], usage: Usage) -> AsyncGenerator[Piece, None]:
         """Stream one completion of ``body`` (``stream`` is set here); ``usage`` is filled as it comes.
 
         Raises:
@@ -106,9 +108,8 @@ class Upstream:
         try:
             async with self.client().stream("POST", where, json=request) as response:
                 if response.status_code != 200:
-                    await response.aread()
-                    raise _refusal(response, where)
-                async for piece in _events(response, usage, where):
+                    raise _refusal(response.status_code, response.headers, await _head(response), where)
+                async for piece in _events(_lines(response, self.max_line_bytes, where), usage, where):
                     yield piece
         except httpx.TimeoutException as error:
             raise UpstreamError(
@@ -128,19 +129,67 @@ def _message(payload: Any) -> str:
     return str(payload)[:300]
 
 
-def _refusal(response: httpx.Response, where: str) -> UpstreamError:
+async def _head(response: httpx.Response, limit: int = 64 << 10) -> bytes:
+    """At most ``limit`` bytes of an error's body (enough for its message)."""
+    head = bytearray()
+    async for part in response.aiter_bytes():
+        head += part
+        if len(head) >= limit:
+            break
+    return bytes(head[:limit])
+
+
+def _refusal(code: int, headers: httpx.Headers, body: bytes, where: str) -> UpstreamError:
     try:
-        detail = _message(response.json())
+        detail = _message(json.loads(body))
     except ValueError:
-        detail = response.text[:300]
-    status = 503 if response.status_code in (429, 503) else 502
-    return UpstreamError(
-        f"the LLM at {where} answered {response.status_code}: {detail}", status, response.headers.get("retry-after")
-    )
+        detail = body[:300].decode(errors="replace")
+    status = 503 if code in (429, 503) else 502
+    return UpstreamError(f"the LLM at {where} answered {code}: {detail}", status, headers.get("retry-after"))
 
 
-async def _events(response: httpx.Response, usage: Usage, where: str) -> AsyncIterator[Piece]:
-    async for line in response.aiter_lines():
+async def _lines(response: httpx.Response, limit: int, where: str) -> AsyncIterator[str]:
+    """The response's lines, each at most ``limit`` bytes."""
+    buffer = bytearray()
+    async for part in response.aiter_bytes():
+        start = len(buffer)
+        buffer += part
+        end = buffer.find(b"\n", start)
+        while end != -1:
+            line = bytes(buffer[:end]).rstrip(b"\r")
+            del buffer[: end + 1]
+            yield line.decode("utf-8", errors="replace")
+            end = buffer.find(b"\n")
+        if len(buffer) > limit:
+            raise UpstreamError(f"the LLM at {where} sent a line over {limit} bytes")
+    if buffer:
+        yield bytes(buffer).decode("utf-8", errors="replace")
+
+
+def _piece(chunk: Any, usage: Usage) -> Piece | None:
+    """A chunk's piece (None: a chunk with no choice, vLLM's usage chunk); ValueError, TypeError or KeyError on a
+    chunk that is not an OpenAI completion chunk."""
+    reported = chunk.get("usage")
+    if isinstance(reported, dict):
+        usage.prompt_tokens = int(reported.get("prompt_tokens") or 0)
+        usage.completion_tokens = int(reported.get("completion_tokens") or 0)
+    choices = chunk.get("choices") or []
+    if not choices:
+        return None
+    choice = choices[0]
+    text = choice.get("text") or ""
+    if not isinstance(text, str):
+        raise TypeError(f"choices[0].text is {type(text).__name__}")
+    ids = choice.get("token_ids")
+    ids = [int(i) for i in ids] if isinstance(ids, list) else None
+    if text or ids:
+        usage.chunks += 1
+    return Piece(text, ids, choice.get("finish_reason"))
+
+
+async def _events(lines: AsyncIterator[str], usage: Usage, where: str) -> AsyncIterator[Piece]:
+    ended = False
+    async for line in lines:
         if not line.startswith("data:"):
             continue  # comments (keep-alives), event names, blank separators
         data = line[5:].strip()
@@ -154,17 +203,12 @@ async def _events(response: httpx.Response, usage: Usage, where: str) -> AsyncIt
             raise UpstreamError(f"the LLM at {where} sent an event that is not an object: {data[:200]!r}")
         if "error" in chunk:
             raise UpstreamError(f"the LLM at {where} failed during the stream: {_message(chunk)}")
-        reported = chunk.get("usage")
-        if isinstance(reported, dict):
-            usage.prompt_tokens = int(reported.get("prompt_tokens") or 0)
-            usage.completion_tokens = int(reported.get("completion_tokens") or 0)
-        choices = chunk.get("choices") or []
-        if not choices:
-            continue  # vLLM's usage chunk
-        choice = choices[0]
-        text = choice.get("text") or ""
-        ids = choice.get("token_ids")
-        ids = [int(i) for i in ids] if isinstance(ids, list) else None
-        if text or ids:
-            usage.chunks += 1
-        yield Piece(text, ids, choice.get("finish_reason"))
+        try:
+            piece = _piece(chunk, usage)
+        except (ValueError, TypeError, KeyError, AttributeError) as error:
+            raise UpstreamError(f"the LLM at {where} sent a malformed chunk ({error}): {data[:200]!r}") from None
+        if piece is not None:
+            ended = ended or piece.finish_reason is not None
+            yield piece
+    if not ended:
+        raise UpstreamError(f"the LLM at {where} ended its stream before its end (no finish_reason, no [DONE])")

@@ -35,7 +35,7 @@ from ..errors import (
 )
 from ..stream.pool import AsyncPooledStream
 from .auth import KEY_MESSAGE, key_ok
-from .connection import abort
+from .connection import abort, drained, paced
 from .protocol import (
     AUDIO_FORMATS,
     CLOSE_CODES,
@@ -116,8 +116,9 @@ class _Session:
         receiver = asyncio.create_task(self._receive())
         try:
             done, _ = await asyncio.wait({self.sender, receiver}, return_when=asyncio.FIRST_COMPLETED)
-            if self.sender in done and not self.sender.cancelled():  # the stream ended (the socket is closed)
+            if self.sender in done and not self.sender.cancelled():  # the stream ended, and the close is sent
                 outcome = self.sender.result()
+                await self._delivered()
             else:  # the client went, or the receiver stopped the sender and closed: its outcome counts
                 outcome = await receiver
         finally:
@@ -125,16 +126,28 @@ class _Session:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
-            self.stream.cancel()  # frees its place (a no-op for a stream read to its end)
+            self.stream.cancel()  # its place is free: the connection is closed
             self.service.closed(outcome)
+
+    async def _delivered(self) -> None:
+        """Wait until the client has taken everything sent to it, the close included, for ``read_timeout_s`` at most;
+        then the connection is dropped. Until then the stream keeps its place."""
+        if not await drained(self.ws.scope, self.settings.read_timeout_s):
+            logger.warning("dropping a connection whose client read nothing for %s s", self.settings.read_timeout_s)
+            await abort(self.ws.scope)
 
     # ------------------------------------------------------------------ audio out
     async def _deliver(self, data: bytes | dict[str, Any]) -> None:
+        """Send, then wait until the connection holds little the client has not read (:func:`paced`), so that
+        what it has not read waits in the stream's buffer; either wait over ``read_timeout_s``: ``_NotReading``."""
         send = self.ws.send_bytes(data) if isinstance(data, bytes) else self.ws.send_json(data)
+        timeout = self.settings.read_timeout_s
         try:
-            await asyncio.wait_for(send, self.settings.read_timeout_s)
+            await asyncio.wait_for(send, timeout)
         except asyncio.TimeoutError:
             raise _NotReading from None
+        if not await paced(self.ws.scope, timeout):
+            raise _NotReading
 
     async def _send(self) -> str:
         service, stream, grace = self.service, self.stream, self.settings.read_timeout_s

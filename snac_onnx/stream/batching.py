@@ -2,7 +2,11 @@
 
 Ready steps run **earliest deadline first**: a stream's deadline is when its listener runs out of audio (its first
 audio's time plus the audio handed out since; before its first audio, when its first step became ready), so a
-stream far ahead of real time (a whole request pushed at once) yields to those that are not.
+stream far ahead of real time (a whole request pushed at once) yields to those that are not. Audio that waits
+unread in a stream's buffer is lead as well: its listener cannot run out before it has read it, so a stream whose
+client is slow to read, or reads nothing, is at least that far from its deadline and yields to the clients that
+read (otherwise a client that pushes a whole utterance and reads nothing would be served like a real-time one
+until its buffer fills, at the real-time clients' cost).
 
 How many rows a call stacks follows the **measured** time of calls of each size: on a GPU a call of 64 rows costs
 little more than one of 1, so it stacks; on a CPU a call's time grows about linearly with its rows and workers
@@ -23,11 +27,21 @@ RELEARN_CALLS = 4096
 STACK_GAIN = 0.75  # a larger call is chosen only if it clears the ready streams in under this share of the time
 
 
-def deadline(first_audio: float | None, audio_seconds: float, ready_since: float | None) -> float:
-    """When a stream's listener runs out of audio (monotonic s); see the module docstring."""
+def deadline(
+    first_audio: float | None, audio_seconds: float, ready_since: float | None, unread_s: float, now: float
+) -> float:
+    """When a stream's listener runs out of audio at the earliest (monotonic s); see the module docstring.
+
+    Args:
+        first_audio: when the stream's first audio was handed out (monotonic s), or None before it.
+        audio_seconds: the audio handed out since (s).
+        ready_since: when its first step became ready (monotonic s).
+        unread_s: the audio waiting in its buffer that its reader has not taken (s).
+        now: the time of the comparison (monotonic s).
+    """
     if first_audio is None:
         return ready_since or 0.0
-    return first_audio + audio_seconds
+    return max(first_audio + audio_seconds, now + unread_s)
 
 
 class BatchPolicy:

@@ -271,7 +271,10 @@ class StreamDecoder:
     def push_tokens(self, tokens: np.ndarray | Sequence[int] | int) -> np.ndarray:
         """Push any number of frame-interleaved token ids; partial frames wait for the rest."""
         self._check_open()
-        arr = np.atleast_1d(np.asarray(tokens))
+        try:
+            arr = np.atleast_1d(np.asarray(tokens))
+        except ValueError:  # NumPy refuses ragged nested lists
+            raise InvalidCodesError("tokens must be a 1-D sequence of integers, got nested lists") from None
         if arr.size == 0:
             return _EMPTY
         if arr.dtype.kind not in "iu" or arr.ndim != 1:

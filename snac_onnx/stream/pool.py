@@ -13,7 +13,8 @@ Which steps run next, and how many rows a call stacks, is :mod:`snac_onnx.stream
 **Backpressure.** A stream's audio waits for its reader in a buffer of at most ``max_buffer_seconds``
 (about: one call's audio may overshoot it); a stream whose buffer is full is not scheduled, so it costs
 nothing until its reader reads. A stream holds its place in ``max_streams`` from :meth:`StreamPool.open`
-until its reader has read its end (or error) or it is cancelled, whatever the decoding has done.
+until its reader has read its end (or error) or it is cancelled, whatever the decoding has done; opened with
+``hold``, until it is cancelled (and :meth:`PooledStream.renew` starts another utterance in it).
 
 Two faces, both thread-safe: :meth:`StreamPool.open` gives a :class:`PooledStream` (``push``,
 ``end``, then iterate or :meth:`~PooledStream.read` the audio chunks); :meth:`StreamPool.open_async`,
@@ -120,6 +121,8 @@ class _Input(Protocol):
     def ended(self) -> bool: ...
     @property
     def skipped(self) -> tuple[int, int]: ...
+    @property
+    def trim_samples(self) -> int: ...
     def output(self, audio: np.ndarray) -> np.ndarray: ...
 
 
@@ -143,6 +146,10 @@ class _LayoutInput:
     @property
     def skipped(self) -> tuple[int, int]:
         return 0, 0
+
+    @property
+    def trim_samples(self) -> int:
+        return 0
 
     def output(self, audio: np.ndarray) -> np.ndarray:
         return audio
@@ -168,6 +175,10 @@ class _PresetInput:
     @property
     def skipped(self) -> tuple[int, int]:
         return self._front.skipped_ids, self._front.skipped_chars
+
+    @property
+    def trim_samples(self) -> int:
+        return self._front.preset.trim_samples
 
     def output(self, audio: np.ndarray) -> np.ndarray:
         return self._front.trim(audio)
@@ -217,11 +228,15 @@ class _Entry:
     pool's), so what the scheduler sees never goes back in time.
     """
 
-    def __init__(self, key: int, decoder: StreamDecoder, input_: _Input, sink: _Sink) -> None:
+    def __init__(
+        self, key: int, decoder: StreamDecoder, input_: _Input, sink: _Sink, options: _Options, hold: bool
+    ) -> None:
         self.key = key
         self.decoder = decoder
         self.input = input_
         self.sink = sink
+        self.options = options
+        self.hold = hold  # the place is let go only by cancel(), not by reading the end
         self.lock = threading.Lock()
         self.ready = 0  # steps ready (as last published)
         self.ready_since: float | None = None  # when it became schedulable (monotonic s)
@@ -231,6 +246,16 @@ class _Entry:
         self.running = False
         self.finished = False  # decoding is over (done, failed or cancelled): no more steps
         self.released = False  # its reader let go (read the end, or cancelled): no longer counted
+
+
+@dataclass(frozen=True)
+class _Options:
+    """What a stream was opened with (a renewed stream gets the same)."""
+
+    preset: TokenPreset | str | None
+    layout: TokenLayout | str
+    noise: bool
+    seed: int | None
 
 
 class StreamPool:
@@ -337,16 +362,19 @@ class StreamPool:
         layout: TokenLayout | str = "interleaved",
         noise: bool = False,
         seed: int | None = None,
+        hold: bool = False,
     ) -> PooledStream:
         """A new stream; push codes or flat tokens (``layout``), or a TTS model's ids or text (``preset``, e.g.
         ``"orpheus"``), then iterate its audio. ``noise``, ``seed``: as :meth:`SnacOnnx.stream`.
 
+        ``hold``: the stream keeps its place in ``max_streams`` after its end is read, until :meth:`cancel` (a
+        server lets go when the connection does); without it the place is free once the end is read.
+
         Raises:
             PoolFullError: ``max_streams`` are open, or the pool is closing.
         """
-        decoder, input_ = self._make(preset, layout, noise, seed)
         sink = _ThreadSink()
-        return PooledStream(self, self._add(decoder, input_, sink), sink)
+        return PooledStream(self, self._add(_Options(preset, layout, noise, seed), sink, hold), sink)
 
     def open_async(
         self,
@@ -355,26 +383,25 @@ class StreamPool:
         layout: TokenLayout | str = "interleaved",
         noise: bool = False,
         seed: int | None = None,
+        hold: bool = False,
     ) -> AsyncPooledStream:
         """:meth:`open` for asyncio; call it in the event loop that will read the stream."""
         import asyncio
 
-        loop = asyncio.get_running_loop()
-        decoder, input_ = self._make(preset, layout, noise, seed)
-        sink = _LoopSink(loop)
-        return AsyncPooledStream(self, self._add(decoder, input_, sink), sink)
+        sink = _LoopSink(asyncio.get_running_loop())
+        return AsyncPooledStream(self, self._add(_Options(preset, layout, noise, seed), sink, hold), sink)
 
-    def _make(
-        self, preset: TokenPreset | str | None, layout: TokenLayout | str, noise: bool, seed: int | None
-    ) -> tuple[StreamDecoder, _Input]:
-        if preset is None:
-            decoder = self.codec.stream(mode="stateful", layout=layout, noise=noise, seed=seed, deferred=True)
+    def _make(self, options: _Options) -> tuple[StreamDecoder, _Input]:
+        noise, seed = options.noise, options.seed
+        if options.preset is None:
+            decoder = self.codec.stream(mode="stateful", layout=options.layout, noise=noise, seed=seed, deferred=True)
             return decoder, _LayoutInput(decoder)
-        chosen = get_preset(preset)
+        chosen = get_preset(options.preset)
         decoder = self.codec.stream(mode="stateful", layout=chosen.layout, noise=noise, seed=seed, deferred=True)
         return decoder, _PresetInput(PresetStream(decoder, chosen))
 
-    def _add(self, decoder: StreamDecoder, input_: _Input, sink: _Sink) -> _Entry:
+    def _add(self, options: _Options, sink: _Sink, hold: bool) -> _Entry:
+        decoder, input_ = self._make(options)
         with self._cond:
             if self._closing:
                 self._counts["refused"] += 1
@@ -382,7 +409,7 @@ class StreamPool:
             if len(self._entries) >= self.max_streams:
                 self._counts["refused"] += 1
                 raise PoolFullError(f"the stream pool holds its maximum of {self.max_streams} streams; try again later")
-            entry = _Entry(next(self._keys), decoder, input_, sink)
+            entry = _Entry(next(self._keys), decoder, input_, sink, options, hold)
             self._entries[entry.key] = entry
             self._counts["opened"] += 1
             if not self._workers:
@@ -431,6 +458,18 @@ class StreamPool:
             self._finish(entry)
             self._release(entry)
 
+    def _renew(self, entry: _Entry) -> None:
+        """A new utterance in a finished stream's place: a fresh decoder and input, the same options."""
+        decoder, input_ = self._make(entry.options)
+        with entry.lock, self._cond:
+            if not entry.finished or entry.released or self._closing:
+                raise StreamClosedError("only a stream read to its end, still holding its place, can be renewed")
+            entry.decoder, entry.input = decoder, input_
+            entry.ready, entry.ready_since, entry.first_audio = 0, None, None
+            entry.audio_seconds, entry.buffered = 0.0, 0
+            entry.running = entry.finished = False
+            self._counts["opened"] += 1
+
     def _consumed(self, entry: _Entry, samples: int) -> None:
         """The reader took ``samples`` from the buffer: a stream held back by a full buffer may run again."""
         with self._cond:
@@ -478,7 +517,8 @@ class StreamPool:
     # ------------------------------------------------------------------ the worker
     def _ready(self) -> list[_Entry]:
         ready = [e for e in self._entries.values() if e.ready_since is not None]
-        ready.sort(key=lambda e: deadline(e.first_audio, e.audio_seconds, e.ready_since))
+        now, rate = time.monotonic(), self._sample_rate
+        ready.sort(key=lambda e: deadline(e.first_audio, e.audio_seconds, e.ready_since, e.buffered / rate, now))
         return ready
 
     def _live(self) -> int:
@@ -721,14 +761,38 @@ class _Handle:
         """Drop the stream now, free its state and its place; reading stops (audio not yet read is lost)."""
         self._pool._cancel(self._entry)
 
+    def renew(self) -> None:
+        """Start a new utterance in this stream's place (the same options, a fresh decoder): for a stream opened
+        with ``hold`` and read to its end. A server speaking a long text one piece after another keeps its
+        place this way.
+
+        Raises:
+            StreamClosedError: the stream is not read to its end, or it was cancelled.
+        """
+        if not self._done:
+            raise StreamClosedError("renew() takes a stream read to its end")
+        self._pool._renew(self._entry)
+        self._done = False
+
+    @property
+    def total_samples(self) -> int | None:
+        """Once the input has ended: the samples the stream gives in all (a preset's trim taken off); else None."""
+        entry = self._entry
+        if not entry.input.ended:
+            return None
+        spf = entry.decoder.config.samples_per_frame
+        return max(0, entry.decoder.frames_received * spf - entry.input.trim_samples)
+
     def _item(self, item: Item) -> np.ndarray | None:
         if isinstance(item, SnacOnnxError):  # the pool hands a stream only its own errors, as SnacOnnxError
             self._done = True
-            self._pool._cancel(self._entry)  # read to its end: the place is free
+            if not self._entry.hold:
+                self._pool._cancel(self._entry)  # read to its end: the place is free
             raise item
         if item is _END:
             self._done = True
-            self._pool._cancel(self._entry)
+            if not self._entry.hold:
+                self._pool._cancel(self._entry)
             return None
         chunk: np.ndarray = item
         self._pool._consumed(self._entry, chunk.size)

@@ -58,8 +58,8 @@ __all__ = [
 
 FRAME = 7  # tokens per 24 kHz frame: every preset here is for SNAC 24 kHz
 MINI_OMNI_END_OF_AUDIO = 4096  # mini-omni's _eoa = audio_vocabsize; 4097 (_pad_a) is its pad
-_TAG = re.compile(r"<custom_token_(\d+)>")
-_PARTIAL_TAG = re.compile(r"<(c(u(s(t(o(m(_(t(o(k(e(n(_\d*)?)?)?)?)?)?)?)?)?)?)?)?)?$")
+_TAG = re.compile(r"<custom_token_(\d{1,9})>")  # a longer number is no token of any vocabulary: plain text
+_PARTIAL_TAG = re.compile(r"<(c(u(s(t(o(m(_(t(o(k(e(n(_\d{0,9})?)?)?)?)?)?)?)?)?)?)?)?)?$")
 
 
 @dataclass(frozen=True)
@@ -329,6 +329,8 @@ class PresetStream:
             return [int(item)]
         try:
             arr = np.asarray(list(item))  # type: ignore[arg-type]  # anything iterable is checked below
+        except ValueError:  # NumPy refuses ragged nested lists
+            raise InvalidCodesError("token ids must be a 1-D sequence of integers, got nested lists") from None
         except TypeError:
             raise InvalidCodesError(f"push takes token ids or generated text, got {type(item).__name__}") from None
         if arr.size and (arr.dtype.kind not in "iu" or arr.ndim != 1):
@@ -415,7 +417,10 @@ class MiniOmniHeads:
         """One generation step: the 7 heads' outputs (ints in the 4160-wide head vocabulary)."""
         if self.done:
             return np.zeros(0, np.int64)
-        values = np.asarray(step)
+        try:
+            values = np.asarray(step)
+        except ValueError:  # NumPy refuses ragged nested lists
+            raise InvalidCodesError(f"a mini-omni step is {FRAME} integer head outputs, got nested lists") from None
         if values.shape != (FRAME,) or values.dtype.kind not in "iu":
             raise InvalidCodesError(f"a mini-omni step is 7 integer head outputs, got {values.dtype} {values.shape}")
         for head, value in enumerate(int(v) for v in values):

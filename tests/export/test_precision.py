@@ -17,6 +17,8 @@ from export.pipeline import export_model
 from snac_onnx import ModelNotFoundError, SnacOnnx
 from tests.support import FIXTURES, pcm
 
+pytestmark = pytest.mark.slow  # exports and quantizes a model (minutes)
+
 # Initializers a random-init export computes from float arithmetic in torch (the codebooks and in_proj's
 # bias are drawn from the encoder's own latents, export/codebooks.py): their last bits depend on the CPU's
 # kernels (an AMD EPYC and an Intel Xeon, both AVX-512, differ by up to 6e-8). Every other byte of a graph

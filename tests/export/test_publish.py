@@ -10,10 +10,12 @@ import sys
 import numpy as np
 import pytest
 
-from tests.support import REPO
+from tests.support import LONG_HANG_GUARD_S, REPO
 
 pytest.importorskip("torch")
 pytest.importorskip("snac")
+
+pytestmark = pytest.mark.slow  # exports a model through the publisher (minutes)
 
 
 def test_publish_random_init_to_local_target(tmp_path):
@@ -21,7 +23,7 @@ def test_publish_random_init_to_local_target(tmp_path):
         # the tiny config (the official graph structure, tiny widths): the official 24 kHz export is tested elsewhere
         [sys.executable, "-m", "export.publish", "--models", str(REPO / "tests/fixtures/tiny_24khz.json"), "--random-init",
          "--target-dir", str(tmp_path / "hub"), "--work-dir", str(tmp_path / "work"), "--repo", "tiny_24khz=test/snac_24khz"],
-        cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=600,
+        cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=LONG_HANG_GUARD_S,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     published = tmp_path / "hub" / "test" / "snac_24khz"
@@ -37,6 +39,6 @@ def test_publish_random_init_to_local_target(tmp_path):
 def test_random_init_is_never_uploaded():
     result = subprocess.run(
         [sys.executable, "-m", "export.publish", "--random-init"],
-        cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=120,
+        cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=LONG_HANG_GUARD_S,
     )
     assert result.returncode == 2 and "never uploaded" in result.stderr

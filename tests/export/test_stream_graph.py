@@ -28,6 +28,8 @@ from export.stream_graph import (  # noqa: E402
 )
 from tests.support import FIXTURES, seeded_snac  # noqa: E402
 
+pytestmark = pytest.mark.slow  # exports the stream graph of each tiny config (minutes)
+
 CONFIGS = ["tiny_24khz", "tiny_44khz"]
 
 

@@ -11,6 +11,8 @@ from export.graphs import TAIL_TILES, DecoderGraph, ExportSnake, prepare_for_exp
 from snac_onnx.config import ModelConfig  # noqa: E402
 from tests.support import seeded_snac  # noqa: E402
 
+pytestmark = pytest.mark.slow  # exports decoder graphs (about a minute each)
+
 CONFIGS = ["tiny_24khz", "tiny_44khz"]
 
 

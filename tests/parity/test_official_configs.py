@@ -17,8 +17,9 @@ from export.parity import MAX_ABS_LIMIT, NEAR_TIE, REL_RMS_LIMIT, default_length
 from export.pipeline import export_model  # noqa: E402
 from snac_onnx.model.manifest import sha256_file  # noqa: E402
 from tests.runtime.test_no_torch import SCRIPT  # noqa: E402
+from tests.support import LONG_HANG_GUARD_S  # noqa: E402
 
-pytestmark = pytest.mark.parity
+pytestmark = [pytest.mark.parity, pytest.mark.slow]  # each class exports an official config: minutes
 
 
 def _assert_rows(rows):
@@ -104,7 +105,7 @@ class _OfficialConfig:
 
     def test_exported_model_runs_without_torch(self, exported):
         _, out, _ = exported
-        result = subprocess.run([sys.executable, "-c", SCRIPT, str(out)], capture_output=True, text=True, timeout=300)
+        result = subprocess.run([sys.executable, "-c", SCRIPT, str(out)], capture_output=True, text=True, timeout=LONG_HANG_GUARD_S)
         assert result.returncode == 0, result.stderr
 
     @pytest.mark.parametrize("mode", ["stateful", "window"])
@@ -195,7 +196,7 @@ class _OfficialConfig:
             for t in threads:
                 t.start()
             for t in threads:
-                t.join(timeout=300)
+                t.join(timeout=LONG_HANG_GUARD_S)
         for k, (_, offline) in enumerate(items):
             assert outputs[k].shape == offline.shape
             assert np.abs(outputs[k] - offline).max() <= 1e-4

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from snac_onnx import ModelFormatError, SnacOnnx
-from tests.support import REPO, TINY_24, TINY_44, pcm
+from tests.support import LONG_HANG_GUARD_S, REPO, TINY_24, TINY_44, pcm
 
 
 @pytest.mark.parametrize("folder", [TINY_24, TINY_44])
@@ -79,8 +79,9 @@ print(json.dumps({"warm_mb": warm, "after_1000_mb": peak_mb()}))
 """
 
 
+@pytest.mark.slow  # 1000 calls
 def test_memory_flat_over_1000_calls_of_varying_length():
-    result = subprocess.run([sys.executable, "-c", MEMORY_SCRIPT, str(TINY_24)], capture_output=True, text=True, timeout=600)
+    result = subprocess.run([sys.executable, "-c", MEMORY_SCRIPT, str(TINY_24)], capture_output=True, text=True, timeout=LONG_HANG_GUARD_S)
     assert result.returncode == 0, result.stderr
     numbers = json.loads(result.stdout)
     print("memory over 1000 calls:", numbers)
@@ -96,6 +97,7 @@ print(json.dumps({"code": code, "peak_mb": peak}))
 """
 
 
+@pytest.mark.slow  # encodes 11 minutes of audio
 def test_ten_minute_file_encodes_with_flat_memory(tmp_path):
     sf = pytest.importorskip("soundfile")
     peaks = {}
@@ -106,7 +108,7 @@ def test_ten_minute_file_encodes_with_flat_memory(tmp_path):
                 handle.write(pcm(24000, seed=second))
         result = subprocess.run(
             [sys.executable, "-c", LONG_FILE_SCRIPT, str(wav), str(tmp_path / f"{minutes}.npz"), str(TINY_24)],
-            capture_output=True, text=True, timeout=600, cwd=REPO,
+            capture_output=True, text=True, timeout=LONG_HANG_GUARD_S, cwd=REPO,
         )
         assert result.returncode == 0, result.stderr
         out = json.loads(result.stdout.strip().splitlines()[-1])

@@ -18,6 +18,8 @@ from snac_onnx.corpus import list_inputs, tokenize_corpus  # noqa: E402
 from snac_onnx.files.audio import AudioReader  # noqa: E402
 from tests.support import TINY_24, TINY_44  # noqa: E402
 
+pytestmark = pytest.mark.slow  # starts a local Ray
+
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
@@ -130,6 +132,30 @@ def test_reruns_keep_one_row_per_file_one_schema_and_refuse_other_settings(ray_l
     assert all(r["error"] is None and r["codes_0"] for r in rows)
     assert {"layout", "tokens", "model_id"} <= set(table.column_names)
     for options, differs in [({"layout": "orpheus"}, "layout: this run 'orpheus', the folder None"),
-                             ({"resample": True}, "resample"), ({"model": str(TINY_44)}, "model")]:
+                             ({"model": str(TINY_44)}, "model")]:
         with pytest.raises(InvalidArgumentError, match=differs):
             tokenize_corpus(src, out, **{"model": str(TINY_24), "actors": 1, **options})
+    # Turning --resample on is accepted (no row already there changes: every file is at the model's rate); the
+    # folder records it, and turning it off again is refused.
+    widened = tokenize_corpus(src, out, model=str(TINY_24), actors=1, resample=True)
+    assert (widened.processed, widened.options_changed) == (0, ("resample",))
+    assert pq.read_table(out).to_pylist() == rows
+    with pytest.raises(InvalidArgumentError, match="resample: this run False, the folder True"):
+        tokenize_corpus(src, out, model=str(TINY_24), actors=1)
+
+
+def test_the_summary_names_the_failed_files(ray_local, tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    sf.write(src / "ok.wav", np.full(3000, 0.1, np.float32), 24000)
+    sf.write(src / "stereo.wav", np.full((3000, 2), 0.1, np.float32), 24000)
+    sf.write(src / "slow.wav", np.full(3000, 0.1, np.float32), 16000)
+    summary = tokenize_corpus(src, tmp_path / "out", model=str(TINY_24), actors=1)
+    assert summary.errors == 2 and [p.rsplit("/", 1)[1] for p, _ in summary.failed] == ["slow.wav", "stereo.wav"]
+    assert "with --resample" in summary.failed[0][1] and "with --mix" in summary.failed[1][1]
+    fixed = tokenize_corpus(src, tmp_path / "out", model=str(TINY_24), actors=1, retry_errors=True, mix=True,
+                            resample=True)
+    assert (fixed.processed, fixed.errors, fixed.failed, set(fixed.options_changed)) == (2, 0, (), {"mix", "resample"})
+    job = json.loads((tmp_path / "out" / "_snac_onnx_job.json").read_text())
+    assert (job["mix"], job["resample"]) == (True, True)
+    assert [(h["mix"], h["resample"]) for h in job["history"]] == [(False, False)]

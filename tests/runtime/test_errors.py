@@ -193,3 +193,55 @@ def test_manifest_tail_tiles(tiny24_copy: Path):
             SnacOnnx(tiny24_copy)
     _edit_manifest(tiny24_copy, lambda d: d["graphs"]["decoder"].pop("tail_tiles"))
     assert SnacOnnx(tiny24_copy).manifest.decoder_tail_tiles == 1
+
+
+# ---------------------------------------------------------------- found by a fuzz pass: bare errors made clear
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda c: c.encode([[0.1, 0.2], [0.3]]),
+        lambda c: c.encode([0.1, [0.2, 0.3]]),
+        lambda c: c.decode_tokens([[1, 2], [3]]),
+        lambda c: c.stream().push_tokens([[1, 2], [3]]),
+        lambda c: c.orpheus_stream().push([[1, 2], [3]]),
+        lambda c: c.preset_stream("mini-omni").push([[1, 2], [3]]),
+        lambda c: c.decode(_codes(1), noise=[[[1.0], 2.0], [0.0], [0.0], [0.0]]),
+    ],
+    ids=["encode", "encode-mixed", "decode_tokens", "push_tokens", "orpheus", "mini-omni", "noise"],
+)
+def test_ragged_nested_lists_are_our_error_not_numpys(tiny24, call):
+    with pytest.raises(SnacOnnxError, match="nested lists") as caught:
+        call(tiny24)
+    assert "inhomogeneous" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "edit,field",
+    [
+        (lambda d: d["files"].update(decoder="decoder.onnx"), "files.decoder"),
+        (lambda d: d["files"].update(encoder=["encoder.onnx"]), "files.encoder"),
+        (lambda d: d["files"]["decoder"].update(sha256=None), "files.decoder"),
+        (lambda d: d["files"].update(stream=7), "files.stream"),
+        (lambda d: d.update(files="encoder.onnx"), "files"),
+        (lambda d: d.update(variants={"int8": {"encoder": "e.onnx", "decoder": "d.onnx"}}), "variants.int8.encoder"),
+    ],
+)
+def test_a_file_entry_of_the_wrong_type_is_named(tiny24_copy: Path, edit, field):
+    _edit_manifest(tiny24_copy, edit)
+    with pytest.raises(ModelFormatError, match=rf"{field} must be an object") as caught:
+        SnacOnnx(tiny24_copy)
+    assert "dictionary update sequence" not in str(caught.value)
+
+
+def test_edited_vq_strides_are_named_not_just_the_padding_unit(tiny24_copy: Path):
+    _edit_manifest(tiny24_copy, lambda d: d["config"].update(vq_strides=[s // 2 or 1 for s in d["config"]["vq_strides"]]))
+    with pytest.raises(ModelFormatError, match=r"vq_strides \[2, 1, 1\] give padding_unit 1024.*records padding_unit 2048"):
+        SnacOnnx(tiny24_copy)
+
+
+def test_edited_encoder_rates_are_named_not_just_the_hop_length(tiny24_copy: Path):
+    _edit_manifest(
+        tiny24_copy, lambda d: d["config"].update(encoder_rates=[2, 4, 8, 4], decoder_rates=[4, 8, 4, 2])
+    )
+    with pytest.raises(ModelFormatError, match=r"encoder_rates \[2, 4, 8, 4\] give hop_length 256.*records hop_length 512"):
+        SnacOnnx(tiny24_copy)

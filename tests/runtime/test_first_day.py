@@ -25,7 +25,7 @@ from snac_onnx import (  # noqa: E402
     save_codes,
 )
 from snac_onnx.cli import main  # noqa: E402
-from tests.support import TINY_24, TINY_44, pcm  # noqa: E402
+from tests.support import HANG_GUARD_S, TINY_24, TINY_44, pcm, without_random_weights_warning  # noqa: E402
 
 
 @pytest.fixture
@@ -45,7 +45,7 @@ def codes_file(tmp_path, wav):
 def _refused(capsys, argv, message, leaves=()):
     """The CLI refuses argv: exit 2, one line on stderr holding ``message``, none of ``leaves`` written."""
     code = main(argv)
-    err = capsys.readouterr().err.strip()
+    err = without_random_weights_warning(capsys.readouterr().err.strip())
     assert code == 2, err
     assert message in err and err.count("\n") == 0, err
     for path in leaves:
@@ -309,7 +309,7 @@ def test_mp3_is_read_when_libsndfile_can(tmp_path):
 
 
 def _cli(*args, stdin=b""):
-    return subprocess.run([sys.executable, "-m", "snac_onnx", *args], input=stdin, capture_output=True, timeout=120)
+    return subprocess.run([sys.executable, "-m", "snac_onnx", *args], input=stdin, capture_output=True, timeout=HANG_GUARD_S)
 
 
 def test_pipes_decode_to_raw_pcm_on_stdout(codes_file):

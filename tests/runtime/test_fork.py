@@ -14,7 +14,7 @@ import textwrap
 
 import pytest
 
-from tests.support import REPO, TINY_24
+from tests.support import HANG_GUARD_S, REPO, TINY_24
 
 pytestmark = pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
 
@@ -23,7 +23,7 @@ SCRIPT = textwrap.dedent(
     import multiprocessing as mp, os, sys
     import numpy as np
     from snac_onnx import SnacOnnx
-    from tests.support import pcm
+    from tests.support import HANG_GUARD_S, pcm
 
     when, how = sys.argv[1], sys.argv[2]
     codec = SnacOnnx(sys.argv[3], threads=2, parallel=2, max_chunk_seconds=0.2)
@@ -43,8 +43,8 @@ SCRIPT = textwrap.dedent(
         queue = ctx.Queue()
         proc = ctx.Process(target=child, args=(queue,))
         proc.start()
-        got_codes, got_audio = queue.get(timeout=60)
-        proc.join(30)
+        got_codes, got_audio = queue.get(timeout=HANG_GUARD_S)
+        proc.join(HANG_GUARD_S)
         assert proc.exitcode == 0, proc.exitcode
     else:  # a bare fork whose child leaves through sys.exit, as a gunicorn worker does
         read, write = os.pipe()
@@ -80,7 +80,7 @@ def test_forked_child_decodes_and_exits(when: str, how: str) -> None:
         [sys.executable, "-c", SCRIPT, when, how, str(TINY_24)],
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=HANG_GUARD_S,
         cwd=REPO,  # the script imports tests.support, found through the cwd
     )
     assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stdout + proc.stderr

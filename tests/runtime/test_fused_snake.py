@@ -20,7 +20,7 @@ from snac_onnx import SnacOnnx, SnacOnnxError
 from snac_onnx.model import kernels, sessions
 from snac_onnx.model.kernels import SNAKE_DOMAIN, fused_snake_available, snake_library
 from snac_onnx.model.sessions import SessionSettings
-from tests.support import TINY_24, TINY_44, pcm
+from tests.support import HANG_GUARD_S, TINY_24, TINY_44, pcm
 
 if not fused_snake_available():
     if os.environ.get("SNAC_ONNX_ALLOW_NO_KERNEL"):
@@ -412,9 +412,9 @@ def test_kernels_work_in_a_forked_child():
     queue = ctx.Queue()
     child = ctx.Process(target=_run_in_forked_child, args=(queue,))
     child.start()
-    child.join(60)
+    child.join(HANG_GUARD_S)
     assert child.exitcode == 0, "forked child hung or crashed in the Snake kernel"
-    assert queue.get(timeout=5) == want
+    assert queue.get(timeout=HANG_GUARD_S) == want
 
 
 def test_non_finite_decoder_output_is_an_error(monkeypatch):

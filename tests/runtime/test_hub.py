@@ -74,7 +74,7 @@ def test_offline_missing_model_fails_immediately(tmp_path, monkeypatch, no_netwo
     start = time.monotonic()
     with pytest.raises(ModelNotFoundError, match="snac-onnx download"):
         SnacOnnx("someone/snac_custom", cache_dir=tmp_path)
-    assert time.monotonic() - start < 2
+    assert time.monotonic() - start < 20  # far above the ms it takes (a loaded machine); below hf's ~23 s of retries
     assert no_network == []
 
 
@@ -84,7 +84,7 @@ def test_unreachable_hub_fails_fast_without_offline_flag(tmp_path, monkeypatch, 
     start = time.monotonic()
     with pytest.raises(ModelNotFoundError, match="cannot be reached: .*:443 is unreachable"):
         SnacOnnx("someone/snac_custom", cache_dir=tmp_path)
-    assert time.monotonic() - start < 5  # huggingface_hub alone retries for ~23 s
+    assert time.monotonic() - start < 20  # far above the ms it takes; huggingface_hub alone retries for ~23 s
 
 
 def test_revision_pins_a_snapshot(tmp_path, no_network):

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import snac_onnx
-from tests.support import TINY_24, TINY_44
+from tests.support import HANG_GUARD_S, TINY_24, TINY_44
 
 SCRIPT = r"""
 import sys, importlib.abc
@@ -40,7 +40,7 @@ print("OK", len(sys.argv) - 1)
 
 def test_fresh_interpreter_without_torch():
     result = subprocess.run(
-        [sys.executable, "-c", SCRIPT, str(TINY_24), str(TINY_44)], capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", SCRIPT, str(TINY_24), str(TINY_44)], capture_output=True, text=True, timeout=HANG_GUARD_S
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "OK 2"

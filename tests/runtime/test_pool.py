@@ -23,8 +23,9 @@ from snac_onnx import (
     StreamPool,
 )
 from snac_onnx.layouts import codes_to_tokens, frame_size
+from snac_onnx.stream.batching import deadline
 from snac_onnx.stream.orpheus import CUSTOM_TOKEN_BASE
-from tests.support import TINY_24
+from tests.support import HANG_GUARD_S, TINY_24
 
 
 def _codes(codec, frames: int, seed: int) -> list[np.ndarray]:
@@ -70,7 +71,7 @@ def test_concurrent_streams_equal_offline(model, workers, request):
         for t in threads:
             t.start()
         for t in threads:
-            t.join(timeout=120)
+            t.join(timeout=HANG_GUARD_S)
         for i in range(len(lengths)):
             assert outputs[i].shape == expected[i].shape, i
             np.testing.assert_allclose(outputs[i], expected[i], atol=1e-4, rtol=0, err_msg=str(i))
@@ -266,7 +267,7 @@ def test_close_lets_live_streams_finish(tiny24):
     codes = _codes(tiny24, 7, seed=6)
     stream.push(codes)
     stream.end()
-    pool.close(timeout=30)
+    pool.close(timeout=HANG_GUARD_S)
     np.testing.assert_allclose(_read_all(stream), tiny24.decode(codes, noise=False), atol=1e-4, rtol=0)
 
 
@@ -405,3 +406,39 @@ def test_an_end_of_speech_id_ends_the_input(tiny24):
         assert stream.push([128258, 128266]) is True and stream.input_ended  # ids after the end are ignored
         stream.end()  # does nothing after an end-of-speech id
         np.testing.assert_allclose(_read_all(stream), tiny24.decode(codes, noise=False), atol=1e-4, rtol=0)
+
+
+def test_a_held_stream_keeps_its_place_and_renews_for_the_next_utterance(tiny24):
+    """hold=True: reading the end does not free the place; cancel() does. renew() starts a new utterance in the
+    same place (a fresh decoder, the same preset), exact like the first."""
+    first, second = _codes(tiny24, 3, seed=31), _codes(tiny24, 4, seed=32)
+    with StreamPool(tiny24, max_streams=1) as pool:
+        stream = pool.open(preset="orpheus", hold=True)
+        with pytest.raises(StreamClosedError, match="read to its end"):
+            stream.renew()
+        stream.push(codes_to_tokens(first, tiny24.vq_strides, "orpheus").tolist())
+        stream.end()
+        assert stream.total_samples == 3 * tiny24.samples_per_frame
+        np.testing.assert_allclose(_read_all(stream), tiny24.decode(first, noise=False), atol=1e-4, rtol=0)
+        assert pool.streams_active == 1
+        with pytest.raises(PoolFullError):
+            pool.open()
+        stream.renew()
+        stream.push(codes_to_tokens(second, tiny24.vq_strides, "orpheus").tolist() + [128258])
+        np.testing.assert_allclose(_read_all(stream), tiny24.decode(second, noise=False), atol=1e-4, rtol=0)
+        stream.cancel()
+        assert pool.streams_active == 0
+        with pytest.raises(StreamClosedError):
+            stream.renew()
+
+
+def test_unread_audio_counts_as_lead_in_the_deadline():
+    """A stream's deadline is when its listener runs out of audio; audio waiting unread in its buffer postpones it,
+    so a client that pushed everything and reads nothing yields to one streaming and reading in real time."""
+    now = 100.0
+    assert deadline(90.0, 10.5, 89.0, 0.0, now) == 100.5  # a reader that took everything: its audio runs out then
+    assert deadline(90.0, 10.5, 89.0, 3.0, now) == 103.0  # 3 s unread: it cannot run out before now + 3
+    assert deadline(90.0, 12.0, 89.0, 1.0, now) == 102.0  # far ahead already: the audio handed out decides
+    real_time = deadline(95.0, 5.2, 94.0, 0.0, now)
+    assert real_time < deadline(90.0, 10.5, 89.0, 3.0, now)
+    assert deadline(None, 0.0, 99.0, 0.0, now) == 99.0  # before its first audio: when its first step was ready

@@ -367,9 +367,22 @@ def test_vyvotts_prompts_match_its_inference(name, length, soh, eot, eoh, text_f
     assert preset.format_prompt("Hi.", None) == text_form
     assert preset.format_prompt("Hi.", "EN_B00000_S00010").replace("EN_B00000_S00010: ", "") == text_form
     assert preset.sampling == Sampling(temperature=0.6, top_p=0.8, repetition_penalty=1.3, max_tokens=1200)
-    assert eot in (128009, 151645, 7)
+    # END_OF_TEXT as each tokenizer spells it: Llama 3's <|eot_id|> (128009), Qwen's and LFM2's <|im_end|>
+    assert {128009: "<|eot_id|>", 151645: "<|im_end|>", 7: "<|im_end|>"}[eot] + "<custom_token_4>" in text_form
 
 
 def test_no_preset_for_vyvotts_lfm2_5_which_is_mimi():
     """Vyvo-Labs/VyvoTTS configs/inference/lfm2_5.yaml: ``CODEC_TYPE: "mimi"`` with the lfm2 ids: not SNAC."""
     assert not any("lfm2_5" in name or "lfm2.5" in name for name in PRESETS)
+
+
+def test_a_tag_with_an_endless_number_is_plain_text_and_the_partial_tag_stays_short(tiny24):
+    """A number longer than any vocabulary's ids is no tag: its text is skipped (Python would refuse to convert
+    over 4300 digits); a partial tag fed digit runs never grows past a tag's length."""
+    stream = tiny24.preset_stream("orpheus")
+    assert stream.push("<custom_token_" + "7" * 5000 + ">").size == 0
+    assert stream.skipped_chars == len("<custom_token_") + 5000 + 1
+    stream.push("<custom_token_")
+    for _ in range(100):
+        stream.push("9" * 1000)
+    assert len(stream._text_tail) <= len("<custom_token_") + 9

@@ -2,7 +2,7 @@
 
 Each generated input either works (finite audio, valid codes) or raises a
 SnacOnnxError whose message names the problem. Anything else is a failure:
-a crash inside onnxruntime, a NaN, a hang (hypothesis deadline), or a foreign
+a crash inside onnxruntime, a NaN, a hang (pytest-timeout), or a foreign
 exception type. The number of cases run is printed at the end of the session
 (``-s`` shows it) and written to ``.hypothesis-cases.json`` when REPORT_CASES is set.
 """
@@ -22,10 +22,11 @@ from hypothesis.extra import numpy as hnp
 from snac_onnx import SnacOnnxError
 from snac_onnx.cli import main as cli_main
 from snac_onnx.layouts import codes_to_tokens, tokens_to_codes
-from tests.support import TINY_24, TINY_44
+from tests.support import TINY_24, TINY_44, without_random_weights_warning
 
 CASES: collections.Counter = collections.Counter()
-SETTINGS = settings(max_examples=150, deadline=5000, suppress_health_check=[HealthCheck.function_scoped_fixture])
+# deadline=None: no time limit per example (a loaded machine is slow, not wrong); pytest-timeout stops a hang
+SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 DTYPES = st.sampled_from(
     [np.float32, np.float64, np.float16, np.int16, np.int32, np.int64, np.uint8, np.bool_, np.complex64, object]
@@ -389,7 +390,7 @@ def test_audio_file_any_bytes(tmp_path_factory, audio_bytes, kind, edits, cut, m
         assert audio.dtype == np.float32 and audio.ndim == 1 and audio.size > 0
 
 
-@settings(max_examples=60, deadline=20000, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     command=st.sampled_from(["encode", "decode", "roundtrip", "info", "bogus"]),
     source=st.sampled_from(["ok.wav", "stereo.wav", "low.wav", "nothing.wav", "bad.npz", "codes.npz", "empty.wav",
@@ -433,7 +434,7 @@ def _cli_case(work, command, source, output, flags, model, capsys):
         code = cli_main(args)
     except SystemExit as exc:
         code = exc.code
-    err = capsys.readouterr().err.strip()
+    err = without_random_weights_warning(capsys.readouterr().err.strip())
     assert code in (0, 2), (args, code, err)
     CASES[f"cli: exit {code}"] += 1
     if code != 0:

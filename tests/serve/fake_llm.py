@@ -12,6 +12,8 @@ A script is a list of steps, made per request by ``FakeLLM.script(body)``:
 * ``("sleep", seconds)``; ``("at", seconds)``: until that long after the stream's first step;
   ``("wait", threading.Event)``: until the test sets it; ``("hang",)``: never ends;
 * ``("error", message)``: an error event mid-stream (llama.cpp: then the stream ends without ``[DONE]``);
+* ``("finish", reason)``: the final chunk's ``finish_reason`` (default ``stop``); ``("raw", text)``: an event's data
+  as given (a malformed one);
 * ``("status", code, body_dict[, retry_after])``: as the first step, an HTTP error instead of the stream.
 """
 
@@ -98,7 +100,7 @@ class FakeLLM:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
 
-    def wait_for(self, predicate: Callable[[], bool], timeout: float = 30.0) -> bool:
+    def wait_for(self, predicate: Callable[[], bool], timeout: float = 600.0) -> bool:
         end = time.monotonic() + timeout
         while not predicate() and time.monotonic() < end:
             time.sleep(0.01)
@@ -176,6 +178,7 @@ class FakeLLM:
         self, writer: asyncio.StreamWriter, steps: list[Step], gone: asyncio.Future[bytes], prompt: str
     ) -> bool:
         sent = 0
+        finish = "stop"
         started = time.monotonic()
         for step in steps:
             kind = step[0]
@@ -191,6 +194,10 @@ class FakeLLM:
                 await asyncio.wait({gone})
             elif kind == "text":
                 await self._event(writer, self._chunk(step[1], None, None), gone)
+            elif kind == "raw":
+                await self._event(writer, step[1], gone)
+            elif kind == "finish":
+                finish = step[1]
             elif kind == "tokens":
                 for token in step[1]:
                     self.first_token_at.setdefault(prompt, time.monotonic())
@@ -206,7 +213,7 @@ class FakeLLM:
             if gone.done():
                 return False
         usage = {"prompt_tokens": 20, "completion_tokens": sent, "total_tokens": 20 + sent}
-        final = self._chunk("", None, "stop")
+        final = self._chunk("", None, finish)
         if self.flavor == "vllm":
             await self._event(writer, final, gone)
             await self._event(writer, {**self._chunk("", None, None), "choices": [], "usage": usage}, gone)

@@ -12,7 +12,7 @@ import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
-from tests.support import REPO
+from tests.support import HANG_GUARD_S, REPO
 
 
 def free_port() -> int:
@@ -31,7 +31,7 @@ def start_server(model: str | Path, port: int, *args: str, log: Path | None = No
         stderr=subprocess.STDOUT,
         env=env,
     )
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + HANG_GUARD_S
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"the server exited with {proc.returncode} before it was ready")
@@ -71,3 +71,12 @@ async def stream(url: str, messages: Sequence[dict[str, object]], gap: float = 0
             pass
         sender.cancel()
         return {"audio": audio, "texts": texts, "code": ws.close_code, "reason": ws.close_reason}
+
+
+def metric(port: int, name: str) -> float:
+    """A sample of the server's /metrics by its full name (labels included); NaN when it is not there."""
+    import re
+
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=HANG_GUARD_S).read().decode()
+    match = re.search(rf"^{re.escape(name)} (\S+)$", text, re.M)
+    return float(match[1]) if match else float("nan")

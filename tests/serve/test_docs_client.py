@@ -15,7 +15,7 @@ from snac_onnx import SnacOnnx
 from snac_onnx.files.audio import pcm16
 from snac_onnx.layouts import codes_to_tokens
 from tests.serve.support import free_port, start_server
-from tests.support import REPO, TINY_24
+from tests.support import HANG_GUARD_S, REPO, TINY_24
 
 
 def test_the_readme_client_gets_the_offline_audio():
@@ -35,7 +35,7 @@ def test_the_readme_client_gets_the_offline_audio():
         rate, audio = asyncio.run(namespace["speak"](ids, url))
     finally:
         proc.terminate()
-        proc.wait(timeout=30)
+        proc.wait(timeout=HANG_GUARD_S)
     assert rate == codec.sample_rate
     got = np.frombuffer(audio, "<i2").astype(np.int32)
     want = np.frombuffer(pcm16(codec.decode(codes, noise=False)), "<i2").astype(np.int32)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from tests.support import REPO, TINY_24
+from tests.support import HANG_GUARD_S, REPO, TINY_24
 
 
 def _run(tmp_path, *args):
@@ -14,7 +14,7 @@ def _run(tmp_path, *args):
         [sys.executable, str(REPO / "bench" / "gpu_check.py"), str(TINY_24), "--out", str(tmp_path / "gpu.md"), *args],
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=HANG_GUARD_S,
     )
 
 

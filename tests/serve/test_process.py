@@ -16,7 +16,7 @@ pytest.importorskip("websockets")
 from snac_onnx import SnacOnnx
 from snac_onnx.layouts import codes_to_tokens
 from tests.serve.support import free_port, start_server, stream
-from tests.support import TINY_24
+from tests.support import HANG_GUARD_S, TINY_24
 
 
 def test_serve_streams_exactly_and_drains_at_sigterm(tmp_path):
@@ -74,7 +74,10 @@ def test_serve_streams_exactly_and_drains_at_sigterm(tmp_path):
             signalled.set()
             ready = await asyncio.to_thread(ready_status)
             refused = await stream(url, frames[:1])
-            return done, await asyncio.wait_for(finishing, 30), await asyncio.wait_for(stuck, 30), ready, refused
+            return (
+                done, await asyncio.wait_for(finishing, HANG_GUARD_S), await asyncio.wait_for(stuck, HANG_GUARD_S), ready,
+                refused,
+            )
 
         done, finishing, stuck, ready, refused = asyncio.run(clients())
         for out in done:
@@ -86,7 +89,7 @@ def test_serve_streams_exactly_and_drains_at_sigterm(tmp_path):
         np.testing.assert_allclose(np.frombuffer(finishing["audio"], "<f4"), offline, atol=1e-4, rtol=0)
         assert stuck["code"] == 1012  # still open when the grace time ran out
         # uvicorn shuts down (the app's lifespan closes the pool), then re-raises SIGTERM so supervisors see it
-        assert proc.wait(timeout=30) in (0, -signal.SIGTERM)
+        assert proc.wait(timeout=HANG_GUARD_S) in (0, -signal.SIGTERM)
         text = log.read_text()
         assert "draining" in text and "Application shutdown complete" in text and "Traceback" not in text
     finally:
@@ -99,7 +102,7 @@ def test_serve_refuses_a_missing_model_in_one_line(tmp_path):
         [sys.executable, "-m", "snac_onnx", "serve", "-m", str(tmp_path / "nope"), "--port", str(free_port())],
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=HANG_GUARD_S,
     )
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "snac-onnx serve: error:" in result.stderr

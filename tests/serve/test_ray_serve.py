@@ -16,7 +16,9 @@ from snac_onnx import SnacOnnx
 from snac_onnx.layouts import codes_to_tokens
 from snac_onnx.serve import ServeSettings
 from tests.serve.support import free_port, stream
-from tests.support import TINY_24
+from tests.support import HANG_GUARD_S, TINY_24
+
+pytestmark = pytest.mark.slow  # starts Ray Serve
 
 
 @pytest.fixture(scope="module")
@@ -60,8 +62,8 @@ def test_websocket_and_http_through_ray_serve(ray_serve_port):
         )
     body = json.dumps({"codes": [c.tolist() for c in utterances[0]]}).encode()
     request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/decode?format=f32le", data=body, method="POST")
-    with urllib.request.urlopen(request, timeout=30) as response:
+    with urllib.request.urlopen(request, timeout=HANG_GUARD_S) as response:
         audio = np.frombuffer(response.read(), "<f4")
     np.testing.assert_allclose(audio, codec.decode(utterances[0], noise=False), atol=1e-4, rtol=0)
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=10) as response:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=HANG_GUARD_S) as response:
         assert json.load(response)["status"] == "ready"

@@ -19,7 +19,7 @@ from snac_onnx import PoolFullError, SnacOnnx
 from snac_onnx.files.audio import pcm16
 from snac_onnx.layouts import codes_to_tokens
 from snac_onnx.serve import ServeSettings, create_app
-from tests.support import TINY_24, pcm
+from tests.support import HANG_GUARD_S, TINY_24, pcm
 
 FRAMES = 10
 
@@ -179,8 +179,8 @@ def test_a_bad_client_does_not_disturb_others(codec):
         for t in threads:
             t.start()
         for t in threads:
-            t.join(timeout=60)
-        deadline = time.monotonic() + 10
+            t.join(timeout=HANG_GUARD_S)
+        deadline = time.monotonic() + HANG_GUARD_S
         while client.get("/readyz").json()["streams_active"] and time.monotonic() < deadline:
             time.sleep(0.05)
         assert client.get("/readyz").json()["streams_active"] == 0  # the leaver's state was freed

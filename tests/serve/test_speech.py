@@ -8,10 +8,8 @@ from __future__ import annotations
 import base64
 import io
 import json
-import re
 import threading
 import time
-import urllib.request
 import zlib
 
 import numpy as np
@@ -26,8 +24,8 @@ from snac_onnx.files.audio import pcm16  # noqa: E402
 from snac_onnx.layouts import codes_to_tokens  # noqa: E402
 from snac_onnx.serve.sentences import split_text  # noqa: E402
 from tests.serve.fake_llm import FakeLLM, orpheus_steps  # noqa: E402
-from tests.serve.support import free_port, start_server  # noqa: E402
-from tests.support import REPO, TINY_24  # noqa: E402
+from tests.serve.support import free_port, metric, start_server  # noqa: E402
+from tests.support import HANG_GUARD_S, REPO, TINY_24  # noqa: E402
 
 UPSTREAM_KEY = "sekrit-upstream-key-1234"
 JOIN_MS = 100
@@ -63,6 +61,18 @@ class Scripts:
             ids.insert(9, preset.audio_range[1] + 3)
         if self.mode == "speak":
             return [*self.extra, *orpheus_steps(ids)]
+        if self.mode == "second_fails":  # a later piece fails after some audio
+            if "Second" in body["prompt"]:
+                return [("tokens", ids[:14]), ("error", "the model crashed on the second")]
+            return orpheus_steps(ids)
+        if self.mode == "second_silent":  # a later piece has no audio at all
+            return [("text", "I cannot say that.")] if "Second" in body["prompt"] else orpheus_steps(ids)
+        if self.mode == "length":
+            return [("tokens", ids[:21]), ("finish", "length")]
+        if self.mode == "malformed":
+            return [("tokens", ids[:21]), ("raw", '{"choices": {"text": 3}}')]
+        if self.mode == "huge_tag":
+            return [("text", "<custom_token_" + "7" * 5000 + ">"), *orpheus_steps(ids)]
         if self.mode == "paced":  # three frames, then wait for the test
             return [("tokens", ids[:21]), ("wait", self.release), ("tokens", ids[21:])]
         if self.mode == "error_mid":
@@ -99,7 +109,7 @@ def server(llm, tmp_path_factory):
     )
     yield {"port": port, "log": log, "url": f"http://127.0.0.1:{port}/v1"}
     proc.terminate()
-    proc.wait(timeout=60)
+    proc.wait(timeout=HANG_GUARD_S)
 
 
 @pytest.fixture(autouse=True)
@@ -136,9 +146,7 @@ def _client(server, **kwargs):
 
 
 def _metric(server, name: str) -> float:
-    text = urllib.request.urlopen(f"http://127.0.0.1:{server['port']}/metrics", timeout=10).read().decode()
-    match = re.search(rf"^{re.escape(name)} (\S+)$", text, re.M)
-    return float(match[1]) if match else float("nan")
+    return metric(server["port"], name)
 
 
 LONG = "The quick brown fox jumps. Over the lazy dog, twice! Then it sleeps in the sun all afternoon."
@@ -173,7 +181,7 @@ def test_sse_events_carry_the_audio_and_the_usage(server, codec):
     body = {"model": "orpheus", "voice": "leo", "input": "Hello there.", "response_format": "pcm",
             "stream_format": "sse"}
     events = []
-    with httpx.stream("POST", server["url"] + "/audio/speech", json=body, timeout=60) as response:
+    with httpx.stream("POST", server["url"] + "/audio/speech", json=body, timeout=HANG_GUARD_S) as response:
         assert response.status_code == 200 and response.headers["content-type"].startswith("text/event-stream")
         for line in response.iter_lines():
             if line.startswith("data: "):
@@ -216,7 +224,7 @@ def test_first_audio_comes_three_frames_after_the_first_audio_token(server, llm,
     llm.scripts.mode = "paced"
     sent_before = llm.sent_tokens
     body = {"model": "orpheus", "voice": "tara", "input": "Hello there.", "response_format": "pcm"}
-    with httpx.stream("POST", server["url"] + "/audio/speech", json=body, timeout=120) as response:
+    with httpx.stream("POST", server["url"] + "/audio/speech", json=body, timeout=HANG_GUARD_S) as response:
         chunks = response.iter_bytes()
         first = next(chunks)
         assert llm.sent_tokens - sent_before == 21 and not llm.scripts.release.is_set()
@@ -229,13 +237,13 @@ def test_first_audio_comes_three_frames_after_the_first_audio_token(server, llm,
 def test_the_upstream_failing_before_any_audio_is_a_clear_502_503_504(server, llm):
     body = {"model": "orpheus", "voice": "tara", "input": "Hello there.", "response_format": "pcm"}
     llm.scripts.mode = "refuse"
-    r = httpx.post(server["url"] + "/audio/speech", json=body, timeout=60)
+    r = httpx.post(server["url"] + "/audio/speech", json=body, timeout=HANG_GUARD_S)
     assert r.status_code == 502 and "answered 500: out of memory" in r.json()["error"]["message"]
     llm.scripts.mode = "loading"
-    r = httpx.post(server["url"] + "/audio/speech", json=body, timeout=60)
+    r = httpx.post(server["url"] + "/audio/speech", json=body, timeout=HANG_GUARD_S)
     assert r.status_code == 503 and r.headers["retry-after"] == "7" and "Loading model" in r.json()["error"]["message"]
     llm.scripts.mode = "hang"
-    r = httpx.post(server["url"] + "/audio/speech", json=body, timeout=60)
+    r = httpx.post(server["url"] + "/audio/speech", json=body, timeout=HANG_GUARD_S)
     assert r.status_code == 504 and "sent nothing for 3.0 s" in r.json()["error"]["message"]
     assert _metric(server, "snac_streams_active") == 0
 
@@ -244,19 +252,19 @@ def test_an_unreachable_upstream_is_a_502_with_the_reason(codec):
     port, dead = free_port(), free_port()
     proc = start_server(TINY_24, port, "--llm", f"http://127.0.0.1:{dead}/v1", "--preset", "orpheus")
     try:
-        r = httpx.post(f"http://127.0.0.1:{port}/v1/audio/speech", timeout=60,
+        r = httpx.post(f"http://127.0.0.1:{port}/v1/audio/speech", timeout=HANG_GUARD_S,
                        json={"model": "orpheus", "voice": "tara", "input": "Hi.", "response_format": "pcm"})
         assert r.status_code == 502 and "cannot be reached" in r.json()["error"]["message"], r.text
     finally:
         proc.terminate()
-        proc.wait(timeout=60)
+        proc.wait(timeout=HANG_GUARD_S)
 
 
 def test_an_upstream_error_after_the_audio_started_ends_with_what_was_final(server, llm, codec):
     llm.scripts.mode = "error_mid"
     body = {"model": "orpheus", "voice": "tara", "input": "Hello there.", "response_format": "pcm",
             "stream_format": "sse"}
-    with httpx.stream("POST", server["url"] + "/audio/speech", json=body, timeout=60) as response:
+    with httpx.stream("POST", server["url"] + "/audio/speech", json=body, timeout=HANG_GUARD_S) as response:
         events = [json.loads(line[6:]) for line in response.iter_lines() if line.startswith("data: ")]
     assert events[-1]["type"] == "error" and "the model crashed" in events[-1]["error"]["message"]
     audio = b"".join(base64.b64decode(e["audio"]) for e in events if e["type"] == "speech.audio.delta")
@@ -264,7 +272,7 @@ def test_an_upstream_error_after_the_audio_started_ends_with_what_was_final(serv
     _assert_pcm(audio, codec.decode([c[: 3 * n] for c, n in zip(codes, (1, 2, 4))], noise=False))
     body["stream_format"] = "audio"
     with pytest.raises(httpx.RemoteProtocolError), httpx.stream(
-        "POST", server["url"] + "/audio/speech", json=body, timeout=60
+        "POST", server["url"] + "/audio/speech", json=body, timeout=HANG_GUARD_S
     ) as response:
         b"".join(response.iter_bytes())  # cut short: the connection is dropped
     assert llm.wait_for(lambda: _metric(server, "snac_streams_active") == 0)
@@ -275,7 +283,7 @@ def test_a_stalled_upstream_ends_the_response_with_an_error_event(server, llm):
     body = {"model": "orpheus", "voice": "tara", "input": "Hello there.", "response_format": "pcm",
             "stream_format": "sse"}
     started = time.monotonic()
-    with httpx.stream("POST", server["url"] + "/audio/speech", json=body, timeout=60) as response:
+    with httpx.stream("POST", server["url"] + "/audio/speech", json=body, timeout=HANG_GUARD_S) as response:
         events = [json.loads(line[6:]) for line in response.iter_lines() if line.startswith("data: ")]
     assert events[-1]["type"] == "error" and "sent nothing for 3.0 s" in events[-1]["error"]["message"]
     assert time.monotonic() - started < 50
@@ -285,7 +293,7 @@ def test_a_stalled_upstream_ends_the_response_with_an_error_event(server, llm):
 def test_text_that_is_not_audio_is_skipped_and_counted(server, llm, codec):
     llm.scripts.extra = [("text", "Sure! Here is the audio:"), ("text", " ")]
     before = _metric(server, 'snac_llm_skipped_total{kind="text"}')
-    r = httpx.post(server["url"] + "/audio/speech", timeout=60,
+    r = httpx.post(server["url"] + "/audio/speech", timeout=HANG_GUARD_S,
                    json={"model": "orpheus", "voice": "tara", "input": "Hello there.", "response_format": "pcm"})
     assert r.status_code == 200
     _assert_pcm(r.content, _expected("Hello there.", codec))
@@ -294,7 +302,7 @@ def test_text_that_is_not_audio_is_skipped_and_counted(server, llm, codec):
 
 def test_ids_out_of_range_follow_the_presets_policy(server, llm):
     llm.scripts.extra = [("tokens", [156938 + 5])]  # above Orpheus's audio range, before any audio: strict
-    r = httpx.post(server["url"] + "/audio/speech", timeout=60,
+    r = httpx.post(server["url"] + "/audio/speech", timeout=HANG_GUARD_S,
                    json={"model": "orpheus", "voice": "tara", "input": "Hello there.", "response_format": "pcm"})
     assert r.status_code == 502 and "above the orpheus audio range" in r.json()["error"]["message"]
 
@@ -303,7 +311,7 @@ def test_a_client_that_disconnects_cancels_the_upstream_request(server, llm):
     llm.scripts.mode = "paced"
     cancelled = llm.cancelled
     body = {"model": "orpheus", "voice": "tara", "input": "Hello there.", "response_format": "pcm"}
-    with httpx.stream("POST", server["url"] + "/audio/speech", json=body, timeout=60) as response:
+    with httpx.stream("POST", server["url"] + "/audio/speech", json=body, timeout=HANG_GUARD_S) as response:
         next(response.iter_bytes())  # audio flows, the upstream waits; then the client goes
     assert llm.wait_for(lambda: llm.cancelled == cancelled + 1), "the upstream never saw the cancellation"
     assert llm.wait_for(lambda: _metric(server, "snac_streams_active") == 0)
@@ -325,17 +333,17 @@ def test_beyond_max_streams_503_before_anything_is_sent_upstream(server, llm):
         for h in holders:
             assert json.loads(h.recv())["type"] == "start"
         asked = len(llm.requests)
-        r = httpx.post(server["url"] + "/audio/speech", json=body, timeout=60)
+        r = httpx.post(server["url"] + "/audio/speech", json=body, timeout=HANG_GUARD_S)
         assert r.status_code == 503 and r.headers["retry-after"] == "1"
         assert len(llm.requests) == asked
 
 
 def test_the_upstream_key_is_sent_and_never_logged(server, llm):
-    r = httpx.post(server["url"] + "/audio/speech", timeout=60,
+    r = httpx.post(server["url"] + "/audio/speech", timeout=HANG_GUARD_S,
                    json={"model": "orpheus", "voice": "tara", "input": "Hi.", "response_format": "pcm"})
     assert r.status_code == 200
     assert llm.headers[-1]["authorization"] == f"Bearer {UPSTREAM_KEY}"
-    info = httpx.get(server["url"] + "/info", timeout=10).text
+    info = httpx.get(server["url"] + "/info", timeout=HANG_GUARD_S).text
     assert UPSTREAM_KEY not in info and UPSTREAM_KEY not in server["log"].read_text()
 
 
@@ -354,7 +362,7 @@ def test_the_upstream_key_is_sent_and_never_logged(server, llm):
 def test_bad_requests_are_clear_400s(server, llm, change, status, words):
     asked = len(llm.requests)
     body = {"model": "orpheus", "voice": "tara", "input": "Hi.", "response_format": "pcm", **change}
-    r = httpx.post(server["url"] + "/audio/speech", json=body, timeout=60)
+    r = httpx.post(server["url"] + "/audio/speech", json=body, timeout=HANG_GUARD_S)
     assert r.status_code == status and words in r.json()["error"]["message"], r.text
     assert len(llm.requests) == asked
 
@@ -362,7 +370,7 @@ def test_bad_requests_are_clear_400s(server, llm, change, status, words):
 def test_models_and_voices(server):
     models = _client(server).models.list()
     assert [m.id for m in models.data] == ["orpheus"]
-    voices = httpx.get(server["url"] + "/audio/voices", timeout=10).json()
+    voices = httpx.get(server["url"] + "/audio/voices", timeout=HANG_GUARD_S).json()
     assert [v["id"] for v in voices["voices"]] == list(PRESETS["orpheus"].voices) and voices["default"] == "tara"
 
 
@@ -377,13 +385,13 @@ def test_maya1_modulo_trim_and_description_and_the_servers_own_key(llm, codec):
         url = f"http://127.0.0.1:{port}/v1"
         body = {"model": "maya1", "voice": "any", "instructions": "A calm voice.", "input": "Hello there.",
                 "response_format": "pcm"}
-        assert httpx.post(url + "/audio/speech", json=body, timeout=60).status_code == 401
-        r = httpx.post(url + "/audio/speech", json=body, timeout=60, headers={"Authorization": "Bearer mine"})
+        assert httpx.post(url + "/audio/speech", json=body, timeout=HANG_GUARD_S).status_code == 401
+        r = httpx.post(url + "/audio/speech", json=body, timeout=HANG_GUARD_S, headers={"Authorization": "Bearer mine"})
         assert r.status_code == 200, r.text
         _assert_pcm(r.content, _expected("Hello there.", codec, voice="A calm voice.", preset="maya1"))
         assert llm.requests[-1]["prompt"].startswith('<custom_token_3><|begin_of_text|><description="A calm voice.">')
-        assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=10).status_code == 200  # no key needed
-        assert httpx.get(f"{url}/info", timeout=10).status_code == 401
+        assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=HANG_GUARD_S).status_code == 200  # no key needed
+        assert httpx.get(f"{url}/info", timeout=HANG_GUARD_S).status_code == 401
         import websockets.sync.client as ws_client
 
         with ws_client.connect(f"ws://127.0.0.1:{port}/v1/stream?preset=orpheus") as ws:
@@ -396,7 +404,7 @@ def test_maya1_modulo_trim_and_description_and_the_servers_own_key(llm, codec):
             assert json.loads(ws.recv())["type"] == "start"
     finally:
         proc.terminate()
-        proc.wait(timeout=60)
+        proc.wait(timeout=HANG_GUARD_S)
 
 
 @pytest.mark.parametrize(
@@ -414,5 +422,59 @@ def test_a_speech_front_that_cannot_work_is_refused_at_startup(args, words):
     import sys
 
     result = subprocess.run([sys.executable, "-m", "snac_onnx", "serve", *args], capture_output=True, text=True,
-                            timeout=300, cwd=REPO)
+                            timeout=HANG_GUARD_S, cwd=REPO)
     assert result.returncode == 2 and words in result.stderr, (result.returncode, result.stderr[-500:])
+
+
+TWO = "First sentence here, fine. Second sentence comes after it."
+
+
+def _sse(server, body: dict) -> list[dict]:
+    with httpx.stream("POST", server["url"] + "/audio/speech", json=body, timeout=HANG_GUARD_S) as response:
+        assert response.status_code == 200, response.read()
+        return [json.loads(line[6:]) for line in response.iter_lines() if line.startswith("data: ")]
+
+
+@pytest.mark.parametrize(("mode", "words"), [("second_fails", "crashed on the second"), ("second_silent", "no audio")])
+def test_a_later_piece_that_fails_ends_the_response_after_the_audio_that_was_final(server, llm, codec, mode, words):
+    """The first piece plays whole; the second's failure (an error, or no audio at all) ends the SSE response with
+    an error event, never a silently missing sentence; every place is let go."""
+    llm.scripts.mode = mode
+    assert len(split_text(TWO, 40)) == 2
+    events = _sse(server, {"model": "orpheus", "voice": "tara", "input": TWO, "response_format": "pcm",
+                           "stream_format": "sse"})
+    assert events[-1]["type"] == "error" and words in events[-1]["error"]["message"], events[-1]
+    audio = b"".join(base64.b64decode(e["audio"]) for e in events if e["type"] == "speech.audio.delta")
+    first = codec.decode(codes_for(PRESETS["orpheus"].format_prompt(split_text(TWO, 40)[0], "tara"), codec),
+                         noise=False)
+    assert len(audio) >= len(pcm16(first))
+    _assert_pcm(audio[: len(pcm16(first))], first)
+    assert llm.wait_for(lambda: _metric(server, "snac_streams_active") == 0)
+
+
+@pytest.mark.parametrize(("mode", "words"), [("length", "max_tokens"), ("malformed", "malformed chunk")])
+def test_a_generation_cut_by_max_tokens_or_a_malformed_chunk_is_an_error(server, llm, mode, words):
+    llm.scripts.mode = mode
+    events = _sse(server, {"model": "orpheus", "voice": "tara", "input": "Hello there.", "response_format": "pcm",
+                           "stream_format": "sse"})
+    assert events[-1]["type"] == "error" and words in events[-1]["error"]["message"], events[-1]
+    assert llm.wait_for(lambda: _metric(server, "snac_streams_active") == 0)
+
+
+def test_a_tag_with_an_endless_number_is_text_not_a_crash(server, llm, codec):
+    llm.scripts.mode = "huge_tag"
+    r = httpx.post(server["url"] + "/audio/speech", timeout=HANG_GUARD_S,
+                   json={"model": "orpheus", "voice": "tara", "input": "Hello there.", "response_format": "pcm"})
+    assert r.status_code == 200
+    _assert_pcm(r.content, _expected("Hello there.", codec))
+    assert "Traceback" not in server["log"].read_text()
+
+
+def test_a_client_gone_before_the_first_audio_cancels_the_upstream_request(server, llm):
+    llm.scripts.mode = "hang"
+    cancelled = llm.cancelled
+    body = {"model": "orpheus", "voice": "tara", "input": "Hello there.", "response_format": "pcm"}
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(server["url"] + "/audio/speech", json=body, timeout=httpx.Timeout(60, read=1.0))
+    assert llm.wait_for(lambda: llm.cancelled == cancelled + 1), "the upstream never saw the cancellation"
+    assert llm.wait_for(lambda: _metric(server, "snac_streams_active") == 0)

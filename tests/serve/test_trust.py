@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import socket
 import subprocess
 import sys
 import time
-import urllib.request
 
 import numpy as np
 import pytest
@@ -23,8 +21,8 @@ from starlette.testclient import TestClient
 from snac_onnx import SnacOnnx
 from snac_onnx.layouts import codes_to_tokens
 from snac_onnx.serve import ServeSettings, create_app
-from tests.serve.support import free_port, start_server
-from tests.support import REPO, TINY_24
+from tests.serve.support import free_port, metric, start_server
+from tests.support import HANG_GUARD_S, REPO, TINY_24
 
 END_OF_SPEECH = 128258  # Orpheus's end of speech (snac_onnx.stream.presets)
 
@@ -43,13 +41,12 @@ def _utterance(codec, seconds: float, seed: int = 0) -> tuple[list[int], np.ndar
 
 
 def _metric(port: int, name: str) -> float:
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
-    match = re.search(rf"^{re.escape(name)} (\S+)$", text, re.M)
-    assert match is not None, f"{name} not in /metrics"
-    return float(match[1])
+    value = metric(port, name)
+    assert value == value, f"{name} not in /metrics"
+    return value
 
 
-def _settled_metric(port: int, name: str, want: float, wait: float = 30.0) -> float:
+def _settled_metric(port: int, name: str, want: float, wait: float = HANG_GUARD_S) -> float:
     """The metric once it reads ``want`` (the server counts a stream's end just after the client sees its close),
     or its value after ``wait`` s."""
     end = time.monotonic() + wait
@@ -88,7 +85,7 @@ def test_an_utterance_ended_by_the_end_of_speech_id_is_never_cut_by_the_idle_tim
 
     ids, offline = _utterance(codec, 60.0)
     port = free_port()
-    proc = start_server(TINY_24, port, "--idle-timeout", "1", "--max-buffer-seconds", "2")
+    proc = start_server(TINY_24, port, "--idle-timeout", "2", "--max-buffer-seconds", "2")
     try:
 
         async def client() -> tuple[bytes, list[dict], int | None, str]:
@@ -98,10 +95,10 @@ def test_an_utterance_ended_by_the_end_of_speech_id_is_never_cut_by_the_idle_tim
                 for i in range(0, len(ids), step):
                     await ws.send(json.dumps({"ids": ids[i : i + step]}))
                 await ws.send(json.dumps({"ids": [END_OF_SPEECH]}))
-                await asyncio.sleep(3.0)  # silent and not reading, well past the idle timeout
+                await asyncio.sleep(5.0)  # silent and not reading, well past the idle timeout
                 return await _read_all(ws)
 
-        audio, texts, code, reason = asyncio.run(asyncio.wait_for(client(), 120))
+        audio, texts, code, reason = asyncio.run(asyncio.wait_for(client(), HANG_GUARD_S))
         assert code == 1000, (code, reason, texts)
         got = np.frombuffer(audio, "<f4")
         assert got.size == offline.size, f"{offline.size - got.size} samples lost"
@@ -111,7 +108,19 @@ def test_an_utterance_ended_by_the_end_of_speech_id_is_never_cut_by_the_idle_tim
         assert _metric(port, 'snac_streams_total{outcome="cancelled"}') == 0.0
     finally:
         proc.terminate()
-        proc.wait(timeout=60)
+        proc.wait(timeout=HANG_GUARD_S)
+
+
+def _stable_metric(port: int, name: str, wait: float = HANG_GUARD_S) -> float:
+    """The metric once it has stopped moving (two reads 0.5 s apart agree), or its value after ``wait`` s."""
+    end, last = time.monotonic() + wait, _metric(port, name)
+    while time.monotonic() < end:
+        time.sleep(0.5)
+        now = _metric(port, name)
+        if now == last:
+            return now
+        last = now
+    return last
 
 
 def test_a_client_that_does_not_read_is_bounded_holds_its_slot_and_is_closed(codec):
@@ -124,7 +133,7 @@ def test_a_client_that_does_not_read_is_bounded_holds_its_slot_and_is_closed(cod
     ids, _ = _utterance(codec, 60.0)
     port = free_port()
     proc = start_server(
-        TINY_24, port, "--max-streams", "1", "--max-buffer-seconds", "2", "--read-timeout", "3", "--idle-timeout", "30"
+        TINY_24, port, "--max-streams", "1", "--max-buffer-seconds", "2", "--read-timeout", "8", "--idle-timeout", "60"
     )
     try:
 
@@ -132,31 +141,34 @@ def test_a_client_that_does_not_read_is_bounded_holds_its_slot_and_is_closed(cod
             url = f"ws://127.0.0.1:{port}/v1/stream?preset=orpheus&format=f32le"
             out: dict[str, object] = {}
             ws = await websockets.connect(url, max_size=None, max_queue=1, sock=_slow_socket(port))
+            connected = time.monotonic()
             await ws.send(json.dumps({"ids": ids}))
             await ws.send(json.dumps({"end": True}))
-            await asyncio.sleep(1.5)
-            out["decoded"] = _metric(port, "snac_decoded_audio_seconds_total")
+            loop = asyncio.get_running_loop()
+            out["decoded"] = await loop.run_in_executor(None, _stable_metric, port, "snac_decoded_audio_seconds_total")
             out["active"] = _metric(port, "snac_streams_active")
             async with websockets.connect(url) as second:
                 out["second"] = (await _read_all(second))[2:]
-            await asyncio.sleep(3.5)  # past the read timeout: the close waits behind the unread audio
+            # past the read timeout (8 s), well before the drop that follows it (8 s more)
+            await asyncio.sleep(max(0.0, connected + 11.0 - time.monotonic()))
             out["decoded_later"] = _metric(port, "snac_decoded_audio_seconds_total")
             audio, _, code, reason = await _read_all(ws)  # reads now: what is left in the socket, then the close
             out["first"] = (code, reason, len(audio) / 4 / codec.sample_rate)
+            await loop.run_in_executor(None, _settled_metric, port, "snac_streams_active", 0.0)
             async with websockets.connect(url) as third:  # the slot is free again
                 await third.send(json.dumps({"ids": ids[:70]}))
                 await third.send(json.dumps({"end": True}))
                 out["third"] = (await _read_all(third))[2]
             return out
 
-        out = asyncio.run(asyncio.wait_for(scenario(), 120))
+        out = asyncio.run(asyncio.wait_for(scenario(), HANG_GUARD_S))
         assert out["decoded"] < 10.0, f"{out['decoded']} s of 60 s decoded for a client that reads nothing"
         assert out["decoded_later"] == out["decoded"], "the stream was stepped while its buffer was full"
         assert out["active"] == 1.0
         assert out["second"][0] == 1013, out["second"]
         code, reason, read = out["first"]
         assert code == 1008 and "read timeout" in reason, out["first"]
-        assert read < out["decoded"], out["first"]  # what it got was what had been decoded, then the close
+        assert read <= out["decoded"] + 1e-6, out["first"]  # what it got was what had been decoded, then the close
         assert out["third"] == 1000
         assert _settled_metric(port, 'snac_streams_total{outcome="completed"}', 1.0) == 1.0  # the third
         assert _metric(port, 'snac_streams_total{outcome="failed"}') == 1.0
@@ -164,10 +176,75 @@ def test_a_client_that_does_not_read_is_bounded_holds_its_slot_and_is_closed(cod
         assert _metric(port, 'snac_errors_total{kind="read_timeout"}') == 1.0
     finally:
         proc.terminate()
-        proc.wait(timeout=60)
+        proc.wait(timeout=HANG_GUARD_S)
 
 
-def _http_head(port: int, path: str, length: int, wait: float = 10.0) -> str:
+def test_a_short_utterance_nobody_reads_still_holds_its_place(codec):
+    """The whole audio fits in the buffers and is sent; the connection keeps its place until the client has read
+    it and answered the close (or is dropped after the read timeout), not merely until the audio is written."""
+    import websockets
+
+    ids, _ = _utterance(codec, 1.0)
+    port = free_port()
+    proc = start_server(TINY_24, port, "--max-streams", "1", "--read-timeout", "6")
+    try:
+
+        async def scenario() -> tuple[object, object, object]:
+            url = f"ws://127.0.0.1:{port}/v1/stream?preset=orpheus&format=f32le"
+            ws = await websockets.connect(url, max_size=None, max_queue=1, sock=_slow_socket(port))
+            await ws.send(json.dumps({"ids": ids}))
+            await ws.send(json.dumps({"end": True}))
+            await asyncio.sleep(2.0)  # all of it decoded and written: the server waits for the client's close
+            async with websockets.connect(url) as second:
+                refused = (await _read_all(second))[2]
+            first = (await _read_all(ws))[2]  # now it reads: the audio, the end, the close
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(None, _settled_metric, port, "snac_streams_active", 0.0)
+            async with websockets.connect(url) as third:
+                await third.send(json.dumps({"end": True}))
+                after = (await _read_all(third))[2]
+            return refused, first, after
+
+        refused, first, after = asyncio.run(asyncio.wait_for(scenario(), HANG_GUARD_S))
+        assert refused == 1013
+        assert first == 1000
+        assert after == 1000
+    finally:
+        proc.terminate()
+        proc.wait(timeout=HANG_GUARD_S)
+
+
+def test_http_clients_that_leave_or_do_not_read_free_their_places(codec):
+    """An NDJSON upload dropped mid-body frees its place (it is not left waiting for lines); a /v1/decode whose
+    client reads nothing holds its place and at most its buffer of audio, and is cut at the read timeout."""
+    ids, _ = _utterance(codec, 120.0)
+    port = free_port()
+    proc = start_server(TINY_24, port, "--max-streams", "2", "--read-timeout", "4", "--max-buffer-seconds", "2")
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=HANG_GUARD_S) as sock:
+            sock.sendall(
+                b"POST /v1/decode/stream?preset=orpheus HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                + b"%x\r\n%s\r\n" % (22, (json.dumps({"ids": ids[:7]}) + "\n").encode()[:22])
+            )
+            time.sleep(1.0)
+        assert _settled_metric(port, "snac_streams_active", 0.0) == 0.0, "a dropped upload kept its place"
+        body = json.dumps({"ids": ids}).encode()
+        with _slow_socket(port) as sock:
+            sock.sendall(
+                b"POST /v1/decode?preset=orpheus&format=f32le HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
+                + b"\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+            )
+            held = _settled_metric(port, "snac_streams_active", 1.0)
+            decoded = _stable_metric(port, "snac_decoded_audio_seconds_total")
+            assert held == 1.0 and decoded < 15.0, (held, decoded)  # of 120 s: the buffer and the socket's
+            assert _settled_metric(port, "snac_streams_active", 0.0) == 0.0  # cut at the read timeout
+        assert _metric(port, 'snac_errors_total{kind="read_timeout"}') == 1.0
+    finally:
+        proc.terminate()
+        proc.wait(timeout=HANG_GUARD_S)
+
+
+def _http_head(port: int, path: str, length: int, wait: float = 120.0) -> str:
     """Send a POST's headers announcing ``length`` body bytes but not the body; the status line the server answers
     with within ``wait`` s ('' if none: it is waiting for the body)."""
     with socket.create_connection(("127.0.0.1", port), timeout=wait) as sock:
@@ -201,13 +278,13 @@ def test_http_bodies_are_refused_before_they_are_read(codec):
                     "too_big": await loop.run_in_executor(None, _http_head, port, "/v1/decode", 20_000_000),
                 }
 
-        out = asyncio.run(asyncio.wait_for(scenario(), 60))
+        out = asyncio.run(asyncio.wait_for(scenario(), HANG_GUARD_S))
         assert out["decode"].startswith("HTTP/1.1 503"), out
         assert out["stream"].startswith("HTTP/1.1 503"), out
         assert out["too_big"].startswith("HTTP/1.1 413"), out  # over max_body_bytes (decode: max_message_bytes)
     finally:
         proc.terminate()
-        proc.wait(timeout=60)
+        proc.wait(timeout=HANG_GUARD_S)
 
 
 def test_decode_stream_refuses_a_bad_first_line_with_a_4xx(codec):
@@ -297,7 +374,7 @@ def test_serve_on_a_busy_port_is_a_refusal_with_a_reason(tmp_path):
             [sys.executable, "-m", "snac_onnx", "serve", "-m", str(TINY_24), "--port", str(port)],
             capture_output=True,
             text=True,
-            timeout=120,
+            timeout=HANG_GUARD_S,
             cwd=REPO,
         )
     assert result.returncode == 2, (result.returncode, result.stderr)
@@ -306,7 +383,7 @@ def test_serve_on_a_busy_port_is_a_refusal_with_a_reason(tmp_path):
 
 def test_serve_help_shows_each_default_once():
     result = subprocess.run(
-        [sys.executable, "-m", "snac_onnx", "serve", "--help"], capture_output=True, text=True, timeout=60, cwd=REPO
+        [sys.executable, "-m", "snac_onnx", "serve", "--help"], capture_output=True, text=True, timeout=HANG_GUARD_S, cwd=REPO
     )
     assert result.returncode == 0
     text = " ".join(result.stdout.split())
@@ -322,7 +399,7 @@ def test_a_bad_line_after_the_first_audio_cuts_the_streamed_response_short(codec
     port = free_port()
     proc = start_server(TINY_24, port)
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        with socket.create_connection(("127.0.0.1", port), timeout=HANG_GUARD_S) as sock:
 
             def chunk(data: bytes) -> bytes:
                 return b"%x\r\n%s\r\n" % (len(data), data)
@@ -346,7 +423,7 @@ def test_a_bad_line_after_the_first_audio_cuts_the_streamed_response_short(codec
         assert not received.endswith(b"0\r\n\r\n"), "the response was completed, not cut short"
     finally:
         proc.terminate()
-        proc.wait(timeout=60)
+        proc.wait(timeout=HANG_GUARD_S)
 
 
 def test_a_dropped_connection_frees_its_place_at_once(codec):
@@ -381,10 +458,42 @@ def test_a_dropped_connection_frees_its_place_at_once(codec):
                 code = (await _read_all(again))[2]
             return freed, code
 
-        freed, code = asyncio.run(asyncio.wait_for(scenario(), 90))
-        assert freed < 5.0, f"the place was held {freed:.1f} s after the connection dropped"
+        freed, code = asyncio.run(asyncio.wait_for(scenario(), HANG_GUARD_S))
+        assert freed < 30.0, f"the place was held {freed:.1f} s after the connection dropped (idle timeout: 60 s)"
         assert code == 1000
         assert _settled_metric(port, 'snac_streams_total{outcome="cancelled"}', 1.0) == 1.0
     finally:
         proc.terminate()
-        proc.wait(timeout=60)
+        proc.wait(timeout=HANG_GUARD_S)
+
+
+def test_what_a_client_has_not_read_waits_in_its_streams_buffer_not_in_the_connection(codec):
+    """A client pushes 60 s and reads nothing. The server sends only until its connection holds PACE_BYTES the
+    client has not taken (plus what the client's own small buffers took); the rest waits in the stream's buffer,
+    where the scheduler counts it as lead, so such a client is never served as urgently as one that reads."""
+    import websockets
+
+    from snac_onnx.serve.connection import PACE_BYTES
+
+    ids, _ = _utterance(codec, 60.0)
+    port = free_port()
+    proc = start_server(TINY_24, port, "--max-buffer-seconds", "2", "--read-timeout", "30", "--idle-timeout", "60")
+    try:
+
+        async def scenario() -> tuple[float, float]:
+            url = f"ws://127.0.0.1:{port}/v1/stream?preset=orpheus&format=f32le"
+            async with websockets.connect(url, max_size=None, max_queue=1, sock=_slow_socket(port)) as ws:
+                await ws.send(json.dumps({"ids": ids}))
+                await ws.send(json.dumps({"end": True}))
+                loop = asyncio.get_running_loop()
+                decoded = await loop.run_in_executor(None, _stable_metric, port, "snac_decoded_audio_seconds_total")
+                return decoded, _metric(port, "snac_audio_seconds_total")
+
+        decoded, sent = asyncio.run(asyncio.wait_for(scenario(), HANG_GUARD_S))
+        client_buffers = 2 * 2 * 16384  # its SO_RCVBUF (doubled by the kernel) and one queued message, at most
+        limit = (PACE_BYTES + client_buffers) / 4 / codec.sample_rate
+        assert sent <= limit, f"{sent:.2f} s of audio sent to a client that reads nothing (at most {limit:.2f} s)"
+        assert 1.95 <= decoded - sent <= 2.5, (decoded, sent)  # the rest waits in its buffer (2 s, and a step)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=HANG_GUARD_S)
