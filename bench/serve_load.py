@@ -173,11 +173,13 @@ async def _client(
     got = np.frombuffer(bytes(audio), "<f4")
     result["ttfa"] = arrivals[0][0] - t0
     playback = arrivals[0][0] + jitter
-    played, worst = 0, -1e9
+    played, worst, worst_at = 0, -1e9, 0.0
     for when, n in arrivals:
-        worst = max(worst, when - (playback + played / rate))
+        if when - (playback + played / rate) > worst:
+            worst, worst_at = when - (playback + played / rate), when - t0
         played += n
     result["lateness"] = worst
+    result["worst_at"] = worst_at  # s after the client connected
     result["samples"] = got.size
     result["audio"] = got
     return result

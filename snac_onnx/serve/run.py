@@ -77,6 +77,7 @@ def serve(settings: ServeSettings) -> None:
         bounded_connections(app),
         log_level=settings.log_level,
         ws_max_size=settings.max_message_bytes + 1024,
+        ws_per_message_deflate=False,  # PCM does not compress: deflating it only costs the event loop
         timeout_graceful_shutdown=max(1, int(grace)),
         lifespan="on",
     )

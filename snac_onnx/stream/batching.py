@@ -1,8 +1,12 @@
 """The stream pool's batching policy: which ready steps run next, and how many rows one call stacks.
 
 Ready steps run **earliest deadline first**: a stream's deadline is when its listener runs out of audio (its first
-audio's time plus the audio handed out since; before its first audio, when its first step became ready), so a
-stream far ahead of real time (a whole request pushed at once) yields to those that are not. Audio that waits
+audio's time plus the audio handed out since), so a stream far ahead of real time (a whole request pushed at once)
+yields to those that are not. Before its first audio a stream's deadline is :data:`FIRST_AUDIO_GRACE_S` after its
+first step became ready: a new stream's first audio comes next, except before the audio of streams that would
+otherwise run out within that time (a gap in audio already playing is worse than a little more time to the first;
+without the grace, many streams arriving at once, such as a burst of requests, would take every worker for their
+first steps while the streams already playing ran dry). Audio that waits
 unread in a stream's buffer is lead as well: its listener cannot run out before it has read it, so a stream whose
 client is slow to read, or reads nothing, is at least that far from its deadline and yields to the clients that
 read (otherwise a client that pushes a whole utterance and reads nothing would be served like a real-time one
@@ -20,9 +24,10 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["BatchPolicy", "deadline", "STACK_GAIN", "RELEARN_CALLS", "COST_WEIGHT"]
+__all__ = ["BatchPolicy", "deadline", "FIRST_AUDIO_GRACE_S", "STACK_GAIN", "RELEARN_CALLS", "COST_WEIGHT"]
 
 COST_WEIGHT = 0.2  # of a new measurement in the running average of a call size's time
+FIRST_AUDIO_GRACE_S = 0.1  # a new stream's first steps yield to streams that run out of audio sooner than this (s)
 RELEARN_CALLS = 4096
 STACK_GAIN = 0.75  # a larger call is chosen only if it clears the ready streams in under this share of the time
 
@@ -30,7 +35,8 @@ STACK_GAIN = 0.75  # a larger call is chosen only if it clears the ready streams
 def deadline(
     first_audio: float | None, audio_seconds: float, ready_since: float | None, unread_s: float, now: float
 ) -> float:
-    """When a stream's listener runs out of audio at the earliest (monotonic s); see the module docstring.
+    """When a stream's listener runs out of audio at the earliest (monotonic s; before its first audio, when it is
+    due: FIRST_AUDIO_GRACE_S after its first step became ready); see the module docstring.
 
     Args:
         first_audio: when the stream's first audio was handed out (monotonic s), or None before it.
@@ -40,7 +46,7 @@ def deadline(
         now: the time of the comparison (monotonic s).
     """
     if first_audio is None:
-        return ready_since or 0.0
+        return (ready_since or 0.0) + FIRST_AUDIO_GRACE_S
     return max(first_audio + audio_seconds, now + unread_s)
 
 

@@ -23,7 +23,7 @@ from snac_onnx import (
     StreamPool,
 )
 from snac_onnx.layouts import codes_to_tokens, frame_size
-from snac_onnx.stream.batching import deadline
+from snac_onnx.stream.batching import FIRST_AUDIO_GRACE_S, deadline
 from snac_onnx.stream.orpheus import CUSTOM_TOKEN_BASE
 from tests.support import HANG_GUARD_S, TINY_24
 
@@ -432,13 +432,21 @@ def test_a_held_stream_keeps_its_place_and_renews_for_the_next_utterance(tiny24)
             stream.renew()
 
 
-def test_unread_audio_counts_as_lead_in_the_deadline():
+def test_the_deadline_counts_unread_audio_as_lead_and_gives_first_audio_a_grace():
     """A stream's deadline is when its listener runs out of audio; audio waiting unread in its buffer postpones it,
-    so a client that pushed everything and reads nothing yields to one streaming and reading in real time."""
+    so a client that pushed everything and reads nothing yields to one streaming and reading in real time. A new
+    stream's first steps are due FIRST_AUDIO_GRACE_S after they became ready, so a burst of new streams does not
+    starve the streams already playing."""
     now = 100.0
     assert deadline(90.0, 10.5, 89.0, 0.0, now) == 100.5  # a reader that took everything: its audio runs out then
     assert deadline(90.0, 10.5, 89.0, 3.0, now) == 103.0  # 3 s unread: it cannot run out before now + 3
     assert deadline(90.0, 12.0, 89.0, 1.0, now) == 102.0  # far ahead already: the audio handed out decides
     real_time = deadline(95.0, 5.2, 94.0, 0.0, now)
     assert real_time < deadline(90.0, 10.5, 89.0, 3.0, now)
-    assert deadline(None, 0.0, 99.0, 0.0, now) == 99.0  # before its first audio: when its first step was ready
+    # before its first audio: when its first step was ready, plus the grace for streams already playing
+    assert deadline(None, 0.0, 99.0, 0.0, now) == 99.0 + FIRST_AUDIO_GRACE_S
+    # a burst of new streams yields to a stream already playing that runs out within the grace, not to one further
+    new = deadline(None, 0.0, now, 0.0, now)
+    assert deadline(now - 1.0, 1.0 + FIRST_AUDIO_GRACE_S / 2, now - 1.1, 0.0, now) < new
+    assert deadline(now - 1.0, 1.0 + FIRST_AUDIO_GRACE_S * 2, now - 1.1, 0.0, now) > new
+

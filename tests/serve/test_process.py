@@ -21,7 +21,9 @@ from tests.support import HANG_GUARD_S, TINY_24
 
 def test_serve_streams_exactly_and_drains_at_sigterm(tmp_path):
     """Three streams exact; at SIGTERM the server refuses new streams and reports not ready, a live stream that
-    ends within the grace time finishes exactly (1000), one that never ends is closed with 1012 after it."""
+    ends within the grace time finishes exactly (1000), one that never ends is closed with 1012 after it. The
+    server declines permessage-deflate (which the client offers): compressing PCM costs the event loop and saves
+    nothing."""
     import json
     import urllib.error
     import urllib.request
@@ -43,6 +45,8 @@ def test_serve_streams_exactly_and_drains_at_sigterm(tmp_path):
 
             audio = b""
             async with websockets.connect(url) as ws:
+                assert "permessage-deflate" in (ws.request.headers.get("Sec-WebSocket-Extensions") or "")
+                extensions = ws.response.headers.get("Sec-WebSocket-Extensions")
                 await ws.recv()  # start
                 for f in frames[:4]:
                     await ws.send(json.dumps(f))
@@ -54,7 +58,7 @@ def test_serve_streams_exactly_and_drains_at_sigterm(tmp_path):
                 async for m in ws:
                     if isinstance(m, bytes):
                         audio += m
-                return {"audio": audio, "code": ws.close_code}
+                return {"audio": audio, "code": ws.close_code, "extensions": extensions}
 
         def ready_status() -> int:
             try:
@@ -85,6 +89,7 @@ def test_serve_streams_exactly_and_drains_at_sigterm(tmp_path):
             np.testing.assert_allclose(np.frombuffer(out["audio"], "<f4"), offline, atol=1e-4, rtol=0)
         assert ready == 503
         assert refused["code"] == 1013 and "shutting down" in refused["texts"][-1]["message"]
+        assert finishing["extensions"] is None  # no permessage-deflate
         assert finishing["code"] == 1000  # ended within the grace time: finished, exact
         np.testing.assert_allclose(np.frombuffer(finishing["audio"], "<f4"), offline, atol=1e-4, rtol=0)
         assert stuck["code"] == 1012  # still open when the grace time ran out
