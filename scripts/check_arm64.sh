@@ -20,7 +20,8 @@ HOST_PY="$REPO/.venv/bin/python"
 MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 # The runtime tests run under emulation: the kernel's own tests, the lookup and missing-kernel policy, and the
 # codec and streams on the tiny fixtures (the same files the wheels' test-command runs on native runners).
-TESTS=(tests/runtime/test_fused_snake.py tests/runtime/test_kernels.py tests/runtime/test_codec.py tests/runtime/test_streaming.py)
+TESTS=(tests/runtime/test_fused_snake.py tests/runtime/test_kernels.py tests/runtime/test_codec.py tests/runtime/test_streaming.py
+       tests/runtime/test_cl_kernels.py tests/runtime/test_int8.py)
 
 stage() { echo; echo "== $(date +%H:%M:%S) $*"; }
 unmount_all() {  # everything mounted under the root, deepest first (mmdebstrap may leave its /sys behind)
