@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 import httpx
 
-from bench.machine import cpu_name
+from bench.machine import commit, cpu_name
 from bench.serve_load import RUN_TIMEOUT, Server, _free_port, run_scheme
 from snac_onnx import SnacOnnx
 from snac_onnx.layouts import codes_to_tokens
@@ -151,7 +151,7 @@ def main() -> int:
     lines = [
         f"# Text to speech under load ({args.model}, random weights)",
         "",
-        (f"Machine: {cpu_name()}, {os.cpu_count()} cores; {time.strftime('%Y-%m-%d')}. Written by "
+        (f"Machine: {cpu_name()}, {os.cpu_count()} cores; {time.strftime('%Y-%m-%d')}; commit {commit()}. Written by "
         f"`python bench/speech_load.py --seconds {args.seconds:g}` (one run; upstream, clients and servers on this "
         "machine, loopback)."),
         "",
