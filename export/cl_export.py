@@ -12,7 +12,6 @@ model gives the same bytes.
 from __future__ import annotations
 
 import json
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,8 @@ from snac_onnx.config import ModelConfig
 from snac_onnx.model.contract import CONFIG_METADATA_KEY, decoder_io, noise_names, stream_io
 
 from .channels_last import decoder_cl_with_named_inputs, stream_cl_with_named_inputs, translation_table
-from .noise_gate import gate_noise
+from .noise_gate import gate_model_noise
+from .onnx_export import trace
 from .passes.cleanup import cleanup, clear_node_metadata
 from .passes.functions import attach_functions
 from .passes.fuse_dequantize_add import fuse_dequantize_add
@@ -35,7 +35,6 @@ from .passes.quantize_dense import WEIGHT_LEVELS, quantize_dense
 from .steady import split_steady
 from .stream_graph import _Conv, _Noise, _Residual, _Upsample
 
-OPSET = 18
 MAX_BATCH = 4096
 MAX_UNITS = 1_000_000
 CL_PRECISIONS = ("fp32-cl", "int8")
@@ -43,21 +42,7 @@ LAYOUT = "channels_last"
 
 
 def _trace(module: torch.nn.Module, args: tuple[Any, ...], inputs: list[str], outputs: list[str], shapes: Any) -> ir.Model:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        program = torch.onnx.export(
-            module,
-            args,
-            dynamo=True,
-            input_names=inputs,
-            output_names=outputs,
-            dynamic_shapes=shapes,
-            opset_version=OPSET,
-            external_data=False,
-            verbose=False,
-            custom_translation_table=translation_table(),
-        )
-    assert program is not None  # dynamo=True always returns a program
+    program = trace(module, args, inputs, outputs, shapes, translations=translation_table())
     model = ir.serde.deserialize_model(program.model_proto)
     clear_node_metadata(model)
     return model
@@ -80,10 +65,7 @@ def _finish(
     if steady is not None:
         split_steady(proto, **steady)
     if noise_blocks:
-        noise = noise_names(config.num_noise_blocks)
-        branches = [(a.g, f"{a.g.name}/") for n in proto.graph.node if n.op_type == "If" for a in n.attribute]
-        for graph, prefix in branches or [(proto.graph, "")]:
-            gate_noise(graph, noise, expected=noise_blocks, prefix=prefix)
+        gate_model_noise(proto, noise_names(config.num_noise_blocks), expected=noise_blocks)
     attach_functions(proto)
     proto = cleanup(proto)
     del proto.metadata_props[:]

@@ -57,7 +57,8 @@ from onnx import TensorProto, helper
 
 from snac_onnx.model.kernels import SNAKE_DOMAIN
 
-FUNCTION_OPSET = 18
+from .fuse import SNAKE_FUNCTION_OPSET as FUNCTION_OPSET
+
 TIME_AXIS = 1
 _LAST = (1 << 63) - 1  # an open end for Slice
 ROW_SCALE_FLOOR = 1e-30  # a row of zeros gets this range (its codes are all zero points)

@@ -26,22 +26,13 @@ from snac_onnx import SnacOnnx
 from snac_onnx.model.sessions import SessionSettings
 
 from .audio_metrics import max_abs, mrstft_distance, snr_db
-from .parity import kernel_modes
+from .parity import kernel_modes, stream_decode
 from .signals import speech_like
 
 MIN_SNR_DB = 35.0
 STREAM_LIMIT = 1e-5
 SIGNAL_SECONDS = 3.0
 SEEDS = (11, 12)
-
-
-def stream_decode(codec: SnacOnnx, codes: list[np.ndarray], seed: int | None) -> np.ndarray:
-    """``codes`` (one sequence) pushed frame by frame through a stateful stream (noise from ``seed``; None: off)."""
-    stream = codec.stream(mode="stateful", noise=seed is not None, seed=seed)
-    per = codec.config.codes_per_frame
-    frames = codes[0].shape[0] // per[0]
-    pieces = [stream.push([c[f * p : (f + 1) * p] for c, p in zip(codes, per)]) for f in range(frames)]
-    return np.concatenate([*pieces, stream.flush()])
 
 
 def measure_int8(folder: Path, precision: str = "int8", seeds: tuple[int, ...] = SEEDS, seconds: float = SIGNAL_SECONDS) -> dict[str, Any]:

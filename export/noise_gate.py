@@ -121,3 +121,11 @@ def gate_noise(graph: onnx.GraphProto, noise_inputs: list[str], expected: int, p
     del graph.node[:]
     graph.node.extend(nodes)
     return len(replaced)
+
+
+def gate_model_noise(model: onnx.ModelProto, noise_inputs: list[str], expected: int) -> None:
+    """:func:`gate_noise` over ``model``'s graph, or over each branch of its ``If`` nodes where it has them (the stream
+    graph's two branches, each with a prefix of its own); each must gate ``expected`` blocks."""
+    branches = [(a.g, f"{a.g.name}/") for n in model.graph.node if n.op_type == "If" for a in n.attribute]
+    for graph, prefix in branches or [(model.graph, "")]:
+        gate_noise(graph, noise_inputs, expected=expected, prefix=prefix)

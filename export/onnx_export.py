@@ -33,7 +33,7 @@ from .graphs import (
     decoder_graph_with_named_inputs,
     prepare_for_export,
 )
-from .noise_gate import gate_noise
+from .noise_gate import gate_model_noise
 from .steady import split_steady, steady_branch
 from .stream_graph import _Conv, _Noise, _Residual, _Upsample, streaming_decoder_with_named_inputs
 
@@ -67,6 +67,34 @@ def _fusion_counts(count: Callable[[Callable[[torch.nn.Module], bool]], int]) ->
     return count(_is_snake), count(_is_depthwise_unit), count(_is_upsampler)
 
 
+def trace(
+    module: torch.nn.Module,
+    args: tuple[Any, ...],
+    inputs: list[str],
+    outputs: list[str],
+    shapes: Any,
+    translations: dict[Any, Any] | None = None,
+) -> Any:
+    """``module`` traced by torch.onnx's dynamo exporter at :data:`OPSET` (its warnings silenced): the
+    ``torch.onnx.ONNXProgram``. ``translations``: its ``custom_translation_table`` (ops of our own domain)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(
+            module,
+            args,
+            dynamo=True,
+            input_names=inputs,
+            output_names=outputs,
+            dynamic_shapes=shapes,
+            opset_version=OPSET,
+            external_data=False,
+            verbose=False,
+            custom_translation_table=translations,
+        )
+    assert program is not None  # dynamo=True always returns a program
+    return program
+
+
 def _export(
     module: torch.nn.Module,
     args: tuple[Any, ...],
@@ -89,21 +117,7 @@ def _export(
     """
     import onnx
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        program = torch.onnx.export(
-            module,
-            args,
-            dynamo=True,
-            input_names=inputs,
-            output_names=outputs,
-            dynamic_shapes=shapes,
-            opset_version=OPSET,
-            external_data=False,
-            verbose=False,
-        )
-    assert program is not None  # dynamo=True always returns a program
-    program.save(str(path))
+    trace(module, args, inputs, outputs, shapes).save(str(path))
     model = onnx.load(str(path))
     fuse_snake(model, expected=counts[0])
     fuse_snake_depthwise(model, expected=counts[1])
@@ -119,10 +133,7 @@ def _export(
         split_steady(model, **steady)
         fuse_snake_stream(model, steady_branch(model), expected=joins)
     if noise_blocks:  # each NoiseBlock skips its convolution when its noise is zeros (noise off)
-        noise = noise_names(config.num_noise_blocks)
-        branches = [(a.g, f"{a.g.name}/") for n in model.graph.node if n.op_type == "If" for a in n.attribute]
-        for graph, prefix in branches or [(model.graph, "")]:
-            gate_noise(graph, noise, expected=noise_blocks, prefix=prefix)
+        gate_model_noise(model, noise_names(config.num_noise_blocks), expected=noise_blocks)
         onnx.checker.check_model(model)
     drop_unused_initializers(model)
     entry = model.metadata_props.add()

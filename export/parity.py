@@ -107,8 +107,8 @@ def _with_noise(model: SNAC, noise: list[np.ndarray]) -> SNAC:
     return given.eval()
 
 
-def _stream(codec: SnacOnnx, codes: list[np.ndarray], seed: int | None) -> np.ndarray:
-    """Codes pushed frame by frame through a stateful stream (noise from ``seed``; None: off)."""
+def stream_decode(codec: SnacOnnx, codes: list[np.ndarray], seed: int | None) -> np.ndarray:
+    """Codes (one sequence) pushed frame by frame through a stateful stream (noise from ``seed``; None: off)."""
     stream = codec.stream(mode="stateful", noise=seed is not None, seed=seed)
     per = codec.config.codes_per_frame
     frames = codes[0].shape[0] // per[0]
@@ -237,8 +237,8 @@ def _parity_row(case: dict[str, Any], codec: SnacOnnx, kernel: str, strides: lis
     stream = {}
     if "stream_given" in case and codec.manifest.has_stream(codec.precision):
         stream = {
-            "stream_noise_off": _audio_errors(_stream(codec, [c[0] for c in codes_np], None), case["quiet"][0]),
-            "stream_same_noise": _audio_errors(_stream(codec, [c[0] for c in codes_np], case["stream_seed"]), case["stream_given"]),
+            "stream_noise_off": _audio_errors(stream_decode(codec, [c[0] for c in codes_np], None), case["quiet"][0]),
+            "stream_same_noise": _audio_errors(stream_decode(codec, [c[0] for c in codes_np], case["stream_seed"]), case["stream_given"]),
         }
     row = {
         "kernel": kernel,
